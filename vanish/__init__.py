@@ -1,0 +1,35 @@
+"""vanish: vanishing and exploding gradients in deep networks, computed and checked against theory.
+
+Public API::
+
+  import jax, vanish as vn
+  net = vn.MLP(widths=[64] + [256] * 100, activation="tanh",
+               weights=vn.init.gaussian(sigma_w2=1.5), biases=vn.init.normal(std=0.05 ** 0.5))
+  params = net.init(jax.random.key(0), members=128)
+  vn.preactivations(net, params, x)             # [M, (batch,) L, n]
+  vn.log_gradient_norms(net, params, x)          # [M, (batch,) L]     log ‖δ^l‖
+  vn.lyapunov_spectrum(net, params, x)           # [M, (batch,) L, k]  log singular values
+  vn.jacobian(net, params, x)                    # [M, (batch,) n_L, n_0]
+  vn.scalar_chain(net1, params1, x1)             # one-neuron chain: log|g|, sign
+  vn.theory.mean_field("tanh", 1.5, 0.05)
+"""
+
+from vanish import activations, init
+from vanish.chains import jacobian, log_gradient_norms, outputs, preactivations, scalar_chain
+from vanish.networks import MLP, Network, ResidualMLP
+
+__version__ = "0.1.0"
+
+__all__ = [
+  "MLP",
+  "Network",
+  "ResidualMLP",
+  "__version__",
+  "activations",
+  "init",
+  "jacobian",
+  "log_gradient_norms",
+  "outputs",
+  "preactivations",
+  "scalar_chain",
+]

@@ -1,0 +1,108 @@
+"""The scan machinery shared by every chain: one ``lax.scan`` per segment.
+
+Everything here works on ONE network (no member axis) and ONE input; the public
+functions in :mod:`vanish.chains` and :mod:`vanish.spectrum` batch it with
+``vmap``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+PRECISIONS = ("highest", "high", "default", "float32", "tensorfloat32", "bfloat16")
+
+
+def check_precision(precision: Any) -> str:
+  """Validates a matmul precision: a ``lax.Precision`` name or a ``DotAlgorithmPreset`` name."""
+  presets = tuple(p.name for p in lax.DotAlgorithmPreset)
+  if isinstance(precision, str) and (precision in PRECISIONS or precision in presets):
+    return precision
+  raise ValueError(
+    f"precision must be one of {', '.join(PRECISIONS)} or a DotAlgorithmPreset name "
+    f"(e.g. 'F32_F32_F32', 'BF16_BF16_F32_X3'), got {precision!r}"
+  )
+
+
+def lax_precision(precision: str) -> Any:
+  """The object ``jnp.matmul(..., precision=)`` accepts for a validated name."""
+  if precision in PRECISIONS:
+    return lax.Precision(precision)
+  return lax.DotAlgorithmPreset[precision]
+
+
+def layer_key(key: jax.Array | None, index: jax.Array) -> jax.Array | None:
+  return None if key is None else jax.random.fold_in(key, index)
+
+
+PerLayer = Callable[[Any, dict, jax.Array, jax.Array, jax.Array, Any], tuple[Any, Any]]
+
+
+def scan_layers(
+  net: Any,
+  params: Sequence[dict[str, jax.Array]],
+  x: jax.Array,
+  key: jax.Array | None,
+  precision: Any,
+  per_layer: PerLayer,
+  carry: Any,
+) -> tuple[jax.Array, Any, list[Any]]:
+  """Runs the network forward, threading ``carry`` through ``per_layer`` at each layer.
+
+  Args:
+    net: a :class:`vanish.networks.Network`.
+    params: one member's parameters (one dict per segment, leading depth axis).
+    x: the input, ``(n_0,)``.
+    key: noise key for stochastic activations (layer ``l`` uses ``fold_in(key, l)``).
+    precision: a ``lax`` precision object.
+    per_layer: ``(layer, p, h_in, preactivation, slope, carry) -> (carry, out)``.
+    carry: the initial carry. Its shape may change only at segments of depth 1.
+
+  Returns:
+    ``(output, carry, outs)`` with one stacked ``out`` ``[L_s, ...]`` per segment.
+  """
+  h = x
+  outs = []
+  for segment, p in zip(net.segments, params, strict=True):
+    layer = segment.layer
+
+    def step(state, inputs, layer=layer):
+      h, carry = state
+      p_l, index = inputs
+      h_next, pre, slope = layer.forward(p_l, h, layer_key(key, index), precision)
+      carry, out = per_layer(layer, p_l, h, pre, slope, carry)
+      return (h_next, carry), out
+
+    indices = segment.start + jnp.arange(segment.depth)
+    if segment.fan_in != segment.fan_out:  # depth 1: the carry may change shape
+      first = jax.tree.map(lambda a: a[0], (p, indices))
+      (h, carry), out = step((h, carry), first)
+      out = jax.tree.map(lambda a: a[None], out)
+    else:
+      (h, carry), out = lax.scan(step, (h, carry), (p, indices))
+    outs.append(out)
+  return h, carry, outs
+
+
+def trace(net, params, x, key, precision):
+  """Per-layer ``(h_in, preactivation, slope)`` for every segment, and the output."""
+
+  def record(layer, p, h_in, pre, slope, carry):
+    del layer, p
+    return carry, (h_in, pre, slope)
+
+  output, _, outs = scan_layers(net, params, x, key, precision, record, ())
+  return output, outs
+
+
+def safe_log_norm(v: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """``(log ‖v‖, v/‖v‖)``; ``log 0 = −inf`` and a zero vector stays zero (no NaN)."""
+  norm = jnp.linalg.norm(v)
+  positive = norm > 0
+  return jnp.where(positive, jnp.log(jnp.where(positive, norm, 1)), -jnp.inf), v / jnp.where(
+    positive, norm, 1
+  )

@@ -1,0 +1,332 @@
+"""Activation functions with exact derivatives.
+
+Every activation is an :class:`Activation`: a name, its parameters, the function
+``φ`` and its exact derivative ``φ'``. The chains only ever need the pair
+``(φ(z), φ'(z))``, so that is the primitive, :meth:`Activation.value_and_derivative`.
+
+The zoo covers the seed analyses (Nielsen, *Neural Networks and Deep Learning*,
+ch. 5 and ch. 3; the tanh(n·x) analysis of ``MISSION.md`` §4) and the mean-field
+literature (erf and hard-tanh have closed forms there).
+
+Example:
+  >>> import jax.numpy as jnp
+  >>> from vanish import activations
+  >>> act = activations.get("tanh")
+  >>> value, slope = act.value_and_derivative(jnp.array([0.0]))
+  >>> float(value[0]), float(slope[0])
+  (0.0, 1.0)
+  >>> activations.scaled_tanh(2.0).derivative(jnp.array(0.0))
+  Array(2., dtype=float32, weak_type=True)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+from jax.scipy.special import erf as _erf
+
+__all__ = [
+  "Activation",
+  "available",
+  "erf",
+  "get",
+  "hard_tanh",
+  "leaky_relu",
+  "lecun_tanh",
+  "linear",
+  "noisy_relu",
+  "register",
+  "relu",
+  "scaled_tanh",
+  "sigmoid",
+  "softplus",
+  "stepped_sigmoid",
+  "tanh",
+]
+
+ArrayFn = Callable[[jax.Array], jax.Array]
+
+# LeCun, Bottou, Orr, Müller, "Efficient BackProp" (1998), §4.4: f(x) = 1.7159 tanh(2x/3).
+LECUN_AMPLITUDE = 1.7159
+LECUN_SLOPE = 2.0 / 3.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Activation:
+  """An elementwise nonlinearity φ with its exact derivative φ'.
+
+  Two activations are equal when their ``name`` and ``params`` are, so that
+  ``scaled_tanh(2.0)`` built twice hits the same compilation cache.
+
+  Attributes:
+    name: registry name, e.g. ``"tanh"`` or ``"scaled_tanh"``.
+    params: the parameters that distinguish members of a family, as sorted
+      ``(key, value)`` pairs, e.g. ``(("n", 2.0),)``.
+    fn: ``φ``, elementwise on any shape.
+    derivative: ``φ'``, elementwise on any shape.
+    noise_std: for stochastic activations (noisy ReLU) the standard deviation of
+      the additive noise ε in ``φ(z + ε)``; 0 for deterministic ones.
+  """
+
+  name: str
+  params: tuple[tuple[str, float], ...]
+  fn: ArrayFn = dataclasses.field(compare=False, repr=False)
+  derivative: ArrayFn = dataclasses.field(compare=False, repr=False)
+  noise_std: float = 0.0
+
+  @property
+  def stochastic(self) -> bool:
+    """Whether evaluating this activation needs a random key."""
+    return self.noise_std > 0
+
+  def __call__(self, z: jax.Array, *, key: jax.Array | None = None) -> jax.Array:
+    return self.value_and_derivative(z, key=key)[0]
+
+  def value_and_derivative(
+    self, z: jax.Array, *, key: jax.Array | None = None
+  ) -> tuple[jax.Array, jax.Array]:
+    """Returns ``(φ(z), φ'(z))``, elementwise.
+
+    Args:
+      z: pre-activations, any shape.
+      key: required for stochastic activations; one noise draw ε (same shape as
+        ``z``) is shared by the value and the derivative, ``φ(z + ε), φ'(z + ε)``.
+    """
+    z = jnp.asarray(z)
+    if self.stochastic:
+      if key is None:
+        raise ValueError(
+          f"activation {self.name!r} is stochastic (noise_std={self.noise_std}); "
+          "pass key=jax.random.key(...)"
+        )
+      z = z + self.noise_std * jax.random.normal(key, z.shape, z.dtype)
+    return self.fn(z), self.derivative(z)
+
+  def __repr__(self) -> str:
+    args = ", ".join(f"{k}={v:g}" for k, v in self.params)
+    return f"Activation({self.name}{'(' + args + ')' if args else ''})"
+
+
+_REGISTRY: dict[str, Callable[..., Activation]] = {}
+
+
+def register(
+  name: str,
+  fn: ArrayFn | Callable[..., Activation],
+  derivative: ArrayFn | None = None,
+  *,
+  overwrite: bool = False,
+) -> Activation | Callable[..., Activation]:
+  """Registers a user activation under ``name``.
+
+  Args:
+    name: the name to look it up by with :func:`get` (and in configs).
+    fn: ``φ``, an elementwise ``jax.Array -> jax.Array``.
+    derivative: the exact ``φ'``. If omitted it is computed by autodiff,
+      ``vmap(grad(φ))`` over all elements — correct but slower.
+    overwrite: allow replacing an existing name.
+
+  Returns:
+    The registered :class:`Activation`.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from vanish import activations
+    >>> swish = activations.register("swish_demo", lambda x: x * jax.nn.sigmoid(x))
+    >>> round(float(swish.derivative(jnp.array(0.0))), 6)
+    0.5
+  """
+  if not isinstance(name, str) or not name:
+    raise ValueError(f"name must be a non-empty string, got {name!r}")
+  if name in _REGISTRY and not overwrite:
+    raise ValueError(f"activation {name!r} is already registered; pass overwrite=True")
+  if not callable(fn):
+    raise TypeError(f"fn must be callable, got {type(fn).__name__}")
+  if derivative is None:
+    scalar_grad = jax.grad(lambda x: fn(x))
+
+    def derivative(z: jax.Array) -> jax.Array:
+      flat = jnp.ravel(z)
+      return jax.vmap(scalar_grad)(flat).reshape(jnp.shape(z))
+
+  activation = Activation(name, (), fn, derivative)
+  _REGISTRY[name] = lambda: activation
+  return activation
+
+
+def _family(name: str) -> Callable[[Callable[..., Activation]], Callable[..., Activation]]:
+  def decorate(factory: Callable[..., Activation]) -> Callable[..., Activation]:
+    _REGISTRY[name] = factory
+    return factory
+
+  return decorate
+
+
+def _check_positive(name: str, value: float) -> float:
+  value = float(value)
+  if not (math.isfinite(value) and value > 0):
+    raise ValueError(f"{name} must be a finite number > 0, got {value}")
+  return value
+
+
+@_family("sigmoid")
+def sigmoid() -> Activation:
+  """Logistic σ(z) = 1 / (1 + e^{-z}); σ' = σ(1 − σ) ≤ 1/4 (Nielsen ch. 5)."""
+
+  def derivative(z):
+    s = jax.nn.sigmoid(z)
+    return s * (1 - s)
+
+  return Activation("sigmoid", (), jax.nn.sigmoid, derivative)
+
+
+@_family("tanh")
+def tanh() -> Activation:
+  """tanh(z); derivative 1 − tanh²(z)."""
+  return scaled_tanh(1.0, _name="tanh")
+
+
+@_family("scaled_tanh")
+def scaled_tanh(n: float = 2.0, *, _name: str = "scaled_tanh") -> Activation:
+  """tanh(n·z) for any n > 0; derivative n(1 − tanh²(n·z)), at most n.
+
+  The seed analysis (``MISSION.md`` §4) asks whether the steeper slope fixes
+  vanishing gradients; a tanh(n·x) network with parameters α equals a tanh(x)
+  network with parameters n·α.
+  """
+  n = _check_positive("n", n)
+
+  def fn(z):
+    return jnp.tanh(n * z)
+
+  def derivative(z):
+    t = jnp.tanh(n * z)
+    return n * (1 - t * t)
+
+  params = () if _name == "tanh" else (("n", n),)
+  return Activation(_name, params, fn, derivative)
+
+
+@_family("lecun_tanh")
+def lecun_tanh() -> Activation:
+  """LeCun's scaled tanh 1.7159·tanh(2z/3) (Efficient BackProp, 1998, §4.4)."""
+
+  def fn(z):
+    return LECUN_AMPLITUDE * jnp.tanh(LECUN_SLOPE * z)
+
+  def derivative(z):
+    t = jnp.tanh(LECUN_SLOPE * z)
+    return LECUN_AMPLITUDE * LECUN_SLOPE * (1 - t * t)
+
+  return Activation("lecun_tanh", (), fn, derivative)
+
+
+@_family("relu")
+def relu() -> Activation:
+  """max(0, z); derivative 1[z > 0] (0 at z = 0)."""
+  return Activation("relu", (), jax.nn.relu, lambda z: (z > 0).astype(jnp.result_type(z)))
+
+
+@_family("leaky_relu")
+def leaky_relu(slope: float = 0.01) -> Activation:
+  """max(z, slope·z) for 0 ≤ slope < 1; derivative 1 or ``slope``."""
+  slope = float(slope)
+  if not (0 <= slope < 1):
+    raise ValueError(f"slope must be in [0, 1), got {slope}")
+
+  def fn(z):
+    return jnp.where(z > 0, z, slope * z)
+
+  def derivative(z):
+    return jnp.where(z > 0, 1.0, slope).astype(jnp.result_type(z))
+
+  return Activation("leaky_relu", (("slope", slope),), fn, derivative)
+
+
+@_family("softplus")
+def softplus() -> Activation:
+  """log(1 + e^z); derivative σ(z) (Nielsen ch. 3, the smooth rectifier)."""
+  return Activation("softplus", (), jax.nn.softplus, jax.nn.sigmoid)
+
+
+@_family("stepped_sigmoid")
+def stepped_sigmoid(steps: int = 20) -> Activation:
+  """Σ_{i=1..m} σ(z − i + 0.5), Nielsen's staircase of sigmoids; → softplus as m → ∞."""
+  if int(steps) != steps or steps < 1:
+    raise ValueError(f"steps must be an integer >= 1, got {steps}")
+  steps = int(steps)
+  offsets = jnp.arange(1, steps + 1) - 0.5
+
+  def fn(z):
+    return jnp.sum(jax.nn.sigmoid(z[..., None] - offsets.astype(z.dtype)), axis=-1)
+
+  def derivative(z):
+    s = jax.nn.sigmoid(z[..., None] - offsets.astype(z.dtype))
+    return jnp.sum(s * (1 - s), axis=-1)
+
+  return Activation("stepped_sigmoid", (("steps", float(steps)),), fn, derivative)
+
+
+@_family("noisy_relu")
+def noisy_relu(std: float = 1.0) -> Activation:
+  """max(0, z + ε), ε ~ N(0, std²) drawn from an explicit key (Nair & Hinton 2010)."""
+  std = _check_positive("std", std)
+  base = relu()
+  return Activation("noisy_relu", (("std", std),), base.fn, base.derivative, noise_std=std)
+
+
+@_family("hard_tanh")
+def hard_tanh() -> Activation:
+  """clip(z, −1, 1); derivative 1[|z| < 1] (Pennington et al. 2017)."""
+
+  def derivative(z):
+    return (jnp.abs(z) < 1).astype(jnp.result_type(z))
+
+  return Activation("hard_tanh", (), lambda z: jnp.clip(z, -1, 1), derivative)
+
+
+@_family("erf")
+def erf() -> Activation:
+  """erf(z); derivative (2/√π)·e^{−z²} (closed-form mean field, Williams 1997)."""
+
+  def derivative(z):
+    return (2 / math.sqrt(math.pi)) * jnp.exp(-z * z)
+
+  return Activation("erf", (), _erf, derivative)
+
+
+@_family("linear")
+def linear() -> Activation:
+  """The identity; derivative 1."""
+  return Activation("linear", (), lambda z: z, jnp.ones_like)
+
+
+def available() -> tuple[str, ...]:
+  """Names accepted by :func:`get`, sorted."""
+  return tuple(sorted(_REGISTRY))
+
+
+def get(activation: str | Activation, **params: float) -> Activation:
+  """Resolves a name (or passes an :class:`Activation` through).
+
+  Args:
+    activation: a registered name such as ``"tanh"``, ``"scaled_tanh"``, or an
+      :class:`Activation`.
+    **params: family parameters, e.g. ``get("scaled_tanh", n=2.0)``.
+
+  Raises:
+    ValueError: unknown name; the message lists the known ones.
+  """
+  if isinstance(activation, Activation):
+    if params:
+      raise ValueError("params are only accepted together with an activation name")
+    return activation
+  if not isinstance(activation, str):
+    raise TypeError(f"activation must be a name or an Activation, got {type(activation).__name__}")
+  if activation not in _REGISTRY:
+    raise ValueError(f"unknown activation {activation!r}; known: {', '.join(available())}")
+  return _REGISTRY[activation](**params)

@@ -1,0 +1,113 @@
+"""Layers: the per-layer interface every Jacobian chain is built on.
+
+A layer maps a state ``h`` (shape ``(fan_in,)``) to ``h'`` (``(fan_out,)``) and
+exposes the Jacobian ``J = ∂h'/∂h`` only through its action, so that the chains
+never form it unless asked:
+
+* ``forward(params, h, key) -> (h', preactivation, slope)`` where ``slope`` is
+  whatever the layer needs to apply ``J`` later (the activation derivative);
+* ``jacobian_action(params, slope, V) = J V`` for ``V`` of shape ``(fan_in, k)``;
+* ``input_cotangent(params, slope, g) = Jᵀ g`` and
+  ``bias_cotangent(params, slope, g) = (∂h'/∂b)ᵀ g`` for ``g = ∂C/∂h'``.
+
+Normalization layers, convolutions and recurrent cells plug in by implementing
+these four functions; nothing in :mod:`vanish.chains` or :mod:`vanish.spectrum`
+changes. Parameters of one layer are a dict ``{"w": (fan_out, fan_in), "b":
+(fan_out,)}``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Protocol
+
+import jax
+import jax.numpy as jnp
+
+from vanish.activations import Activation
+
+__all__ = ["Dense", "Layer", "Residual"]
+
+Params = dict[str, jax.Array]
+
+
+class Layer(Protocol):
+  """What a chain needs from a layer (see the module docstring)."""
+
+  activation: Activation
+
+  def forward(
+    self, params: Params, h: jax.Array, key: jax.Array | None, precision: Any
+  ) -> tuple[jax.Array, jax.Array, jax.Array]: ...
+
+  def jacobian_action(
+    self, params: Params, slope: jax.Array, v: jax.Array, precision: Any
+  ) -> jax.Array: ...
+
+  def input_cotangent(
+    self, params: Params, slope: jax.Array, g: jax.Array, precision: Any
+  ) -> jax.Array: ...
+
+  def bias_cotangent(self, params: Params, slope: jax.Array, g: jax.Array) -> jax.Array: ...
+
+  def weight_cotangent_norm(
+    self, params: Params, h: jax.Array, slope: jax.Array, g: jax.Array, key: jax.Array | None
+  ) -> jax.Array: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class Dense:
+  """``h' = φ(z)``, ``z = W h + b``; ``J = diag(φ'(z)) W`` (Nielsen ch. 5, eq. for δ^l)."""
+
+  activation: Activation
+
+  def forward(self, params, h, key, precision):
+    z = jnp.matmul(params["w"], h, precision=precision) + params["b"]
+    value, slope = self.activation.value_and_derivative(z, key=key)
+    return value, z, slope
+
+  def jacobian_action(self, params, slope, v, precision):
+    return slope[:, None] * jnp.matmul(params["w"], v, precision=precision)
+
+  def input_cotangent(self, params, slope, g, precision):
+    return jnp.matmul(params["w"].T, slope * g, precision=precision)
+
+  def bias_cotangent(self, params, slope, g):
+    return slope * g
+
+  def weight_cotangent_norm(self, params, h, slope, g, key):
+    # ∂C/∂W = δ hᵀ is an outer product: its Frobenius norm is ‖δ‖‖h‖.
+    del params, key
+    return jnp.linalg.norm(slope * g) * jnp.linalg.norm(h)
+
+
+@dataclasses.dataclass(frozen=True)
+class Residual:
+  """``h' = h + α (W φ(h) + b)``; ``J = I + α W diag(φ'(h))``.
+
+  The standard practical fix for deep chains (He et al. 2016; mean field in Yang &
+  Schoenholz 2017). The reported pre-activation is the argument of φ, i.e. the
+  incoming state ``h``.
+  """
+
+  activation: Activation
+  alpha: float = 1.0
+
+  def forward(self, params, h, key, precision):
+    value, slope = self.activation.value_and_derivative(h, key=key)
+    update = jnp.matmul(params["w"], value, precision=precision) + params["b"]
+    return h + self.alpha * update, h, slope
+
+  def jacobian_action(self, params, slope, v, precision):
+    return v + self.alpha * jnp.matmul(params["w"], slope[:, None] * v, precision=precision)
+
+  def input_cotangent(self, params, slope, g, precision):
+    return g + self.alpha * slope * jnp.matmul(params["w"].T, g, precision=precision)
+
+  def bias_cotangent(self, params, slope, g):
+    del params, slope
+    return self.alpha * g
+
+  def weight_cotangent_norm(self, params, h, slope, g, key):
+    del params, slope
+    return self.alpha * jnp.linalg.norm(g) * jnp.linalg.norm(self.activation(h, key=key))
