@@ -131,19 +131,23 @@ class Network:
     params = []
     for segment in self.segments:
       index = segment.start + jnp.arange(segment.depth)
-      w_shape = (segment.fan_out, segment.fan_in)
-      w = jax.vmap(lambda i: self.weights(jax.random.fold_in(weight_key, i), w_shape, dtype))(index)
+      w = _sample_per_layer(
+        self.weights, weight_key, index, (segment.fan_out, segment.fan_in), dtype
+      )
       if isinstance(self.biases, _init.Centered):
         b = self._centered_biases(segment, w, dtype)
       else:
-        b = jax.vmap(
-          lambda i: self.biases(jax.random.fold_in(bias_key, i), (segment.fan_out,), dtype)
-        )(index)
+        b = _sample_per_layer(self.biases, bias_key, index, (segment.fan_out,), dtype)
       params.append({"w": w.astype(dtype), "b": b.astype(dtype)})
     return tuple(params)
 
   def _centered_biases(self, segment: Segment, w: jax.Array, dtype: Any) -> jax.Array:
     raise ValueError(f"biases=centered(...) is not supported by {type(self).__name__}")
+
+
+def _sample_per_layer(initializer, key, index, shape, dtype):
+  """Layer ``i`` draws from ``fold_in(key, i)``: independent of how layers are grouped."""
+  return jax.vmap(lambda i: initializer(jax.random.fold_in(key, i), shape, dtype))(index)
 
 
 def _check_key(key: Any) -> None:
