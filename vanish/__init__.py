@@ -17,6 +17,7 @@ Public API::
 from vanish import activations, init
 from vanish.chains import jacobian, log_gradient_norms, outputs, preactivations, scalar_chain
 from vanish.networks import MLP, Network, ResidualMLP
+from vanish.spectrum import lyapunov_exponents, lyapunov_spectrum
 
 __version__ = "0.1.0"
 
@@ -29,6 +30,8 @@ __all__ = [
   "init",
   "jacobian",
   "log_gradient_norms",
+  "lyapunov_exponents",
+  "lyapunov_spectrum",
   "outputs",
   "preactivations",
   "scalar_chain",
