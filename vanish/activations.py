@@ -261,11 +261,14 @@ def stepped_sigmoid(steps: int = 20) -> Activation:
   steps = int(steps)
   offsets = jnp.arange(1, steps + 1) - 0.5
 
+  def shifted(z):
+    return z[..., None] - offsets.astype(z.dtype).reshape((1,) * z.ndim + (steps,))
+
   def fn(z):
-    return jnp.sum(jax.nn.sigmoid(z[..., None] - offsets.astype(z.dtype)), axis=-1)
+    return jnp.sum(jax.nn.sigmoid(shifted(z)), axis=-1)
 
   def derivative(z):
-    s = jax.nn.sigmoid(z[..., None] - offsets.astype(z.dtype))
+    s = jax.nn.sigmoid(shifted(z))
     return jnp.sum(s * (1 - s), axis=-1)
 
   return Activation("stepped_sigmoid", (("steps", float(steps)),), fn, derivative)

@@ -92,7 +92,7 @@ def _orthogonal(key, shape, dtype, *, gain: float):
   rows, cols = max(fan_out, fan_in), min(fan_out, fan_in)
   a = jax.random.normal(key, (rows, cols), dtype)
   q, r = jnp.linalg.qr(a)
-  q = q * jnp.sign(jnp.diagonal(r))  # Mezzadri's sign fix: Haar measure
+  q = q * jnp.sign(jnp.diagonal(r))[None, :]  # Mezzadri's sign fix: Haar measure
   if fan_out < fan_in:
     q = q.T
   return gain * q.reshape(shape)

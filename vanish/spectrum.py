@@ -144,7 +144,7 @@ def _lyapunov_spectrum(net, params, x, key, *, precision, batched, k, refine):
       z = layer.jacobian_action(p_l, slope, q, prec)
       q, r = jnp.linalg.qr(z)
       signs = jnp.where(jnp.diagonal(r) < 0, -1, 1).astype(r.dtype)
-      q, r = q * signs, r * signs[:, None]
+      q, r = q * signs[None, :], r * signs[:, None]
       _, log_d, t_hat = _graded_update(r, log_d, t_hat)
       out = graded_log_singular_values(log_d, t_hat) if refine else jnp.sort(log_d)[::-1]
       return (q, log_d, t_hat), out

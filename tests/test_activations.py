@@ -1,0 +1,107 @@
+"""Activations: exact derivatives against autodiff and closed forms."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import stats
+
+from vanish import activations
+
+GRID = np.linspace(-6.0, 6.0, 241)
+DETERMINISTIC = [n for n in activations.available() if not activations.get(n).stochastic]
+
+
+@pytest.mark.parametrize("name", DETERMINISTIC)
+def test_derivative_matches_autodiff_in_float64(name):
+  act = activations.get(name)
+  with jax.enable_x64(True):
+    z = jnp.asarray(GRID[np.abs(np.abs(GRID) - 1) > 1e-9])  # skip hard-tanh's kinks
+    z = z[z != 0]  # and ReLU's
+    auto = jax.vmap(jax.grad(act.fn))(z)
+    np.testing.assert_allclose(act.derivative(z), auto, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("n", [0.5, 1.0, 2.0, 4.0])
+def test_scaled_tanh_is_tanh_of_nx(n):
+  act = activations.scaled_tanh(n)
+  z = jnp.asarray(GRID, jnp.float32)
+  np.testing.assert_allclose(act.fn(z), np.tanh(n * GRID), atol=2e-7)
+  assert float(act.derivative(jnp.zeros(()))) == pytest.approx(n)  # the maximal slope is n
+
+
+def test_parameterized_activations_compare_by_value():
+  assert activations.scaled_tanh(2.0) == activations.scaled_tanh(2.0)
+  assert hash(activations.scaled_tanh(2.0)) == hash(activations.get("scaled_tanh", n=2.0))
+  assert activations.scaled_tanh(2.0) != activations.scaled_tanh(3.0)
+  assert activations.get("tanh") != activations.scaled_tanh(1.0)  # different names
+
+
+def test_lecun_tanh_constants():
+  act = activations.lecun_tanh()
+  # Efficient BackProp: f(±1) = ±1 (approximately) and maximal slope 1.7159·2/3.
+  assert float(act.fn(jnp.ones(()))) == pytest.approx(1.0, abs=1e-4)
+  assert float(act.derivative(jnp.zeros(()))) == pytest.approx(1.7159 * 2 / 3, rel=1e-6)
+
+
+def test_sigmoid_derivative_bound_is_one_quarter():
+  act = activations.sigmoid()
+  slopes = act.derivative(jnp.asarray(GRID, jnp.float32))
+  assert float(slopes.max()) == pytest.approx(0.25, rel=1e-6)
+  assert bool(jnp.all(slopes <= 0.25))
+
+
+def test_stepped_sigmoid_approaches_softplus():
+  # Σ_{i≥1} σ(x − i + ½) is a midpoint rule for ∫_0^∞ σ(x − t) dt = softplus(x)
+  # (Nielsen ch. 3). Euler–Maclaurin: Σ = ∫ − σ'(x)/24 + r, |r| ≤ 7·max|σ‴|/5760 ≈ 1.6e-4.
+  with jax.enable_x64(True):
+    x = np.linspace(-4.0, 6.0, 101)
+    stepped = np.asarray(activations.stepped_sigmoid(60).fn(jnp.asarray(x)))
+  sig = 1 / (1 + np.exp(-x))
+  corrected = np.logaddexp(0, x) - sig * (1 - sig) / 24
+  np.testing.assert_allclose(stepped, corrected, atol=2e-4)
+  assert np.abs(stepped - np.logaddexp(0, x)).max() < 1 / 96 + 2e-4  # σ' ≤ 1/4
+
+
+def test_noisy_relu_mean_matches_closed_form():
+  # E[max(0, x + ε)] = x Φ(x/s) + s φ(x/s) for ε ~ N(0, s²).
+  s, x, samples = 0.7, 0.3, 200_000
+  act = activations.noisy_relu(s)
+  keys = jax.random.split(jax.random.key(0), samples)
+  values, slopes = jax.vmap(lambda k: act.value_and_derivative(jnp.float32(x), key=k))(keys)
+  expected = x * stats.norm.cdf(x / s) + s * stats.norm.pdf(x / s)
+  se = float(np.std(values)) / math.sqrt(samples)
+  assert abs(float(values.mean()) - expected) < 5 * se
+  # the derivative uses the same draw: 1 exactly where the value is positive
+  np.testing.assert_array_equal(np.asarray(slopes), np.asarray(values > 0, np.float32))
+
+
+def test_noisy_relu_requires_a_key():
+  with pytest.raises(ValueError, match="key"):
+    activations.noisy_relu(1.0)(jnp.zeros(3))
+
+
+def test_register_custom_activation_with_autodiff_derivative():
+  act = activations.register("test_cube", lambda x: x**3, overwrite=True)
+  assert activations.get("test_cube") is act
+  np.testing.assert_allclose(act.derivative(jnp.asarray([1.0, 2.0])), [3.0, 12.0])
+  with pytest.raises(ValueError, match="already registered"):
+    activations.register("test_cube", lambda x: x)
+
+
+@pytest.mark.parametrize(
+  "call, match",
+  [
+    (lambda: activations.get("tanhh"), "unknown activation 'tanhh'; known: .*tanh"),
+    (lambda: activations.scaled_tanh(0.0), "n must be"),
+    (lambda: activations.scaled_tanh(float("nan")), "n must be"),
+    (lambda: activations.leaky_relu(1.5), "slope"),
+    (lambda: activations.stepped_sigmoid(0), "steps"),
+    (lambda: activations.noisy_relu(-1.0), "std"),
+  ],
+)
+def test_bad_parameters_are_rejected(call, match):
+  with pytest.raises(ValueError, match=match):
+    call()

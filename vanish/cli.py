@@ -1,0 +1,642 @@
+"""The ``vanish`` command line: ``info``, ``demo`` and ``reproduce``.
+
+``vanish demo`` is the built-in main job until the paper-figure pipeline exists
+(issue 5): it samples an ensemble of random MLPs and prints Nielsen's per-layer
+"speed of learning" ``‖∂C/∂b^l‖`` (*Neural Networks and Deep Learning*, ch. 5),
+computed by :func:`vanish.log_gradient_norms`. ``vanish reproduce`` lists the
+paper's figures F1–F13 and reports every one whose pipeline has not landed as
+missing; it never draws a placeholder.
+
+Example:
+  >>> from vanish.cli import main
+  >>> main(["reproduce", "--only", "F1", "F4"])
+  vanish reproduce --quick: 2 figure(s) -> results/figures
+  F1   missing: not implemented yet (issue 5) — per-layer learning speeds ...
+  F4   missing: not implemented yet (issue 5) — distribution of log|g| ...
+  summary: 0 drawn, 2 missing (F1 F4); wall time ... s
+  2
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["FIGURES", "Figure", "demo_results", "main", "quantile"]
+
+LOG10_E = 1 / math.log(10)
+DEMO_KEY_STREAMS = {"params": 0, "input": 1, "noise": 2}
+COMPARE_DEFAULT = ("sigmoid", "tanh", "relu", "lecun_tanh", "scaled_tanh")
+# The usual N(0, σ_w²/fan_in) init: He et al. (2015) σ_w² = 2 for rectifiers, LeCun σ_w² = 1 else.
+_HE_ACTIVATIONS = ("relu", "leaky_relu", "noisy_relu")
+# Nielsen ch. 5: a first layer ~100x slower than the last is the vanishing problem.
+VERDICT_FACTOR = 100.0
+MAX_TABLE_ROWS = 40
+
+
+# --------------------------------------------------------------------------- figures
+
+
+@dataclasses.dataclass(frozen=True)
+class Figure:
+  """One paper figure (issue 5): its name, title and, once it exists, the code that draws it.
+
+  Attributes:
+    name: ``"F1"`` … ``"F13"``; used in file names and ``--only``.
+    title: what the figure shows.
+    draw: ``draw(quick: bool, out_dir: Path) -> list[Path]`` runs the experiments the
+      figure needs and returns the files it wrote; ``None`` while not implemented.
+  """
+
+  name: str
+  title: str
+  draw: Callable[[bool, Path], list[Path]] | None = None
+
+
+# Issue 5 fills in ``draw`` as each figure's experiment lands.
+FIGURES: dict[str, Figure] = {
+  f.name: f
+  for f in [
+    Figure(
+      "F1",
+      "per-layer learning speeds at initialization (sigmoid 2/3/4 layers, tanh, ReLU, LeCun tanh)",
+    ),
+    Figure("F2", "why large weights don't help sigmoid: σ' ≤ 1/4 and |w·σ'(w·a + b)|"),
+    Figure("F3", "tanh(n·x): derivatives, thresholds t1(n), t2(n), depth-K, exploding region"),
+    Figure("F4", "distribution of log|g| versus depth: Monte Carlo vs CLT/mean field; P(vanish)"),
+    Figure("F5", "joint densities (g, x) and (g, w)"),
+    Figure("F6", "phase map over (σ_w², σ_b²) with the critical line; initial-weight map"),
+    Figure("F7", "the Markov model: transition estimates and absorption times"),
+    Figure("F8", "trainability versus depth and σ_w² with 6·ξ_c"),
+    Figure("F9", "Jacobian singular-value spectra versus depth: Gaussian vs orthogonal"),
+    Figure("F10", "finite width: variance of log squared gradient versus Σ 1/n_l (ReLU)"),
+    Figure("F11", "Lyapunov spectra at depth up to 10,000 versus Newman's formula"),
+    Figure("F12", "the tanh(n·x) rescaling equivalence in training"),
+    Figure("F13", "vanishing gradients through time in a vanilla RNN"),
+  ]
+}
+
+
+# --------------------------------------------------------------------------- argument types
+
+
+def _positive_int(name: str) -> Callable[[str], int]:
+  def parse(text: str) -> int:
+    try:
+      value = int(text)
+    except ValueError:
+      raise argparse.ArgumentTypeError(f"{name} must be an integer >= 1, got {text!r}") from None
+    if value < 1:
+      raise argparse.ArgumentTypeError(f"{name} must be an integer >= 1, got {value}")
+    return value
+
+  return parse
+
+
+def _nonnegative_float(name: str) -> Callable[[str], float]:
+  def parse(text: str) -> float:
+    try:
+      value = float(text)
+    except ValueError:
+      raise argparse.ArgumentTypeError(f"{name} must be a number >= 0, got {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+      raise argparse.ArgumentTypeError(f"{name} must be a finite number >= 0, got {text}")
+    return value
+
+  return parse
+
+
+def _nonnegative_int(name: str) -> Callable[[str], int]:
+  def parse(text: str) -> int:
+    try:
+      value = int(text)
+    except ValueError:
+      raise argparse.ArgumentTypeError(f"{name} must be an integer >= 0, got {text!r}") from None
+    if value < 0:
+      raise argparse.ArgumentTypeError(f"{name} must be an integer >= 0, got {value}")
+    return value
+
+  return parse
+
+
+def _figure_name(text: str) -> str:
+  name = text.upper()
+  if name not in FIGURES:
+    raise argparse.ArgumentTypeError(f"unknown figure {text!r}; known: {', '.join(FIGURES)}")
+  return name
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def quantile(values: np.ndarray, q: float) -> float:
+  """The linearly interpolated ``q``-quantile of a 1-d sample that may contain ``±inf``.
+
+  Equal to ``np.quantile(values, q)`` on finite data; ``−inf`` entries (a gradient
+  that is exactly zero, e.g. a dead ReLU layer) are ordered below every number
+  instead of turning the interpolation into NaN.
+
+  Example:
+    >>> quantile(np.array([3.0, 1.0, 2.0, 4.0]), 0.5)
+    2.5
+    >>> quantile(np.array([-np.inf, -np.inf, 1.0, 2.0]), 0.1)
+    -inf
+  """
+  s = np.sort(np.asarray(values, np.float64).ravel())
+  if s.size == 0 or np.isnan(s).any():
+    return math.nan
+  position = q * (s.size - 1)
+  lo, hi = math.floor(position), math.ceil(position)
+  t = position - lo
+  if t == 0 or s[lo] == s[hi]:
+    return float(s[lo])
+  if math.isinf(s[lo]) or math.isinf(s[hi]):
+    return float(s[lo] if t < 1 and s[lo] == -math.inf else s[hi])
+  return float(s[lo] + t * (s[hi] - s[lo]))
+
+
+# --------------------------------------------------------------------------- demo
+
+
+def usual_sigma_w2(activation: str) -> float:
+  """σ_w² of the usual init: 2 (He) for rectifiers, 1 (LeCun) otherwise."""
+  return 2.0 if activation in _HE_ACTIVATIONS else 1.0
+
+
+def demo_results(
+  activation: str,
+  *,
+  depth: int,
+  width: int,
+  members: int,
+  sigma_w2: float,
+  sigma_b2: float,
+  seed: int,
+  precision: str = "highest",
+) -> dict[str, Any]:
+  """Nielsen's per-layer learning speeds ``‖∂C/∂b^l‖`` for an ensemble of random MLPs.
+
+  The network is ``vn.MLP(widths=[width] * (depth + 1), activation)`` with weights
+  ``N(0, σ_w²/fan_in)`` and biases ``N(0, σ_b²)``; ``C = Σ_i a^L_i`` (cotangent of
+  ones). With ``key = jax.random.key(seed)`` the parameters come from
+  ``fold_in(key, 0)``, the single input ``x ~ N(0, I)`` from ``fold_in(key, 1)`` and
+  the activation noise (noisy ReLU only) from ``fold_in(key, 2)``.
+
+  Returns:
+    A dict with ``log_norms`` (``[members, depth]`` natural logs, as a numpy array),
+    per-layer ``layers`` statistics in log10 (median, 10% and 90% quantiles over
+    members), ``median_norm`` per layer, and ``ratio_first_last``, the quantiles of
+    the per-member ratio ``‖δ^1‖/‖δ^L‖``.
+  """
+  import jax
+
+  import vanish as vn
+
+  key = jax.random.key(seed)
+  act = vn.activations.get(activation)
+  net = vn.MLP(
+    widths=[width] * (depth + 1),
+    activation=act,
+    weights=vn.init.gaussian(sigma_w2=sigma_w2),
+    biases=vn.init.normal(std=math.sqrt(sigma_b2)),
+  )
+  params = net.init(jax.random.fold_in(key, DEMO_KEY_STREAMS["params"]), members=members)
+  x = jax.random.normal(jax.random.fold_in(key, DEMO_KEY_STREAMS["input"]), (width,))
+  noise = jax.random.fold_in(key, DEMO_KEY_STREAMS["noise"]) if act.stochastic else None
+  log_norms = np.asarray(vn.log_gradient_norms(net, params, x, key=noise, precision=precision))
+  log10 = log_norms * LOG10_E
+  layers = []
+  for l in range(depth):
+    column = log10[:, l]
+    median = quantile(column, 0.5)
+    layers.append(
+      {
+        "layer": l + 1,
+        "median_log10": median,
+        "q10_log10": quantile(column, 0.1),
+        "q90_log10": quantile(column, 0.9),
+        "median_norm": 10.0**median if median > -math.inf else 0.0,
+      }
+    )
+  ratio_log10 = log10[:, 0] - log10[:, -1]
+  return {
+    "activation": activation_label(act),
+    "log_norms": log_norms,
+    "layers": layers,
+    "ratio_first_last": {
+      "median_log10": quantile(ratio_log10, 0.5),
+      "q10_log10": quantile(ratio_log10, 0.1),
+      "q90_log10": quantile(ratio_log10, 0.9),
+    },
+  }
+
+
+def activation_label(act: Any) -> str:
+  """``"tanh"``, ``"scaled_tanh(n=2)"``: an activation's name and parameters."""
+  args = ", ".join(f"{k}={v:g}" for k, v in act.params)
+  return f"{act.name}({args})" if args else act.name
+
+
+def _sci(log10_value: float) -> str:
+  """``10**log10_value`` in scientific notation, also far outside float range."""
+  if math.isnan(log10_value):
+    return "nan"
+  if log10_value == -math.inf:
+    return "0"
+  if log10_value == math.inf:
+    return "inf"
+  exponent = math.floor(log10_value)
+  mantissa = 10 ** (log10_value - exponent)
+  if mantissa >= 9.995:  # rounding would print 10.00e..
+    mantissa, exponent = 1.0, exponent + 1
+  return f"{mantissa:.2f}e{exponent:+03d}"
+
+
+def _verdict(ratio_log10: float) -> str:
+  bound = math.log10(VERDICT_FACTOR)
+  if math.isnan(ratio_log10):
+    return "undefined"
+  if ratio_log10 < -bound:
+    return "vanishing"
+  if ratio_log10 > bound:
+    return "exploding"
+  return "balanced"
+
+
+def _rows_to_show(depth: int) -> list[int]:
+  if depth <= MAX_TABLE_ROWS:
+    return list(range(depth))
+  picks = np.unique(np.round(np.linspace(0, depth - 1, MAX_TABLE_ROWS // 2)).astype(int))
+  return [int(i) for i in picks]
+
+
+def _print_layer_table(result: dict[str, Any], depth: int) -> None:
+  print(f"{'layer':>6} {'median log10':>13} {'10%':>8} {'90%':>8}   {'median ‖∂C/∂b‖':>16}")
+  rows = _rows_to_show(depth)
+  for i in rows:
+    row = result["layers"][i]
+    print(
+      f"{row['layer']:>6} {row['median_log10']:>13.3f} {row['q10_log10']:>8.3f} "
+      f"{row['q90_log10']:>8.3f}   {_sci(row['median_log10']):>16}"
+    )
+  if len(rows) < depth:
+    print(f"(showing {len(rows)} of {depth} layers; --json PATH writes all of them)")
+
+
+def _write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
+  """Writes ``payload`` to a temp file beside ``path``, then renames it over ``path``."""
+  path.parent.mkdir(parents=True, exist_ok=True)
+  fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+  try:
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+      json.dump(payload, f, indent=1, allow_nan=False)
+      f.write("\n")
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(temp, path)
+  except BaseException:
+    with contextlib.suppress(FileNotFoundError):
+      os.unlink(temp)
+    raise
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+  import jax
+
+  from vanish.metadata import run_metadata, to_json
+
+  start = time.perf_counter()
+  sigma_w2 = usual_sigma_w2(args.activation) if args.sigma_w2 is None else args.sigma_w2
+  compare = list(COMPARE_DEFAULT) if args.compare == [] else list(args.compare or [])
+  config = {
+    "activation": args.activation,
+    "depth": args.depth,
+    "width": args.width,
+    "members": args.members,
+    "sigma_w2": sigma_w2,
+    "sigma_b2": args.sigma_b2,
+    "seed": args.seed,
+    "compare": compare,
+    "cotangent": "ones (C = sum of outputs)",
+    "input": "x ~ N(0, I), one input shared by all members",
+    "key_streams": DEMO_KEY_STREAMS,
+  }
+  meta = run_metadata(args.precision, **config)
+  device = jax.devices()[0]
+  sizes = dict(depth=args.depth, width=args.width, members=args.members, seed=args.seed)
+  result = demo_results(
+    args.activation, sigma_w2=sigma_w2, sigma_b2=args.sigma_b2, precision=args.precision, **sizes
+  )
+
+  print(
+    f"vanish demo: {result['activation']} MLP, {args.depth} layers of width {args.width}, "
+    f"{args.members} members; W ~ N(0, {sigma_w2:g}/fan_in), b ~ N(0, {args.sigma_b2:g})"
+  )
+  print(
+    f"device: {device.platform} ({device.device_kind}, {len(jax.devices())} device(s)); "
+    f"matmul precision: {args.precision}; dtype: float32; seed: {args.seed}"
+  )
+  print(
+    "Speed of learning ‖∂C/∂b^l‖ per layer (Nielsen ch. 5), C = Σ outputs; quantiles over members:"
+  )
+  _print_layer_table(result, args.depth)
+  ratio = result["ratio_first_last"]
+  print(
+    f"first/last layer ‖δ^1‖/‖δ^{args.depth}‖: median {_sci(ratio['median_log10'])} "
+    f"(10%: {_sci(ratio['q10_log10'])}, 90%: {_sci(ratio['q90_log10'])}) "
+    f"-> {_verdict(ratio['median_log10'])}"
+  )
+
+  comparison = []
+  if compare:
+    print()
+    print(f"Comparison at the usual inits (same depth, width, members, σ_b² = {args.sigma_b2:g}):")
+    print(
+      f"{'activation':<24} {'σ_w²':>5} {'log10 ‖δ^1‖':>12} {'log10 ‖δ^L‖':>12} "
+      f"{'‖δ^1‖/‖δ^L‖':>12}  verdict"
+    )
+    for name in compare:
+      w2 = usual_sigma_w2(name)
+      if (name, w2) == (args.activation, sigma_w2):
+        other = result  # the same ensemble as the table above
+      else:
+        other = demo_results(
+          name, sigma_w2=w2, sigma_b2=args.sigma_b2, precision=args.precision, **sizes
+        )
+      layers = other["layers"]
+      ratio_log10 = other["ratio_first_last"]["median_log10"]
+      comparison.append(
+        {
+          "activation": other["activation"],
+          "sigma_w2": w2,
+          "first_median_log10": layers[0]["median_log10"],
+          "last_median_log10": layers[-1]["median_log10"],
+          "ratio_first_last": other["ratio_first_last"],
+          "verdict": _verdict(ratio_log10),
+        }
+      )
+      print(
+        f"{other['activation']:<24} {w2:>5g} {layers[0]['median_log10']:>12.3f} "
+        f"{layers[-1]['median_log10']:>12.3f} {_sci(ratio_log10):>12}  {_verdict(ratio_log10)}"
+      )
+    print(
+      f"(medians over members; vanishing/exploding: the first layer learns more than "
+      f"{VERDICT_FACTOR:g}x slower/faster than the last)"
+    )
+
+  wall = time.perf_counter() - start
+  print(f"wall time: {wall:.2f} s")
+  if args.json is not None:
+    payload = {
+      "command": "demo",
+      "config": config,
+      "metadata": meta,
+      "wall_time_s": wall,
+      "activation": result["activation"],
+      "layers": result["layers"],
+      "ratio_first_last": result["ratio_first_last"],
+      "log_gradient_norms": result["log_norms"],
+      "log_gradient_norms_doc": "[members][layer] natural log of ||dC/db^l||; null = exactly 0",
+      "comparison": comparison,
+    }
+    _write_json_atomic(args.json, to_json(payload, where="results"))
+    print(f"wrote {args.json}")
+  return 0
+
+
+# --------------------------------------------------------------------------- info
+
+
+def _run_info(args: argparse.Namespace) -> int:
+  import jax
+
+  from vanish.metadata import run_metadata
+
+  meta = run_metadata(args.precision)
+  if args.json:
+    print(json.dumps(meta, indent=1))
+    return 0
+  print("vanish " + meta["versions"]["vanish"])
+  print("versions:  " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items() if k != "vanish"))
+  print(f"platform:  {meta['platform']}")
+  print(f"backend:   {meta['backend']}")
+  kinds = sorted(set(meta["devices"]))
+  print(f"devices:   {meta['device_count']} x {', '.join(kinds)}")
+  for d in jax.devices():
+    print(f"           {d}")
+  print(
+    f"precision: {meta['precision']} (vanish default; JAX global default_matmul_precision="
+    f"{meta['default_matmul_precision']})"
+  )
+  print(f"x64:       {meta['x64']} (float64 reference paths use `with jax.enable_x64(True)`)")
+  print(f"time:      {meta['timestamp']}")
+  return 0
+
+
+# --------------------------------------------------------------------------- reproduce
+
+
+def _run_reproduce(args: argparse.Namespace) -> int:
+  names = list(dict.fromkeys(args.only)) if args.only else list(FIGURES)
+  if args.list:
+    for name in names:
+      figure = FIGURES[name]
+      status = "ready" if figure.draw else "missing"
+      print(f"{name:<4} {status:<8} {figure.title}")
+    return 0
+  out_dir = Path(args.out)
+  drawn, missing = [], []
+  start = time.perf_counter()
+  mode = "quick" if args.quick or not args.full else "full"
+  print(f"vanish reproduce --{mode}: {len(names)} figure(s) -> {out_dir}")
+  for name in names:
+    figure = FIGURES[name]
+    if figure.draw is None:
+      missing.append(name)
+      print(f"{name:<4} missing: not implemented yet (issue 5) — {figure.title}")
+      continue
+    files = figure.draw(mode == "quick", out_dir)
+    drawn.append(name)
+    print(f"{name:<4} drawn: {', '.join(str(f) for f in files)}")
+  wall = time.perf_counter() - start
+  print(
+    f"summary: {len(drawn)} drawn, {len(missing)} missing"
+    + (f" ({' '.join(missing)})" if missing else "")
+    + f"; wall time {wall:.1f} s"
+  )
+  if missing:
+    print(
+      "missing figures are never faked; `vanish demo` runs the built-in gradient demo.",
+      file=sys.stderr,
+    )
+    return 2
+  return 0
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def _precisions() -> tuple[str, ...]:
+  from vanish._engine import PRECISIONS
+
+  return PRECISIONS
+
+
+def build_parser() -> argparse.ArgumentParser:
+  """The ``vanish`` argument parser (subcommands ``info``, ``demo``, ``reproduce``)."""
+  from vanish import __version__, activations
+
+  parser = argparse.ArgumentParser(
+    prog="vanish",
+    description="vanishing and exploding gradients in deep networks, computed with JAX",
+  )
+  parser.add_argument("--version", action="version", version=f"vanish {__version__}")
+  commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+  info = commands.add_parser(
+    "info",
+    help="devices, versions and default precision",
+    description="Print the devices, package versions and numerics settings vanish records.",
+  )
+  info.add_argument(
+    "--precision",
+    choices=_precisions(),
+    default="highest",
+    help="matmul precision to report (default: highest)",
+  )
+  info.add_argument("--json", action="store_true", help="print the metadata as JSON")
+  info.set_defaults(run=_run_info)
+
+  known = activations.available()
+  demo = commands.add_parser(
+    "demo",
+    help="per-layer gradient norms of a random MLP ensemble (Nielsen ch. 5)",
+    description=(
+      "Sample an ensemble of random MLPs and print Nielsen's per-layer speed of learning "
+      "||dC/db^l|| (median and 10%/90% quantiles over members), the first/last-layer "
+      "ratio, and a comparison of activations at their usual inits."
+    ),
+  )
+  demo.add_argument(
+    "--activation",
+    default="tanh",
+    choices=known,
+    metavar="NAME",
+    help=f"activation (default: tanh); one of: {', '.join(known)}",
+  )
+  demo.add_argument(
+    "--depth", type=_positive_int("depth"), default=30, help="number of layers L >= 1 (default: 30)"
+  )
+  demo.add_argument(
+    "--width",
+    type=_positive_int("width"),
+    default=64,
+    help="width of the input and every layer, >= 1 (default: 64)",
+  )
+  demo.add_argument(
+    "--members",
+    type=_positive_int("members"),
+    default=256,
+    help="ensemble size >= 1 (default: 256)",
+  )
+  demo.add_argument(
+    "--sigma-w2",
+    type=_nonnegative_float("sigma-w2"),
+    default=None,
+    help="weight variance σ_w² >= 0 in N(0, σ_w²/fan_in) "
+    "(default: the usual init, 2 for ReLU-like activations, else 1)",
+  )
+  demo.add_argument(
+    "--sigma-b2",
+    type=_nonnegative_float("sigma-b2"),
+    default=0.0,
+    help="bias variance σ_b² >= 0 (default: 0)",
+  )
+  demo.add_argument(
+    "--seed", type=_nonnegative_int("seed"), default=0, help="seed of jax.random.key (default: 0)"
+  )
+  demo.add_argument(
+    "--precision",
+    choices=_precisions(),
+    default="highest",
+    help="matmul precision (default: highest)",
+  )
+  demo.add_argument(
+    "--compare",
+    nargs="*",
+    default=None,
+    choices=known,
+    metavar="NAME",
+    help="also compare activations at their usual inits in a summary table; "
+    f"with no names: {' '.join(COMPARE_DEFAULT)} (scaled_tanh is tanh(2x)). "
+    "Each activation compiles its own network: ~3 s more per name on a CPU",
+  )
+  demo.add_argument(
+    "--json",
+    type=Path,
+    default=None,
+    metavar="PATH",
+    help="also write config, metadata and all results to PATH (atomically)",
+  )
+  demo.set_defaults(run=_run_demo)
+
+  reproduce = commands.add_parser(
+    "reproduce",
+    help="run the experiments and draw the paper's figures F1-F13",
+    description=(
+      "Run what each paper figure needs and draw it. Figures whose pipeline has not landed "
+      "yet (issue 5) are reported as missing, never faked; the exit status is 2 if any "
+      "requested figure is missing."
+    ),
+  )
+  size = reproduce.add_mutually_exclusive_group()
+  size.add_argument(
+    "--quick", action="store_true", help="small sizes for a 2-core CPU (the default)"
+  )
+  size.add_argument("--full", action="store_true", help="paper-scale sizes for one GPU")
+  reproduce.add_argument(
+    "--only",
+    nargs="+",
+    type=_figure_name,
+    metavar="FIG",
+    help=f"figures to make (default: all of {' '.join(FIGURES)})",
+  )
+  reproduce.add_argument(
+    "--out",
+    default="results/figures",
+    metavar="DIR",
+    help="output folder (default: results/figures)",
+  )
+  reproduce.add_argument(
+    "--list",
+    action="store_true",
+    help="list the figures and whether each is implemented, then exit",
+  )
+  reproduce.set_defaults(run=_run_reproduce)
+  return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  """Entry point of the ``vanish`` console script and ``python -m vanish``.
+
+  Args:
+    argv: the arguments without the program name; ``None`` reads ``sys.argv``.
+
+  Returns:
+    The exit status: 0 on success, 2 when ``reproduce`` has missing figures.
+    Invalid arguments raise ``SystemExit(2)`` with a message naming the parameter.
+  """
+  args = build_parser().parse_args(None if argv is None else list(argv))
+  return args.run(args)
