@@ -1,0 +1,110 @@
+"""The engine against the theory module: Monte Carlo ensembles vs closed forms.
+
+Tolerances: k standard errors of the Monte Carlo estimate (bootstrap or across
+members) plus, where the theory is a width → ∞ limit, an allowance for the
+O(depth/width) finite-width correction.
+"""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import vanish as vn
+from vanish import theory
+
+
+def _inputs_at_fixed_point(key, batch, width, q_star, sigma_w2, sigma_b2):
+  """Inputs with ‖x‖²/n = (q* − σ_b²)/σ_w², so the first layer already sits at q*."""
+  x = jax.random.normal(key, (batch, width))
+  scale = math.sqrt(width * (q_star - sigma_b2) / sigma_w2)
+  return x / jnp.linalg.norm(x, axis=1, keepdims=True) * scale
+
+
+@pytest.mark.parametrize(
+  "activation, sigma_w2, sigma_b2", [("tanh", 1.5, 0.05), ("tanh", 0.8, 0.05), ("erf", 2.0, 0.0)]
+)
+def test_gradient_norm_growth_per_layer_is_log_chi1(activation, sigma_w2, sigma_b2):
+  # Schoenholz et al. (2017), eq. (12): E‖δ^l‖² = χ1 E‖δ^{l+1}‖² at the fixed point q*.
+  mf = theory.mean_field(activation, sigma_w2, sigma_b2)
+  width, depth, members, batch = 128, 20, 16, 4
+  net = vn.MLP(
+    [width] * (depth + 1),
+    activation,
+    vn.init.gaussian(sigma_w2),
+    vn.init.normal(math.sqrt(sigma_b2)),
+  )
+  params = net.init(jax.random.key(0), members=members)
+  x = _inputs_at_fixed_point(jax.random.key(1), batch, width, mf.q_star, sigma_w2, sigma_b2)
+  cotangent = jax.random.normal(jax.random.key(2), (batch, width))
+  log_norms = vn.log_gradient_norms(net, params, x, cotangent)
+  squared = np.exp(2 * np.asarray(log_norms, np.float64)).reshape(-1, depth)
+  layers = np.arange(2, depth - 2)
+
+  def slope(samples):
+    return np.polyfit(layers, np.log(samples.mean(axis=0))[2:-2], 1)[0]
+
+  rng = np.random.default_rng(0)
+  boot = [slope(squared[rng.integers(0, len(squared), len(squared))]) for _ in range(200)]
+  assert abs(slope(squared) + math.log(mf.chi1)) < 4 * np.std(boot) + 0.5 / width
+
+
+@pytest.mark.parametrize("activation, sigma_w2, sigma_b2", [("tanh", 1.5, 0.05), ("erf", 2.0, 0.0)])
+@pytest.mark.parametrize("weights", ["gaussian", "orthogonal"])
+def test_jacobian_spectrum_moments_match_free_probability(activation, sigma_w2, sigma_b2, weights):
+  # Pennington, Schoenholz & Ganguli (2017, 2018): mean χ1^L; the normalized
+  # variance differs sharply between Gaussian (S-transform −1) and orthogonal (0).
+  depth, width, members = 4, 128, 16
+  mf = theory.mean_field(activation, sigma_w2, sigma_b2)
+  init = (
+    vn.init.gaussian(sigma_w2) if weights == "gaussian" else vn.init.orthogonal(math.sqrt(sigma_w2))
+  )
+  net = vn.MLP([width] * (depth + 1), activation, init, vn.init.normal(math.sqrt(sigma_b2)))
+  params = net.init(jax.random.key(5), members=members)
+  x = _inputs_at_fixed_point(jax.random.key(1), 1, width, mf.q_star, sigma_w2, sigma_b2)[0]
+  jac = np.asarray(vn.jacobian(net, params, x), np.float64)
+  eig = np.linalg.eigvalsh(jac @ np.swapaxes(jac, 1, 2))
+  mean = eig.mean(axis=1)
+  normalized_variance = eig.var(axis=1) / mean**2
+  expected_mean, expected_variance = theory.jacobian_spectrum_moments(
+    activation, sigma_w2, sigma_b2, depth, weights=weights
+  )
+  finite_width = 5 * depth / width  # relative O(L/N) correction to the N → ∞ limit
+  se = lambda v: v.std(ddof=1) / math.sqrt(members)
+  assert abs(mean.mean() - expected_mean) < 4 * se(mean) + finite_width * expected_mean
+  assert abs(normalized_variance.mean() - expected_variance) < (
+    4 * se(normalized_variance) + finite_width * expected_variance
+  )
+
+
+def test_linear_gaussian_lyapunov_spectrum_matches_newman():
+  n, depth, members = 8, 2000, 16
+  net = vn.MLP([n] * (depth + 1), "linear", vn.init.gaussian(1.0))
+  spectrum = vn.lyapunov_spectrum(net, net.init(jax.random.key(4), members=members), jnp.ones(n))
+  exponents = np.asarray(spectrum[:, -1], np.float64) / depth
+  se = exponents.std(axis=0, ddof=1) / math.sqrt(members)
+  np.testing.assert_array_less(np.abs(exponents.mean(0) - theory.newman_lyapunov(n)), 5 * se)
+
+
+def test_at_the_critical_line_gradients_neither_vanish_nor_explode():
+  # At χ1 = 1 the mean squared gradient is flat in depth; at half or twice the
+  # critical σ_w² it changes by (L − 1) log χ1 = tens of nats over 30 layers.
+  sigma_b2, width, depth = 0.05, 128, 30
+  critical = theory.critical_sigma_w2("tanh", sigma_b2)
+  assert theory.mean_field("tanh", critical, sigma_b2).chi1 == pytest.approx(1.0, abs=1e-8)
+  changes = {}
+  for factor in (0.5, 1.0, 2.0):
+    sigma_w2 = factor * critical
+    mf = theory.mean_field("tanh", sigma_w2, sigma_b2)
+    net = vn.MLP(
+      [width] * (depth + 1), "tanh", vn.init.gaussian(sigma_w2), vn.init.normal(math.sqrt(sigma_b2))
+    )
+    params = net.init(jax.random.key(3), members=8)
+    x = _inputs_at_fixed_point(jax.random.key(1), 4, width, mf.q_star, sigma_w2, sigma_b2)
+    squared = np.exp(2 * np.asarray(vn.log_gradient_norms(net, params, x), np.float64))
+    squared = squared.reshape(-1, depth)
+    changes[factor] = math.log(squared[:, 0].mean() / squared[:, -1].mean())
+  assert abs(changes[1.0]) < 1.0
+  assert changes[0.5] < -5 and changes[2.0] > 1
