@@ -69,6 +69,10 @@ def check_call(net: Any, params: Any, x: Any, key: Any, precision: Any) -> tuple
         f"[members, {', '.join(map(str, expected))}]"
       )
     members = shape[0]
+  on_accelerator = isinstance(x, jax.Array) and any(d.platform != "cpu" for d in x.devices())
+  if not on_accelerator:  # host data is checked for free; device data would force a sync
+    if not np.all(np.isfinite(np.asarray(x, np.float64))):
+      raise ValueError("x contains inf or NaN")
   x = jnp.asarray(x)
   if not jnp.issubdtype(x.dtype, jnp.floating):
     x = x.astype(params[0]["w"].dtype)
@@ -76,8 +80,6 @@ def check_call(net: Any, params: Any, x: Any, key: Any, precision: Any) -> tuple
     raise ValueError(
       f"x must have shape (n_0,) or (batch, n_0) with n_0 = {net.widths[0]}, got {x.shape}"
     )
-  if not bool(jnp.all(jnp.isfinite(x))):
-    raise ValueError("x contains inf or NaN")
   stochastic = any(s.layer.activation.stochastic for s in net.segments)
   if stochastic and key is None:
     raise ValueError("the network's activation is stochastic: pass key=jax.random.key(...)")

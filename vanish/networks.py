@@ -23,6 +23,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -120,10 +121,7 @@ class Network:
     dtype = jnp.dtype(dtype)
     if not jnp.issubdtype(dtype, jnp.floating):
       raise TypeError(f"dtype must be a floating dtype, got {dtype}")
-    member_keys = jax.vmap(lambda m: jax.random.fold_in(key, m))(jnp.arange(int(members)))
-    return jax.jit(jax.vmap(self._init_member, in_axes=(0, None)), static_argnums=1)(
-      member_keys, dtype
-    )
+    return _init_members(self, key, int(members), dtype)
 
   def _init_member(self, key: jax.Array, dtype: Any) -> tuple[dict[str, jax.Array], ...]:
     weight_key = jax.random.fold_in(key, _WEIGHT_STREAM)
@@ -143,6 +141,13 @@ class Network:
 
   def _centered_biases(self, segment: Segment, w: jax.Array, dtype: Any) -> jax.Array:
     raise ValueError(f"biases=centered(...) is not supported by {type(self).__name__}")
+
+
+@functools.partial(jax.jit, static_argnums=(0, 2, 3))
+def _init_members(net: Network, key: jax.Array, members: int, dtype: Any):
+  """One compiled sampler per (network, M, dtype); member m draws from ``fold_in(key, m)``."""
+  member_keys = jax.vmap(lambda m: jax.random.fold_in(key, m))(jnp.arange(members))
+  return jax.vmap(net._init_member, in_axes=(0, None))(member_keys, dtype)
 
 
 def _sample_per_layer(initializer, key, index, shape, dtype):

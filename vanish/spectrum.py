@@ -81,7 +81,9 @@ def _graded_update(
   exponent = jnp.minimum(log_d[None, :] - log_d[:, None] - log_r[:, None], max_exp)
   eye = jnp.eye(r.shape[0], dtype=r.dtype)
   m = jnp.triu(r * jnp.exp(exponent), 1) + eye
-  return log_r, log_d + log_r, jnp.triu(m @ t_hat, 1) + eye
+  # Bookkeeping, not physics: always true float32/float64, never TF32.
+  product = jnp.matmul(m, t_hat, precision=lax.Precision.HIGHEST)
+  return log_r, log_d + log_r, jnp.triu(product, 1) + eye
 
 
 def _sweep(log_d: jax.Array, t_hat: jax.Array) -> tuple[jax.Array, jax.Array]:

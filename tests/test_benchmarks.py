@@ -1,0 +1,147 @@
+"""The benchmark suite runs at tiny size on the CPU and its report is complete and correct.
+
+This proves the benchmarks work (every entry ran, every implementation agrees with
+its baseline on the same data); it is not a timing.
+"""
+
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+
+from benchmarks import bench_chains, common
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+  out = tmp_path_factory.mktemp("bench") / "chains.json"
+  returned = bench_chains.main(["--size", "tiny", "--out", str(out), "--repeats", "1"])
+  with open(out) as f:
+    written = json.load(f)
+  assert [n for n in os.listdir(out.parent) if n.startswith(".tmp-")] == []  # atomic write
+  assert written["shapes"][0]["entries"][0]["name"] == returned["shapes"][0]["entries"][0]["name"]
+  return written
+
+
+def _entries(report):
+  return {(e["name"], e["precision"]): e for e in report["shapes"][0]["entries"]}
+
+
+def test_report_metadata(report):
+  assert report["schema"] == bench_chains.SCHEMA_VERSION
+  assert report["size"] == "tiny"
+  assert report["device"]["platform"] == "cpu"
+  assert report["device"]["peaks"] is None  # no peak table row for a CPU
+  for name in ("jax", "jaxlib", "numpy", "vanish", "python"):
+    assert report["versions"][name]
+  assert set(report["precisions"]) >= {"highest", "default"}
+  shape = report["shapes"][0]
+  assert (shape["members"], shape["width"], shape["depth"]) == (4, 16, 5)
+  assert shape["chain_flops"] == 2 * 4 * 5 * 16**3
+
+
+def test_every_entry_ran(report):
+  entries = _entries(report)
+  expected = {
+    ("jax.chain", "highest"),
+    ("roofline.batched_matmul", "highest"),
+    ("jax.vmap_jacfwd", "highest"),
+    ("jax.vmap_grad_norms", "highest"),
+    ("jax.qr_benettin", "highest"),
+    ("jax.qr_one_layer_x_L", "highest"),
+    ("vn.jacobian", "highest"),
+    ("vn.log_gradient_norms", "highest"),
+    ("vn.lyapunov_spectrum(refine=False)", "highest"),
+    ("vn.lyapunov_spectrum(refine=True)", "highest"),
+  }
+  assert expected <= set(entries)
+  assert {p for _, p in entries} <= {"highest", "torch_fp32"}  # tiny: one precision
+  if common.optional_torch() is None:
+    assert not any(name.startswith("torch.") for name, _ in entries)
+  # tiny skips the sampled Monte Carlo (slow to compile on a CPU).
+  assert [e["name"] for e in report["scalar"]["entries"]] == ["jax.scalar_chain", "vn.scalar_chain"]
+  for entry in list(entries.values()) + report["scalar"]["entries"]:
+    assert "error" not in entry and "skipped" not in entry, entry
+    assert entry["repeats"] == 1 and entry["median_s"] > 0 and math.isfinite(entry["seconds"])
+  # refine=True ran on 2 of 4 members and was scaled to 4.
+  refined = entries[("vn.lyapunov_spectrum(refine=True)", "highest")]
+  assert refined["extrapolated"] and refined["seconds"] == pytest.approx(2 * refined["median_s"])
+
+
+def test_ratios_and_rates(report):
+  entries = _entries(report)
+  spectrum = entries[("vn.lyapunov_spectrum(refine=False)", "highest")]
+  assert set(spectrum["ratios"]) == {"jax.chain[highest]", "jax.qr_benettin[highest]"}
+  chain = entries[("jax.chain", "highest")]
+  assert spectrum["ratios"]["jax.chain[highest]"] == pytest.approx(
+    spectrum["seconds"] / chain["seconds"]
+  )
+  jac = entries[("vn.jacobian", "highest")]
+  assert jac["tflops"] == pytest.approx(2 * 4 * 5 * 16**3 / jac["seconds"] / 1e12)
+  assert jac["pct_peak"] is None  # unknown peak on a CPU
+  assert entries[("vn.log_gradient_norms", "highest")]["gbs"] > 0
+  scalar = {e["name"]: e for e in report["scalar"]["entries"]}
+  assert scalar["vn.scalar_chain"]["factors_per_s"] == pytest.approx(
+    1024 * 5 / scalar["vn.scalar_chain"]["seconds"]
+  )
+  assert {t["met"] for t in report["targets"]} <= {True, False, None}
+  assert any("stable spectrum" in t["target"] for t in report["targets"])
+
+
+def test_results_agree_with_baselines(report):
+  entries = _entries(report)
+
+  def check(name, precision="highest"):
+    return entries[(name, precision)]["check"]
+
+  for name, precision in [("vn.jacobian", "highest"), ("jax.vmap_jacfwd", "highest")]:
+    assert check(name, precision)["against"] == "jax.chain[highest]"
+    assert check(name, precision)["rel_diff"] < 1e-5
+  assert check("vn.log_gradient_norms")["max_abs_diff"] < 1e-4
+  # Same algorithm as the per-layer QR baseline: the same numbers.
+  assert check("vn.lyapunov_spectrum(refine=False)")["max_abs_diff"] < 1e-4
+  # refine=True is exact at finite depth; Benettin's sum is off by O(1) nats.
+  refined = check("vn.lyapunov_spectrum(refine=True)")
+  assert refined["values_compared"] > 0 and refined["max_abs_diff"] < 1e-3
+  assert check("jax.qr_benettin")["max_abs_diff"] > 10 * refined["max_abs_diff"]
+  scalar = {e["name"]: e for e in report["scalar"]["entries"]}
+  assert scalar["vn.scalar_chain"]["check"]["max_abs_diff_log_abs"] < 1e-4
+  assert scalar["vn.scalar_chain"]["check"]["sign_mismatches"] == 0
+
+
+def test_sample_statistics():
+  rng = np.random.default_rng(0)
+  a, b = rng.normal(-3.0, 2.0, 100_000), rng.normal(-3.0, 2.0, 100_000)
+  same = bench_chains.sample_statistics(a, b)
+  assert same["z_score_of_mean_difference"] < 5
+  assert same["std_log_abs_g_L"] == pytest.approx(2.0, rel=0.02)
+  shifted = bench_chains.sample_statistics(a + 0.1, b)
+  assert shifted["z_score_of_mean_difference"] > 5
+
+
+def test_peak_table():
+  assert common.peak_key("NVIDIA H100 80GB HBM3") == "H100 SXM"
+  assert common.peak_key("NVIDIA H100 PCIe") == "H100 PCIe"
+  assert common.peak_key("NVIDIA H200") == "H200"
+  assert common.peak_key("cpu") is None
+  assert common.precision_class("highest") == "fp32"
+  assert common.precision_class("default") == "tf32"
+  device = {"peaks": common.PEAKS["H100 SXM"]}
+  assert common.peak_tflops(device, "default") == pytest.approx(494.7)
+  assert common.peak_tflops(device, "bfloat16") == pytest.approx(989.4)
+
+
+def test_time_fn_caps_slow_calls():
+  calls = []
+
+  def fn():
+    calls.append(1)
+    return None
+
+  timing, _ = common.time_fn(fn, repeats=5, sync=lambda out: out)
+  assert len(calls) == 6 and len(timing.times) == 5  # one warm-up, then the repeats
+  calls.clear()
+  timing, _ = common.time_fn(fn, repeats=5, sync=lambda out: out, slow_s=-1.0)
+  assert len(timing.times) == 3  # slow calls are capped at max_slow_repeats
