@@ -24,14 +24,17 @@ arrays: the numbers that the Monte Carlo engines are tested against.
 Gaussian expectations use closed forms where they exist (linear, ReLU, leaky ReLU,
 noisy ReLU, erf) and otherwise composite Gauss–Legendre quadrature with panels
 split at the activation's kinks and refined on its feature scale (relative error
-~1e-13 for the zoo in ``vanish.activations``). Activations are evaluated with
-their own ``jax.numpy`` functions under ``jax.enable_x64(True)``.
+~1e-13 or better for the zoo in ``vanish.activations``, checked against mpmath).
+Closed forms, kinks and feature scales are looked up by the activation's
+registry name; any other activation is integrated as smooth on the scale of one
+unit (kinks at multiples of 0.5 are still panel breaks). Activations are evaluated
+with their own ``jax.numpy`` functions under ``jax.enable_x64(True)``.
 
 Example:
   >>> from vanish import theory
   >>> mf = theory.mean_field("tanh", sigma_w2=1.5, sigma_b2=0.05)
   >>> round(mf.q_star, 6), round(mf.chi1, 6)
-  (0.513345, 1.062181)
+  (0.418037, 0.938636)
   >>> round(theory.critical_sigma_w2("relu", sigma_b2=0.0), 6)
   2.0
 """
@@ -112,7 +115,11 @@ def _real_array(name: str, value: ArrayLike) -> np.ndarray:
 
 
 def _integer(name: str, value: int, minimum: int) -> int:
-  if isinstance(value, bool) or int(value) != value or value < minimum:
+  try:
+    ok = not isinstance(value, bool) and int(value) == value and value >= minimum
+  except (TypeError, ValueError):
+    ok = False
+  if not ok:
     raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
   return int(value)
 
@@ -185,7 +192,7 @@ def sigmoid_unstable_input_width(w: ArrayLike) -> float | np.ndarray:
   σ'(z) ≥ 1/|w| holds for σ(z) between the roots σ± = (1 ± √(1 − 4/|w|))/2, an
   interval of z of length 2·log(σ₊/σ₋), i.e. of a of length
   (2/|w|)·log(|w|(1 + √(1 − 4/|w|))/2 − 1). It is empty for |w| < 4 and at most
-  ≈ 0.45 (at |w| ≈ 6.9): large weights rarely help, since σ' shrinks with w.
+  ≈ 0.4477 (at |w| ≈ 6.89): large weights rarely help, since σ' shrinks with w.
 
   Args:
     w: weights, any shape.
@@ -195,7 +202,7 @@ def sigmoid_unstable_input_width(w: ArrayLike) -> float | np.ndarray:
 
   Example:
     >>> round(sigmoid_unstable_input_width(6.9), 4)
-    0.4498
+    0.4477
   """
   w = np.abs(_real_array("w", w))
   safe = np.where(w > 4, w, 8.0)
@@ -246,7 +253,7 @@ def scaled_tanh_vanish_threshold(n: ArrayLike, depth: ArrayLike = 2) -> float | 
     >>> round(scaled_tanh_vanish_threshold(2.0), 6)
     0.658479
     >>> round(scaled_tanh_vanish_threshold(2.0, depth=1000), 6)
-    173.632173
+    173.633369
   """
   n = _check_n(n)
   depth = _real_array("depth", depth)
@@ -320,7 +327,7 @@ def scaled_tanh_widest_good_n(depth: float = 2) -> float:
 
 _Z_MAX = 10.0  # P(|z| > 10) = 1.5e-23: the truncated tail is below float64 resolution.
 _Z_STEP = 1.0  # panel width resolving the Gaussian weight itself
-_GL_X, _GL_W = np.polynomial.legendre.leggauss(16)
+_GL_X, _GL_W = np.polynomial.legendre.leggauss(10)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2 * math.pi)
 _Q_TINY = 1e-100  # q = 0 is evaluated as the limit q → 0⁺ (one-sided at kinks)
 _CHUNK = 1 << 18
@@ -440,6 +447,8 @@ def _phi_sq(act: Activation, q: float) -> float:
     return 0.5 * (1 + slope**2) * q
   if act.name == "erf":
     return (2 / math.pi) * math.asin(2 * q / (1 + 2 * q))
+  if q == 0:  # exactly φ(0)², so that q = 0 is recognized as a fixed point
+    return float(_evaluate(act.fn, np.zeros(1))[0] ** 2)
   return _quad_1d(act, lambda u, z: _evaluate(act.fn, u) ** 2, q)
 
 
@@ -549,7 +558,7 @@ def length_map(
 ) -> float | np.ndarray:
   """The length map q ↦ σ_w² E_z[φ(√q z)²] + σ_b².
 
-  Poole et al. (2016), eq. (3); Schoenholz et al. (2017), eq. (2): the squared
+  Poole et al. (2016) and Schoenholz et al. (2017), §2 (the variance map): the squared
   length per neuron of the pre-activations of layer l given that of layer l − 1,
   for weights N(0, σ_w²/N) and biases N(0, σ_b²) in the infinite-width limit.
   For noisy ReLU the noise enters as q + std² (noise is integrated, not sampled).
@@ -590,7 +599,7 @@ def correlation_map(
 ) -> float | np.ndarray:
   """The correlation map c ↦ [σ_w² E[φ(u₁)φ(u₂)] + σ_b²] / q*.
 
-  Schoenholz et al. (2017), eq. (3) (Poole et al. 2016, eq. 5): u₁ = √q* z₁,
+  Schoenholz et al. (2017), §2 (Poole et al. 2016, the correlation map): u₁ = √q* z₁,
   u₂ = √q* (c z₁ + √(1 − c²) z₂). The denominator is the length map at ``q_star``,
   which equals q* at the fixed point and makes c = 1 ↦ 1 exactly for any q.
   For noisy ReLU the two inputs get independent noise, so c = 1 ↦ c' < 1.
@@ -666,8 +675,8 @@ def _c_star(act: Activation, sigma_w2: float, sigma_b2: float, q: float, chi1: f
   """The stable fixed point of the correlation map.
 
   c* = 1 when χ₁ ≤ 1 (ordered phase) and the map has no input noise. Otherwise the
-  stable root below 1 of M(c) − c: M(0) − M... bracketed from c = 0 towards 1
-  (points 1 − 2^{−k}) or towards −1, then refined by Brent's method.
+  stable root of M(c) − c below 1, bracketed from c = 0 towards 1 (at the points
+  1 − 2^{−k}) or towards −1, then refined by Brent's method.
   """
   if act.noise_std == 0 and chi1 <= 1:
     return 1.0
@@ -717,7 +726,7 @@ class MeanField(NamedTuple):
     q_star: the stable fixed point of the length map (0: lengths die out; inf:
       they grow without bound; nan: the map is the identity, every q is fixed).
     chi1: χ₁ = σ_w² E[φ'(√q* z)²], the mean squared singular value of one layer's
-      Jacobian; the per-layer factor of E‖δ^l‖² (Schoenholz et al. eq. 4).
+      Jacobian; the per-layer factor of E‖δ^l‖² (Schoenholz et al. 2017, §4).
     c_star: the stable fixed point of the correlation map (1 in the ordered phase).
     chi_c: χ_c = σ_w² E[φ'(u₁)φ'(u₂)] at c*, the slope of the correlation map there.
     xi_q: −1/log(∂L/∂q at q*), the depth scale of the length map.
@@ -752,10 +761,11 @@ def mean_field(activation: ActivationLike, sigma_w2: float, sigma_b2: float) -> 
   """Fixed points, slopes and depth scales of mean-field signal propagation.
 
   Schoenholz, Gilmer, Ganguli & Sohl-Dickstein (2017), "Deep Information
-  Propagation": q* solves q* = σ_w² E[φ(√q* z)²] + σ_b² (eq. 2), χ₁ = σ_w²
-  E[φ'(√q* z)²] (eq. 5), c* the stable fixed point of the correlation map (eq. 3),
-  χ_c = σ_w² E[φ'(u₁)φ'(u₂)] at c* (eq. 8), ξ_q = −1/log(χ₁ + σ_w² E[φ''φ]) (eq. 7),
-  ξ_c = −1/log χ_c (eq. 9) and ξ_∇ = −1/log χ₁ (eq. 14). Order (χ₁ < 1) and chaos
+  Propagation" (equation numbers differ between versions; sections of the
+  published version): q* solves q* = σ_w² E[φ(√q* z)²] + σ_b² and χ₁ = σ_w²
+  E[φ'(√q* z)²] (§2); c* is the stable fixed point of the correlation map (§2);
+  χ_c = σ_w² E[φ'(u₁)φ'(u₂)] at c*, ξ_q = −1/log(χ₁ + σ_w² E[φ''φ]) and
+  ξ_c = −1/log χ_c (§3); ξ_∇ = −1/log χ₁ (§4). Order (χ₁ < 1) and chaos
   (χ₁ > 1) meet at χ₁ = 1, where ξ_c and ξ_∇ diverge.
 
   Sign convention: ξ = −1/log χ is positive when the linearized map contracts
@@ -781,6 +791,9 @@ def mean_field(activation: ActivationLike, sigma_w2: float, sigma_b2: float) -> 
   inputs as c·q/(q + std²). Its correlation map therefore has c* < 1 always. Other
   stochastic activations raise ValueError.
 
+  Cost: milliseconds in the ordered phase; in the chaotic phase c* needs ~20
+  two-dimensional quadratures (~0.05 s each, ~1 s each for ``stepped_sigmoid``).
+
   Args:
     activation: a name or an :class:`~vanish.activations.Activation`.
     sigma_w2: weight variance σ_w² > 0 (weights N(0, σ_w²/fan_in)).
@@ -792,7 +805,7 @@ def mean_field(activation: ActivationLike, sigma_w2: float, sigma_b2: float) -> 
   Example:
     >>> mf = mean_field("erf", sigma_w2=1.0, sigma_b2=0.0)
     >>> round(mf.chi1, 6), mf.xi_c > 0
-    (1.137525, True)
+    (1.016903, True)
   """
   sigma_w2 = _positive("sigma_w2", sigma_w2)
   sigma_b2 = _nonnegative("sigma_b2", sigma_b2)
@@ -824,6 +837,17 @@ def mean_field(activation: ActivationLike, sigma_w2: float, sigma_b2: float) -> 
   )
 
 
+def _zero_length_corner(act: Activation, sigma_b2: float) -> float | None:
+  """1/φ'(0)² when q* = 0 is possible (σ_b² = 0, φ(0) = 0, no noise), else None."""
+  if sigma_b2 != 0 or act.noise_std != 0:
+    return None
+  origin = np.zeros(1)
+  slope = float(_evaluate(act.derivative, origin)[0])
+  if float(_evaluate(act.fn, origin)[0]) != 0 or slope == 0:
+    return None
+  return 1.0 / slope**2
+
+
 def critical_sigma_w2(activation: ActivationLike, sigma_b2: float) -> float:
   """The weight variance on the order-to-chaos line, where χ₁(σ_w², σ_b²) = 1.
 
@@ -834,7 +858,7 @@ def critical_sigma_w2(activation: ActivationLike, sigma_b2: float) -> float:
   change and refined by Brent's method (each χ₁ solves for q*).
 
   Known values: tanh at σ_b² = 0 → 1 (q* = 0 and χ₁ = σ_w²); erf at σ_b² = 0 →
-  π/4; tanh at σ_b² = 0.05 → 1.3907.
+  π/4; tanh at σ_b² = 0.05 → 1.7610.
 
   Args:
     activation: a name or an :class:`~vanish.activations.Activation`.
@@ -862,6 +886,9 @@ def critical_sigma_w2(activation: ActivationLike, sigma_b2: float) -> float:
   def excess(sigma_w2: float) -> float:
     return _chi1(act, sigma_w2, _q_star(act, sigma_w2, sigma_b2)) - 1
 
+  # With σ_b² = 0 and φ(0) = 0, q* = 0 and χ₁ = σ_w² φ'(0)² up to σ_w² = 1/φ'(0)²,
+  # beyond which χ₁ − 1 grows only quadratically: return that corner exactly.
+  corner = _zero_length_corner(act, sigma_b2)
   previous = None
   for k in range(-4, 21):
     sigma_w2 = 2.0**k
@@ -873,6 +900,10 @@ def critical_sigma_w2(activation: ActivationLike, sigma_b2: float) -> float:
     if value > 0:
       if previous is None:
         raise ValueError(f"chi1 > 1 already at sigma_w2 = {sigma_w2}")
+      if corner is not None and previous < corner <= sigma_w2:
+        # χ₁ = σ_w²/corner < 1 below the corner iff lengths still die out there.
+        if _q_star(act, corner * (1 - 1e-6), sigma_b2) == 0:
+          return corner
       return optimize.brentq(excess, previous, sigma_w2, xtol=1e-14, rtol=1e-14)
     previous = sigma_w2
   raise ValueError(
@@ -912,8 +943,8 @@ def jacobian_spectrum_moments(
   width-N network whose pre-activations h^l all have length q* (inputs at the
   fixed point). As N → ∞ the spectral moments m_k = tr((JJᵀ)^k)/N of λ (the
   squared singular values) follow from multiplying S-transforms (Pennington,
-  Schoenholz & Ganguli 2017, "Resurrecting the sigmoid", §2.4; 2018, "The
-  emergence of spectral universality", §3): with μ_k = E[φ'(√q* z)^{2k}] and
+  Schoenholz & Ganguli 2017, "Resurrecting the sigmoid"; 2018, "The emergence
+  of spectral universality"): with μ_k = E[φ'(√q* z)^{2k}] and
   S_{WWᵀ}(z) = σ_w^{−2}(1 + s₁ z + …),
 
     m₁ = (σ_w² μ₁)^L = χ₁^L,   σ²/m₁² = L (μ₂/μ₁² − 1 − s₁),
@@ -922,7 +953,8 @@ def jacobian_spectrum_moments(
   coefficients of a product add up: each layer contributes the normalized variance
   of D² (μ₂/μ₁² − 1) plus that of WWᵀ (−s₁). Gaussian weights N(0, σ_w²/N) have
   s₁ = −1 (Marchenko–Pastur), scaled orthogonal weights σ_w·O have s₁ = 0. Finite
-  width adds O(L/N) corrections.
+  width adds O(L/N) corrections. For noisy ReLU, D_l uses the same noise draw as
+  the forward pass, so μ_k are those of ReLU (1/2).
 
   Args:
     activation: a name or an :class:`~vanish.activations.Activation`.
@@ -1042,10 +1074,10 @@ def relu_gradient_moments(widths: Sequence[int]) -> ReluGradientMoments:
 
   Example:
     >>> m = relu_gradient_moments([10] * 11)
-    >>> round(m.mean, 6), round(m.second_moment, 4), round(m.log_var_leading, 6)
-    (1.0, 57.665039, 5.0)
+    >>> round(m.mean, 6), round(m.second_moment, 3), round(m.log_var_leading, 6)
+    (1.0, 57.665, 5.0)
   """
-  if isinstance(widths, (str, bytes)) or len(widths) < 2:
+  if not isinstance(widths, Sequence | np.ndarray) or isinstance(widths, str) or len(widths) < 2:
     raise ValueError(f"widths must be a sequence [n0, n1, ..., nL] with L >= 1, got {widths!r}")
   widths = [_integer(f"widths[{i}]", n, 1) for i, n in enumerate(widths)]
   fan_in, fan_out = np.asarray(widths[:-1], float), np.asarray(widths[1:], float)
@@ -1090,7 +1122,7 @@ def newman_lyapunov(n: int, sigma_w2: float = 1.0) -> np.ndarray:
 
   Example:
     >>> np.round(newman_lyapunov(2), 6)
-    array([-0.288608, -1.270362])
+    array([-0.288608, -0.981755])
   """
   n = _integer("n", n, 1)
   sigma_w2 = _positive("sigma_w2", sigma_w2)
