@@ -187,8 +187,10 @@ def summarize(
   with np.errstate(invalid="ignore", divide="ignore"):
     mean = np.nanmean(masked, axis=0)
     std = np.nanstd(masked, axis=0, ddof=1) if count > 1 else np.zeros(depth)
-    skewness = stats.skew(masked, axis=0, nan_policy="omit")
-  skewness = np.asarray(np.ma.filled(skewness, np.nan), np.float64)
+    centered = masked - mean
+    third = np.nanmean(centered**3, axis=0)
+    second = np.nanmean(centered**2, axis=0)
+    skewness = np.where(second > 0, third / np.where(second > 0, second, 1) ** 1.5, np.nan)
   # −inf (exact zero) sorts below everything: include it in the quantiles.
   quantiles = np.quantile(samples, levels, axis=0, method="inverted_cdf").T  # no −inf lerp
   log_eps = math.log(epsilon)
@@ -319,14 +321,19 @@ def clt_prediction(log_factors: jax.Array | np.ndarray, *, epsilon: float = 1e-3
   mean = np.cumsum(factor_mean)
   var_independent = np.cumsum(factor_var)
   var_observed = np.cumsum(samples, axis=1).var(axis=0, ddof=1)
-  p_vanish = stats.norm.cdf((math.log(epsilon) - mean) / np.sqrt(var_independent))
+  # A zero-variance prefix (e.g. ReLU's first factor σ'(z_1) = 1) is deterministic.
+  spread = np.sqrt(var_independent)
+  gap = math.log(epsilon) - mean
+  with np.errstate(divide="ignore", invalid="ignore"):
+    p_vanish = np.where(spread > 0, stats.norm.cdf(gap / spread), (gap > 0).astype(float))
+    correlation_excess = np.where(var_independent > 0, var_observed / var_independent - 1, 0.0)
   return CLTPrediction(
     factor_mean=factor_mean,
     factor_var=factor_var,
     mean=mean,
     var_independent=var_independent,
     var_observed=var_observed,
-    correlation_excess=var_observed / var_independent - 1,
+    correlation_excess=correlation_excess,
     p_vanish=p_vanish,
     epsilon=epsilon,
   )
