@@ -108,3 +108,24 @@ def test_at_the_critical_line_gradients_neither_vanish_nor_explode():
     changes[factor] = math.log(squared[:, 0].mean() / squared[:, -1].mean())
   assert abs(changes[1.0]) < 1.0
   assert changes[0.5] < -5 and changes[2.0] > 1
+
+
+def test_relu_input_output_gradient_matches_hanin():
+  # Hanin (2018): with He weights and zero biases, ‖J u‖² = Π_l (2/n_{l−1}) χ²(K_l),
+  # K_l ~ Bin(n_l, ½): the death probability, E‖Ju‖² and the log-moments are exact.
+  widths, members = [6, 9, 7, 10, 8, 6], 30_000
+  expected = theory.relu_gradient_moments(widths)
+  net = vn.MLP(widths, "relu", vn.init.he(), vn.init.zeros())
+  params = net.init(jax.random.key(0), members=members)
+  x = jax.random.normal(jax.random.key(1), (widths[0],))
+  jac = np.asarray(vn.jacobian(net, params, x), np.float64)
+  squared = np.sum(jac[:, :, 0] ** 2, axis=1)  # u = e_1
+  alive = squared > 0
+  dead = 1 - alive.mean()
+  assert abs(dead - expected.dead_probability) < 5 * math.sqrt(dead * (1 - dead) / members)
+  assert abs(squared.mean() - expected.mean) < 5 * squared.std() / math.sqrt(members)
+  logs = np.log(squared[alive])
+  n = logs.size
+  assert abs(logs.mean() - expected.log_mean) < 5 * logs.std() / math.sqrt(n)
+  fourth = np.mean((logs - logs.mean()) ** 4)
+  assert abs(logs.var() - expected.log_var) < 5 * math.sqrt((fourth - logs.var() ** 2) / n)
