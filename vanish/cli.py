@@ -197,8 +197,9 @@ def demo_results(
   Returns:
     A dict with ``log_norms`` (``[members, depth]`` natural logs, as a numpy array),
     per-layer ``layers`` statistics in log10 (median, 10% and 90% quantiles over
-    members), ``median_norm`` per layer, and ``ratio_first_last``, the quantiles of
-    the per-member ratio ``‖δ^1‖/‖δ^L‖``.
+    members), ``median_norm = 10**median_log10`` per layer, and ``ratio_first_last``,
+    the log10 quantiles of the per-member ratio ``‖δ^1‖/‖δ^L‖`` over the members whose
+    gradient is not identically zero (``dead_members`` counts the others).
   """
   import jax
 
@@ -230,7 +231,9 @@ def demo_results(
         "median_norm": 10.0**median if median > -math.inf else 0.0,
       }
     )
-  ratio_log10 = log10[:, 0] - log10[:, -1]
+  # Both norms are exactly 0 only when the whole gradient is (all-dead ReLU members): no ratio.
+  dead = np.isneginf(log10[:, -1]) & np.isneginf(log10[:, 0])
+  ratio_log10 = log10[~dead, 0] - log10[~dead, -1]
   return {
     "activation": activation_label(act),
     "log_norms": log_norms,
@@ -239,6 +242,7 @@ def demo_results(
       "median_log10": quantile(ratio_log10, 0.5),
       "q10_log10": quantile(ratio_log10, 0.1),
       "q90_log10": quantile(ratio_log10, 0.9),
+      "dead_members": int(dead.sum()),
     },
   }
 
@@ -252,7 +256,7 @@ def activation_label(act: Any) -> str:
 def _sci(log10_value: float) -> str:
   """``10**log10_value`` in scientific notation, also far outside float range."""
   if math.isnan(log10_value):
-    return "nan"
+    return "n/a"
   if log10_value == -math.inf:
     return "0"
   if log10_value == math.inf:
@@ -319,7 +323,7 @@ def _run_demo(args: argparse.Namespace) -> int:
 
   start = time.perf_counter()
   sigma_w2 = usual_sigma_w2(args.activation) if args.sigma_w2 is None else args.sigma_w2
-  compare = list(COMPARE_DEFAULT) if args.compare == [] else list(args.compare or [])
+  compare = list(dict.fromkeys(COMPARE_DEFAULT if args.compare == [] else args.compare or []))
   config = {
     "activation": args.activation,
     "depth": args.depth,
@@ -342,7 +346,8 @@ def _run_demo(args: argparse.Namespace) -> int:
 
   print(
     f"vanish demo: {result['activation']} MLP, {args.depth} layers of width {args.width}, "
-    f"{args.members} members; W ~ N(0, {sigma_w2:g}/fan_in), b ~ N(0, {args.sigma_b2:g})"
+    f"{args.members} members; W ~ N(0, {sigma_w2:g}/fan_in), "
+    + (f"b ~ N(0, {args.sigma_b2:g})" if args.sigma_b2 > 0 else "b = 0")
   )
   print(
     f"device: {device.platform} ({device.device_kind}, {len(jax.devices())} device(s)); "
@@ -353,10 +358,15 @@ def _run_demo(args: argparse.Namespace) -> int:
   )
   _print_layer_table(result, args.depth)
   ratio = result["ratio_first_last"]
+  dead = (
+    f"; {ratio['dead_members']} member(s) with an all-zero gradient left out"
+    if ratio["dead_members"]
+    else ""
+  )
   print(
     f"first/last layer ‖δ^1‖/‖δ^{args.depth}‖: median {_sci(ratio['median_log10'])} "
     f"(10%: {_sci(ratio['q10_log10'])}, 90%: {_sci(ratio['q90_log10'])}) "
-    f"-> {_verdict(ratio['median_log10'])}"
+    f"-> {_verdict(ratio['median_log10'])}{dead}"
   )
 
   comparison = []

@@ -1,0 +1,256 @@
+"""The command line, run metadata and README: smoke tests plus checks that printed numbers are real.
+
+The demo's table must equal :func:`vanish.log_gradient_norms` recomputed here from the
+documented seed streams; ``reproduce`` must report unimplemented figures as missing and
+never write a file; bad arguments must fail with a message naming the parameter; and the
+README's two commands and Python example must be the ones that work.
+"""
+
+from __future__ import annotations
+
+import doctest
+import json
+import math
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+import vanish as vn
+from vanish import cli
+from vanish.metadata import run_metadata, to_json
+
+ROOT = Path(__file__).resolve().parents[1]
+LN10 = math.log(10)
+
+
+def reference_log_norms(activation, *, depth, width, members, sigma_w2, sigma_b2, seed):
+  """The demo's computation written out independently from its documented key streams."""
+  net = vn.MLP(
+    widths=[width] * (depth + 1),
+    activation=activation,
+    weights=vn.init.gaussian(sigma_w2=sigma_w2),
+    biases=vn.init.normal(std=sigma_b2**0.5),
+  )
+  key = jax.random.key(seed)
+  params = net.init(jax.random.fold_in(key, 0), members=members)
+  x = jax.random.normal(jax.random.fold_in(key, 1), (width,))
+  return np.asarray(vn.log_gradient_norms(net, params, x))
+
+
+# --------------------------------------------------------------------------- demo
+
+
+def test_demo_json_and_table_equal_an_independent_computation(tmp_path, capsys):
+  out = tmp_path / "sub" / "demo.json"
+  argv = "demo --depth 6 --width 5 --members 24 --seed 3 --sigma-b2 0.05 --compare tanh sigmoid"
+  assert cli.main([*argv.split(), "--json", str(out)]) == 0
+  printed = capsys.readouterr().out
+  data = json.loads(out.read_text())
+  assert [p.name for p in out.parent.iterdir()] == ["demo.json"]  # no temp file left behind
+
+  expected = reference_log_norms(
+    "tanh", depth=6, width=5, members=24, sigma_w2=1.0, sigma_b2=0.05, seed=3
+  )
+  np.testing.assert_allclose(np.array(data["log_gradient_norms"]), expected, rtol=1e-6)
+  log10 = expected / LN10
+  for l, row in enumerate(data["layers"]):
+    assert row["layer"] == l + 1
+    np.testing.assert_allclose(row["median_log10"], np.median(log10[:, l]), rtol=1e-6)
+    np.testing.assert_allclose(row["q10_log10"], np.quantile(log10[:, l], 0.1), rtol=1e-6)
+    np.testing.assert_allclose(row["q90_log10"], np.quantile(log10[:, l], 0.9), rtol=1e-6)
+    np.testing.assert_allclose(row["median_norm"], 10 ** np.median(log10[:, l]), rtol=1e-5)
+  ratio = log10[:, 0] - log10[:, -1]
+  np.testing.assert_allclose(data["ratio_first_last"]["median_log10"], np.median(ratio), rtol=1e-6)
+
+  # The printed table shows the same numbers (to its 3 decimals).
+  rows = re.findall(
+    r"^\s+(\d+)\s+(-?\d+\.\d{3})\s+(-?\d+\.\d{3})\s+(-?\d+\.\d{3})\s", printed, re.MULTILINE
+  )
+  assert [int(r[0]) for r in rows] == list(range(1, 7))
+  for (_, median, q10, q90), row in zip(rows, data["layers"], strict=True):
+    assert float(median) == pytest.approx(row["median_log10"], abs=6e-4)
+    assert float(q10) == pytest.approx(row["q10_log10"], abs=6e-4)
+    assert float(q90) == pytest.approx(row["q90_log10"], abs=6e-4)
+
+  # Config, metadata and the comparison are recorded; the tanh row reuses the main ensemble.
+  assert data["config"]["seed"] == 3 and data["config"]["sigma_w2"] == 1.0
+  assert data["metadata"]["precision"] == "highest" and data["metadata"]["config"]["depth"] == 6
+  assert data["metadata"]["versions"]["jax"] == jax.__version__
+  tanh, sigmoid = data["comparison"]
+  assert tanh["ratio_first_last"] == data["ratio_first_last"]
+  sigmoid_logs = reference_log_norms(
+    "sigmoid", depth=6, width=5, members=24, sigma_w2=1.0, sigma_b2=0.05, seed=3
+  )
+  np.testing.assert_allclose(
+    sigmoid["first_median_log10"], np.median(sigmoid_logs[:, 0]) / LN10, rtol=1e-6
+  )
+  # Nielsen ch. 5: σ' ≤ 1/4, so five sigmoid layers back the gradient shrinks > 100x.
+  assert sigmoid["verdict"] == "vanishing"
+  assert "sigmoid" in printed and "vanishing" in printed and "precision: highest" in printed
+
+
+def test_demo_default_sigma_w2_is_he_for_relu_and_long_tables_are_abridged(capsys):
+  assert cli.main("demo --activation relu --depth 45 --width 3 --members 2".split()) == 0
+  printed = capsys.readouterr().out
+  assert "W ~ N(0, 2/fan_in)" in printed
+  assert "(showing 20 of 45 layers" in printed
+  assert re.search(r"^\s+45\s", printed, re.MULTILINE)  # the last layer is always shown
+
+
+@pytest.mark.parametrize(
+  ("flag", "value", "named"),
+  [
+    ("--depth", "0", "depth"),
+    ("--width", "-3", "width"),
+    ("--members", "many", "members"),
+    ("--sigma-w2", "-1", "sigma-w2"),
+    ("--sigma-b2", "nan", "sigma-b2"),
+    ("--seed", "-1", "seed"),
+    ("--activation", "swishy", "--activation"),
+    ("--precision", "fp8", "--precision"),
+  ],
+)
+def test_bad_demo_arguments_fail_naming_the_parameter(flag, value, named, capsys):
+  with pytest.raises(SystemExit) as error:
+    cli.main(["demo", flag, value])
+  assert error.value.code == 2
+  err = capsys.readouterr().err
+  assert f"argument {flag}" in err and named in err and value in err
+
+
+def test_json_write_is_atomic(tmp_path):
+  path = tmp_path / "result.json"
+  path.write_text('{"old": true}\n')
+  with pytest.raises(ValueError):  # NaN is not JSON: the write fails midway
+    cli._write_json_atomic(path, {"x": float("nan")})
+  assert path.read_text() == '{"old": true}\n'
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["result.json"]
+  cli._write_json_atomic(path, {"x": 1.5})
+  assert json.loads(path.read_text()) == {"x": 1.5}
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_quantile_matches_numpy_and_orders_minus_infinity_first(seed):
+  rng = np.random.default_rng(seed)
+  values = rng.normal(size=rng.integers(1, 50))
+  for q in (0.0, 0.1, 0.5, 0.9, 1.0):
+    assert cli.quantile(values, q) == pytest.approx(np.quantile(values, q), rel=1e-12, abs=1e-12)
+  dead = np.concatenate([np.full(3, -np.inf), values])
+  assert cli.quantile(dead, 0.0) == -np.inf
+  assert cli.quantile(dead, 1.0) == values.max()
+
+
+# --------------------------------------------------------------------------- info, reproduce
+
+
+def test_info_reports_devices_versions_and_precision(capsys):
+  assert cli.main(["info"]) == 0
+  printed = capsys.readouterr().out
+  assert f"jax {jax.__version__}" in printed
+  assert f"{jax.device_count()} x " in printed
+  assert "precision: highest" in printed
+  assert cli.main(["info", "--json"]) == 0
+  meta = json.loads(capsys.readouterr().out)
+  assert meta["device_count"] == jax.device_count() and meta["backend"] == jax.default_backend()
+
+
+def test_reproduce_reports_missing_figures_and_writes_nothing(tmp_path, monkeypatch, capsys):
+  monkeypatch.chdir(tmp_path)
+  assert cli.main(["reproduce", "--quick", "--only", "F4", "f6"]) == 2
+  captured = capsys.readouterr()
+  assert "F4   missing: not implemented yet (issue 5)" in captured.out
+  assert "F6   missing: not implemented yet (issue 5)" in captured.out
+  assert "summary: 0 drawn, 2 missing (F4 F6)" in captured.out
+  assert list(tmp_path.iterdir()) == []  # nothing drawn, nothing faked
+  assert cli.main(["reproduce", "--full"]) == 2
+  assert capsys.readouterr().out.count("missing: not implemented yet") == 13
+
+
+def test_reproduce_list_and_unknown_figure(capsys):
+  assert list(cli.FIGURES) == [f"F{i}" for i in range(1, 14)]
+  assert cli.main(["reproduce", "--list"]) == 0
+  assert capsys.readouterr().out.count("missing") == 13
+  with pytest.raises(SystemExit) as error:
+    cli.main(["reproduce", "--only", "F99"])
+  assert error.value.code == 2
+  assert "argument --only" in capsys.readouterr().err
+  with pytest.raises(SystemExit):
+    cli.main(["reproduce", "--quick", "--full"])
+
+
+@pytest.mark.parametrize("argv", [[], ["info"], ["demo"], ["reproduce"]])
+def test_help_everywhere(argv, capsys):
+  with pytest.raises(SystemExit) as error:
+    cli.main([*argv, "--help"])
+  assert error.value.code == 0
+  assert capsys.readouterr().out.startswith("usage: vanish")
+
+
+def test_no_command_is_an_error(capsys):
+  with pytest.raises(SystemExit) as error:
+    cli.main([])
+  assert error.value.code == 2
+  assert "COMMAND" in capsys.readouterr().err
+
+
+def test_python_dash_m_vanish():
+  done = subprocess.run(
+    [sys.executable, "-m", "vanish", "--version"],
+    capture_output=True,
+    text=True,
+    check=True,
+    cwd=ROOT,
+  )
+  assert done.stdout.strip() == f"vanish {vn.__version__}"
+
+
+# --------------------------------------------------------------------------- metadata
+
+
+def test_run_metadata_records_config_and_rejects_bad_input():
+  meta = run_metadata("default", members=np.int64(8), shape=(3, 4))
+  assert meta["precision"] == "default"
+  assert meta["config"] == {"members": 8, "shape": [3, 4]}
+  assert meta["devices"] == [d.device_kind for d in jax.devices()]
+  assert json.loads(json.dumps(meta, allow_nan=False)) == meta
+  with pytest.raises(ValueError, match="precision"):
+    run_metadata("very-high")
+  with pytest.raises(TypeError, match=r"config\['fn'\]"):
+    run_metadata("highest", fn=print)
+  with jax.enable_x64(True):
+    assert run_metadata("highest")["x64"] is True
+  assert to_json({"a": [np.inf, 1]}) == {"a": [None, 1]}
+
+
+# --------------------------------------------------------------------------- README
+
+
+def _readme() -> str:
+  return (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def test_readme_starts_with_the_two_commands():
+  first_block = re.search(r"```\w*\n(.*?)```", _readme(), re.DOTALL).group(1)
+  assert first_block.splitlines() == [
+    "pip install -e . && vanish demo",
+    'pip install -e ".[test]" && pytest',
+  ]
+
+
+@pytest.mark.parametrize("page", sorted(p.name for p in (ROOT / "docs").glob("*.md")))
+def test_docs_examples_run(page):
+  flags = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
+  result = doctest.testfile(str(ROOT / "docs" / page), module_relative=False, optionflags=flags)
+  assert result.attempted > 0 and result.failed == 0
+
+
+def test_readme_python_example_runs():
+  blocks = re.findall(r"```python\n(.*?)```", _readme(), re.DOTALL)
+  assert blocks, "the README shows a Python example"
+  namespace: dict = {}
+  exec(compile(blocks[0], "README.md", "exec"), namespace)  # noqa: S102
