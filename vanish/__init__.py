@@ -14,7 +14,7 @@ Public API::
   vn.theory.mean_field("tanh", 1.5, 0.05)
 """
 
-from vanish import activations, init, probability, theory
+from vanish import activations, init, phase_map, probability, theory
 from vanish.chains import jacobian, log_gradient_norms, outputs, preactivations, scalar_chain
 from vanish.networks import MLP, Network, ResidualMLP
 from vanish.spectrum import lyapunov_exponents, lyapunov_spectrum
@@ -33,6 +33,7 @@ __all__ = [
   "lyapunov_exponents",
   "lyapunov_spectrum",
   "outputs",
+  "phase_map",
   "probability",
   "preactivations",
   "scalar_chain",
