@@ -116,7 +116,10 @@ def wilson_interval(successes: np.ndarray, trials: int, confidence: float = 0.95
   denominator = 1 + z**2 / trials
   center = (p + z**2 / (2 * trials)) / denominator
   half = z / denominator * np.sqrt(p * (1 - p) / trials + z**2 / (4 * trials**2))
-  return np.stack([np.maximum(center - half, 0), np.minimum(center + half, 1)], axis=-1)
+  # exact at the edges: no successes -> lower bound 0; all successes -> upper bound 1
+  lower = np.where(p == 0, 0.0, np.maximum(center - half, 0))
+  upper = np.where(p == 1, 1.0, np.minimum(center + half, 1))
+  return np.stack([lower, upper], axis=-1)
 
 
 def _as_samples(log_g: jax.Array | np.ndarray) -> np.ndarray:
