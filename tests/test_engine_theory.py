@@ -129,3 +129,46 @@ def test_relu_input_output_gradient_matches_hanin():
   assert abs(logs.mean() - expected.log_mean) < 5 * logs.std() / math.sqrt(n)
   fourth = np.mean((logs - logs.mean()) ** 4)
   assert abs(logs.var() - expected.log_var) < 5 * math.sqrt((fourth - logs.var() ** 2) / n)
+
+
+@pytest.mark.parametrize(
+  "activation, sigma_w2, sigma_b2, alpha", [("tanh", 1.5, 0.05, 0.5), ("relu", 2.0, 0.0, 0.3)]
+)
+def test_residual_network_matches_residual_mean_field(activation, sigma_w2, sigma_b2, alpha):
+  # Yang & Schoenholz (2017): q^l = q^{l−1} + α²(σ_w² Eφ² + σ_b²) and each layer multiplies
+  # E‖g‖² by 1 + α² σ_w² Eφ'² ≥ 1 — residual gradients never vanish.
+  width, depth, members, batch = 128, 20, 16, 4
+  net = vn.ResidualMLP(
+    width,
+    depth,
+    activation,
+    vn.init.gaussian(sigma_w2),
+    vn.init.normal(math.sqrt(sigma_b2)),
+    alpha=alpha,
+  )
+  params = net.init(jax.random.key(0), members=members)
+  x = _inputs_at_fixed_point(jax.random.key(1), batch, width, 1.0, 1.0, 0.0)  # q^0 = 1
+  expected = theory.residual_mean_field(
+    activation, sigma_w2, sigma_b2, alpha=alpha, depth=depth, q0=1.0
+  )
+  states = np.asarray(vn.preactivations(net, params, x), np.float64)  # h^{l−1}: [M, B, L, n]
+  q = (states**2).mean(axis=(0, 1, 3))
+  relative_finite_width = 10 * depth / width / 2  # O(L/n) corrections to the n → ∞ recursion
+  np.testing.assert_allclose(q, expected.q[:-1], rtol=relative_finite_width / 10 + 0.03)
+  cotangent = jax.random.normal(jax.random.key(2), (batch, width))
+  log_norms = np.asarray(vn.log_gradient_norms(net, params, x, cotangent), np.float64)
+  squared = np.exp(2 * log_norms.reshape(-1, depth))  # α²‖g^l‖², g^l = ∂C/∂h^l
+
+  def growth(samples):  # log E‖g^l‖² − log E‖g^L‖², l = 1..L
+    log_mean = np.log(samples.mean(axis=0))
+    return log_mean - log_mean[-1]
+
+  rng = np.random.default_rng(0)
+  boot = np.std(
+    [growth(squared[rng.integers(0, len(squared), len(squared))]) for _ in range(200)], axis=0
+  )
+  predicted = np.append(expected.log_gradient_growth[1:], 0.0)
+  assert np.all(np.diff(predicted) <= 0) and np.all(expected.gradient_factor >= 1)
+  np.testing.assert_array_less(
+    np.abs(growth(squared) - predicted), 4 * boot + 0.08 * np.abs(predicted) + 1e-9
+  )

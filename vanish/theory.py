@@ -58,6 +58,7 @@ __all__ = [
   "JacobianMoments",
   "MeanField",
   "ReluGradientMoments",
+  "ResidualMeanField",
   "centered_sigmoid_factor",
   "correlation_map",
   "critical_sigma_w2",
@@ -66,6 +67,7 @@ __all__ = [
   "mean_field",
   "newman_lyapunov",
   "relu_gradient_moments",
+  "residual_mean_field",
   "scaled_tanh_explode_threshold",
   "scaled_tanh_vanish_threshold",
   "scaled_tanh_widest_good_n",
@@ -1128,3 +1130,77 @@ def newman_lyapunov(n: int, sigma_w2: float = 1.0) -> np.ndarray:
   sigma_w2 = _positive("sigma_w2", sigma_w2)
   dof = np.arange(n, 0, -1, dtype=np.float64)
   return 0.5 * (math.log(2 * sigma_w2 / n) + special.digamma(dof / 2))
+
+
+# ----------------------------------------------------------------------------
+# Residual networks (Yang & Schoenholz 2017, "Mean field residual networks: on the
+# edge of chaos"): h^l = h^{l−1} + α (W^l φ(h^{l−1}) + b^l).
+
+
+class ResidualMeanField(NamedTuple):
+  """Mean-field recursions of a residual network, layer by layer.
+
+  Attributes:
+    q: ``[L + 1]`` the per-unit squared length ``q^l = ‖h^l‖²/n``, ``q[0] = q0``.
+    gradient_factor: ``[L]`` ``E‖g^{l−1}‖² / E‖g^l‖² = 1 + α² σ_w² E[φ'(√q^{l−1} z)²]``
+      for the backpropagated ``g^l = ∂C/∂h^l`` — at least 1: residual gradients never vanish.
+    log_gradient_growth: ``[L]`` ``log E‖g^{l−1}‖² − log E‖g^L‖²`` for l = L..1, i.e.
+      entry ``l − 1`` is the log growth from the output back to layer l's input.
+  """
+
+  q: np.ndarray
+  gradient_factor: np.ndarray
+  log_gradient_growth: np.ndarray
+
+
+def residual_mean_field(
+  activation: ActivationLike,
+  sigma_w2: float,
+  sigma_b2: float,
+  *,
+  alpha: float,
+  depth: int,
+  q0: float,
+) -> ResidualMeanField:
+  """Length and gradient recursions of ``h^l = h^{l−1} + α (W φ(h^{l−1}) + b)``.
+
+  With W independent of ``h`` (the mean-field ansatz), the cross terms vanish and
+
+      q^l = q^{l−1} + α² (σ_w² E[φ(√q^{l−1} z)²] + σ_b²),
+      E‖g^{l−1}‖² = E‖g^l‖² (1 + α² σ_w² E[φ'(√q^{l−1} z)²])
+
+  (Yang & Schoenholz 2017, §3; constant width n, weights N(0, σ_w²/n)). Unlike the
+  plain MLP's χ1, the factor is at least 1, so gradients grow (polynomially for
+  tanh, whose E φ'² decays as q grows; exponentially for ReLU) but never vanish.
+
+  Args:
+    activation: a name or :class:`~vanish.activations.Activation`.
+    sigma_w2, sigma_b2: weight and bias variances, ≥ 0.
+    alpha: the branch scale α > 0.
+    depth: number of residual layers L ≥ 1.
+    q0: the input's per-unit squared length ``‖x‖²/n`` ≥ 0.
+
+  Returns:
+    A :class:`ResidualMeanField`.
+
+  Example:
+    >>> rmf = residual_mean_field("relu", 2.0, 0.0, alpha=0.1, depth=3, q0=1.0)
+    >>> [round(float(v), 4) for v in rmf.q]        # ReLU: q grows by (1 + α²) per layer
+    [1.0, 1.01, 1.0201, 1.0303]
+    >>> [round(float(v), 4) for v in rmf.gradient_factor]
+    [1.01, 1.01, 1.01]
+  """
+  act = _resolve(activation)
+  sigma_w2 = _nonnegative("sigma_w2", sigma_w2)
+  sigma_b2 = _nonnegative("sigma_b2", sigma_b2)
+  alpha = _positive("alpha", alpha)
+  depth = _integer("depth", depth, 1)
+  q0 = _nonnegative("q0", q0)
+  q = np.empty(depth + 1)
+  factor = np.empty(depth)
+  q[0] = q0
+  for l in range(depth):  # a scalar recursion: host-side float64
+    factor[l] = 1 + alpha**2 * sigma_w2 * _dphi_power(act, q[l], 2)
+    q[l + 1] = q[l] + alpha**2 * (sigma_w2 * _phi_sq(act, q[l]) + sigma_b2)
+  growth = np.cumsum(np.log(factor[::-1]))[::-1]
+  return ResidualMeanField(q=q, gradient_factor=factor, log_gradient_growth=growth)
