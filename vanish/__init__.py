@@ -14,7 +14,7 @@ Public API::
   vn.theory.mean_field("tanh", 1.5, 0.05)
 """
 
-from vanish import activations, init, phase_map, probability, theory
+from vanish import activations, data, init, models, phase_map, probability, theory, training
 from vanish.chains import jacobian, log_gradient_norms, outputs, preactivations, scalar_chain
 from vanish.networks import MLP, Network, ResidualMLP
 from vanish.spectrum import lyapunov_exponents, lyapunov_spectrum
@@ -27,15 +27,18 @@ __all__ = [
   "ResidualMLP",
   "__version__",
   "activations",
+  "data",
   "init",
   "jacobian",
   "log_gradient_norms",
   "lyapunov_exponents",
   "lyapunov_spectrum",
+  "models",
   "outputs",
   "phase_map",
   "probability",
   "preactivations",
   "scalar_chain",
   "theory",
+  "training",
 ]

@@ -1,0 +1,418 @@
+"""Models, training and data: checked against independent autodiff, theory and reruns.
+
+* the logged learning speeds are the norms of the applied gradients, recomputed here by a
+  plain-JAX network and ``jax.grad`` (Nielsen ch. 5);
+* the tanh(n·x) rescaling equivalence holds step by step for SGD with learning rate δn², and
+  fails measurably where theory says it must (δ not rescaled; Adam with δn²);
+* an ensemble trains exactly as its members alone; an interrupted run resumes bitwise;
+* a model and the chain functions agree on the gradients at any step of training.
+"""
+
+import gzip
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+import vanish as vn
+from vanish import data, models, training
+
+
+@pytest.fixture(scope="module")
+def digits():
+  return data.digits()
+
+
+# Shared specs, sizes and options keep the number of compilations (net.init, epochs) small.
+# Nielsen's setup: weights N(0, 1/n_in), biases N(0, 1). In NET the 8 -> 8 pair is a depth-2
+# segment, exercising the stacked layout.
+SHALLOW = vn.MLP([64, 30, 10], "sigmoid", vn.init.gaussian(1.0), vn.init.normal(1.0), "linear")
+NET = vn.MLP([64, 8, 8, 8, 10], "sigmoid", vn.init.gaussian(1.0), vn.init.normal(1.0), "linear")
+ADAM = dict(optimizer="adam", learning_rate=1e-2, batch_size=10, cost="sigmoid_cross_entropy")
+SGD = dict(cost="sigmoid_cross_entropy", learning_rate=0.5, batch_size=10)
+
+
+@pytest.fixture(scope="module")
+def subset(digits):
+  train_set, _ = digits
+  return data.Dataset(train_set.x[:60], train_set.y[:60])
+
+
+def _leaves(params):
+  return np.concatenate([np.ravel(np.asarray(a, np.float64)) for a in jax.tree.leaves(params)])
+
+
+def _assert_identical(p, q):
+  """Bitwise-equal pytrees of arrays."""
+  a, b = jax.tree.leaves(p), jax.tree.leaves(q)
+  assert len(a) == len(b)
+  for x, y in zip(a, b, strict=True):
+    np.testing.assert_array_equal(x, y)
+
+
+def _member(params, m):
+  return jax.tree.map(lambda a: a[m : m + 1], params)
+
+
+def _relative(p, q):
+  a, b = _leaves(p), _leaves(q)
+  return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
+# --------------------------------------------------------------------------- training
+
+
+def test_costs_match_their_formulas():
+  rng = np.random.default_rng(0)
+  a, labels = rng.normal(size=(5, 4)).astype(np.float32), np.array([0, 3, 1, 1, 2])
+  y = np.eye(4, dtype=np.float32)[labels]
+  s = 1 / (1 + np.exp(-a.astype(np.float64)))
+  expected = {
+    "quadratic": 0.5 * np.sum((a - y) ** 2, axis=1).mean(),  # Nielsen eq. 6
+    "cross_entropy": np.mean(np.log(np.exp(a).sum(axis=1)) - a[np.arange(5), labels]),
+    "sigmoid_cross_entropy": -np.sum(y * np.log(s) + (1 - y) * np.log(1 - s), axis=1).mean(),
+  }
+  for name, value in expected.items():
+    np.testing.assert_allclose(training.cost(name, jnp.asarray(a), labels), value, rtol=1e-5)
+
+
+def test_training_reduces_the_loss_on_digits(digits):
+  train_set, test_set = digits
+  params = _member(SHALLOW.init(jax.random.key(5), members=3), 0)
+  result = training.train(
+    SHALLOW, params, train_set, test_set, key=jax.random.key(6), epochs=2, **ADAM
+  )
+  log = result.log
+  assert log.train_loss.shape == (1, 3) and log.step.tolist() == [143, 286]
+  # Nielsen's cross-entropy falls from 10.0 at initialization (N(0,1) biases) to 0.55
+  assert log.train_loss[0, -1] < log.train_loss[0, 0] / 10
+  assert log.test_accuracy[0, 0] < 0.3 and log.test_accuracy[0, -1] > 0.9
+  assert np.all(np.isfinite(log.bias_speed)) and log.bias_speed.shape == (1, 2, 2)
+
+
+def _plain_forward(ws, bs, x):
+  """An independent network: a Python loop over layers, sigmoid hidden, linear readout."""
+  h = x
+  for l, (w, b) in enumerate(zip(ws, bs, strict=True)):
+    z = h @ w.T + b[None, :]
+    h = z if l == len(ws) - 1 else jax.nn.sigmoid(z)
+  return h
+
+
+def _plain_sigmoid_ce(ws, bs, x, y):
+  """Nielsen's cross-entropy −Σ_j [y ln a + (1−y) ln(1−a)] with a = σ(z^L), batch mean."""
+  z = _plain_forward(ws, bs, x)
+  t = jax.nn.one_hot(y, z.shape[-1])
+  return -jnp.mean(jnp.sum(t * jax.nn.log_sigmoid(z) + (1 - t) * jax.nn.log_sigmoid(-z), axis=-1))
+
+
+def _unstack(params):
+  """Segment-stacked params of member 0 -> per-layer lists (ws, bs)."""
+  ws = [w for p in params for w in np.asarray(p["w"][0])]
+  bs = [b for p in params for b in np.asarray(p["b"][0])]
+  return ws, bs
+
+
+def _norms(arrays):
+  return [np.linalg.norm(np.asarray(a)) for a in arrays]
+
+
+def test_logged_learning_speeds_are_the_applied_gradients(subset):
+  params = NET.init(jax.random.key(3))
+  key, eta = jax.random.key(4), 0.5
+  kw = dict(key=key, epochs=1, **SGD)
+  stepwise = training.train(NET, params, subset, log="step", eval_speeds=True, **kw)
+  log = stepwise.log
+  assert log.bias_speed.shape == (1, 6, 4) and log.eval_bias_speed.shape == (1, 7, 4)
+
+  ws, bs = _unstack(params)
+  loss_and_grad = jax.jit(jax.value_and_grad(_plain_sigmoid_ce, argnums=(0, 1)))
+  x, y = subset.x, subset.y
+  for t, batch in enumerate(np.asarray(training.epoch_batches(key, 0, 60, 10))):
+    if t == 0:  # Nielsen's measurement at initialization: the full set's gradient
+      _, (_, gb) = loss_and_grad(ws, bs, x, y)
+      np.testing.assert_allclose(log.eval_bias_speed[0, 0], _norms(gb), rtol=1e-5)
+    loss, (gw, gb) = loss_and_grad(ws, bs, x[batch], y[batch])
+    np.testing.assert_allclose(log.loss[0, t], loss, rtol=1e-5)
+    np.testing.assert_allclose(log.bias_speed[0, t], _norms(gb), rtol=1e-5)
+    np.testing.assert_allclose(log.weight_speed[0, t], _norms(gw), rtol=1e-5)
+    ws = [w - eta * np.asarray(g) for w, g in zip(ws, gw, strict=True)]
+    bs = [b - eta * np.asarray(g) for b, g in zip(bs, gb, strict=True)]
+  assert _relative(_unstack(stepwise.params), (ws, bs)) < 1e-5
+
+  # per-epoch logging: the epoch means of the same rows, and the same end state
+  per_epoch = training.train(NET, params, subset, log="epoch", **kw)
+  np.testing.assert_allclose(per_epoch.log.bias_speed[:, 0], log.bias_speed.mean(axis=1), 1e-5)
+  np.testing.assert_allclose(per_epoch.log.loss[:, 0], log.loss.mean(axis=1), 1e-5)
+  np.testing.assert_allclose(per_epoch.log.train_loss[:, -1], log.train_loss[:, -1], 1e-6)
+  assert _relative(per_epoch.params, stepwise.params) < 1e-6
+
+
+def test_ensemble_training_equals_each_member_alone(digits):
+  train_set, test_set = digits
+  params = SHALLOW.init(jax.random.key(5), members=3)
+  kw = dict(key=jax.random.key(6), epochs=2, **ADAM)
+  together = training.train(SHALLOW, params, train_set, test_set, **kw)
+  for m in range(3):
+    alone = training.train(SHALLOW, _member(params, m), train_set, test_set, **kw)
+    assert _relative(alone.params, _member(together.params, m)) < 1e-6
+    for name, value in alone.log.arrays().items():
+      expected = value if value.ndim == 1 else getattr(together.log, name)[m : m + 1]
+      np.testing.assert_allclose(value, expected, rtol=1e-5, atol=1e-7, err_msg=name)
+
+
+def test_resume_after_interruption_is_bitwise_identical(digits, tmp_path, monkeypatch):
+  subset, test_set = digits  # the full training set
+  net, params = SHALLOW, SHALLOW.init(jax.random.key(5), members=3)
+  kw = dict(key=jax.random.key(7), epochs=4, **ADAM)  # Adam: a state to restore as well
+  reference = training.train(net, params, subset, test_set, **kw)
+
+  path = tmp_path / "run" / "checkpoint.npz"
+  real_epoch, calls = training._run_epoch, []
+
+  def crashing_epoch(*args, **kwargs):
+    if len(calls) == 3:
+      raise KeyboardInterrupt("simulated crash during epoch 4")
+    calls.append(1)
+    return real_epoch(*args, **kwargs)
+
+  monkeypatch.setattr(training, "_run_epoch", crashing_epoch)
+  with pytest.raises(KeyboardInterrupt):
+    training.train(net, params, subset, test_set, checkpoint=path, checkpoint_every=2, **kw)
+  assert sorted(p.name for p in path.parent.iterdir()) == ["checkpoint.npz"]  # no temp files
+  with np.load(path) as saved:
+    assert int(saved["epoch"]) == 2  # written after epoch 2; epoch 3 was lost with the crash
+  monkeypatch.setattr(training, "_run_epoch", real_epoch)
+
+  resumed = training.train(net, params, subset, test_set, checkpoint=path, **kw)
+  _assert_identical(resumed.params, reference.params)
+  _assert_identical(resumed.opt_state, reference.opt_state)
+  for name, value in reference.log.arrays().items():
+    np.testing.assert_array_equal(getattr(resumed.log, name), value, err_msg=name)
+
+  # a finished checkpoint is reused without training; a different run refuses it
+  monkeypatch.setattr(training, "_run_epoch", None)
+  again = training.train(net, params, subset, test_set, checkpoint=path, **kw)
+  np.testing.assert_array_equal(again.params[0]["w"], reference.params[0]["w"])
+  with pytest.raises(ValueError, match="checkpoint"):
+    training.train(net, params, subset, test_set, checkpoint=path, **{**kw, "learning_rate": 0.1})
+
+
+# --------------------------------------------------------------------------- models
+
+
+def test_models_round_trip_and_share_gradients_with_the_chains(digits, subset):
+  train_set, _ = digits
+  net, key = NET, jax.random.key(3)
+  model = models.MLPModel(net, key=key)
+  _assert_identical(models.to_params(model), net.init(key))  # sampled with the spec's init
+
+  # at a step of training, the chain functions on converted params see the model's gradients
+  log = training.fit(model, subset, key=jax.random.key(9), epochs=2, **SGD)
+  assert log.loss.shape == (1, 2) and log.step.tolist() == [6, 12]
+  params = models.to_params(model)
+  x, target = jnp.asarray(train_set.x[0]), jax.nn.one_hot(train_set.y[0], 10)
+
+  def loss(out):
+    return 0.5 * jnp.sum((out - target) ** 2)
+
+  grads = nnx.grad(lambda m: loss(m(x)))(model)
+  per_segment = [grads["segments"][i] for i in range(len(net.segments))]
+  bias = jnp.concatenate([jnp.linalg.norm(s["b"][...], axis=-1) for s in per_segment])
+  weight = jnp.concatenate([jnp.linalg.norm(s["w"][...], axis=(-2, -1)) for s in per_segment])
+  np.testing.assert_allclose(
+    vn.log_gradient_norms(net, params, x, loss)[0], jnp.log(bias), atol=1e-5
+  )
+  np.testing.assert_allclose(
+    vn.log_gradient_norms(net, params, x, loss, wrt="weight")[0], jnp.log(weight), atol=1e-5
+  )
+  np.testing.assert_allclose(vn.outputs(net, params, x)[0], model(x), rtol=1e-6, atol=1e-6)
+
+  # round trips: single model, an ensemble from net.init, an ensemble built by nnx.vmap
+  again = models.from_params(net, params, member=0)
+  _assert_identical(models.to_params(again), params)
+  stacked = SHALLOW.init(jax.random.key(5), members=3)
+  ensemble = models.from_params(SHALLOW, stacked)
+  assert models.members(ensemble) == 3 and ensemble(train_set.x[:3]).shape == (3, 3, 10)
+  _assert_identical(models.to_params(ensemble), stacked)
+  by_nnx_vmap = nnx.vmap(lambda m, x: m(x), in_axes=(0, None))(ensemble, train_set.x[:3])
+  np.testing.assert_allclose(by_nnx_vmap, ensemble(train_set.x[:3]), rtol=1e-6)
+  third = models.from_params(SHALLOW, stacked, member=2)
+  np.testing.assert_allclose(third(train_set.x[:3]), ensemble(train_set.x[:3])[2], rtol=1e-6)
+  vmapped = nnx.vmap(lambda r: models.MLPModel(net, rngs=r))(nnx.Rngs(0).split(4))
+  converted = models.to_params(vmapped)
+  assert converted[1]["w"].shape == (4, 2, 8, 8)
+  outs = nnx.vmap(lambda m, x: m(x), in_axes=(0, None))(vmapped, train_set.x[:3])
+  np.testing.assert_allclose(vn.outputs(net, converted, train_set.x[:3]), outs, atol=1e-6)
+
+
+# --------------------------------------------------------------------------- rescaling
+
+
+def test_tanh_nx_rescaling_equivalence(subset, tmp_path):
+  """MISSION §4: tanh(n·x) with params α and rate δ ≡ tanh(x) with params nα and rate δn².
+
+  Mini-batch SGD, 21 steps in float64: the trajectories agree to 1e-10 (measured ~1e-15);
+  the violations differ by 0.04 (δ not rescaled) and 0.6 (Adam with δn²), while Adam with δn,
+  scale-free up to its ε, agrees to 2e-5.
+  """
+  n, delta = 3.0, 0.01
+  net_n = vn.MLP([64, 30, 10], vn.activations.scaled_tanh(n))  # tanh(n·) at every layer
+  net_1 = vn.MLP([64, 30, 10], "tanh")
+  kw = dict(key=jax.random.key(12), cost="quadratic", batch_size=20, log="step")
+
+  def trajectory(net, params, name, **options):
+    """Params after every epoch (3 steps each), by extending one checkpointed run."""
+    path, out = tmp_path / f"{name}.npz", []
+    for epochs in range(1, 8):
+      out.append(training.train(net, params, subset, epochs=epochs, checkpoint=path, **options))
+    return out
+
+  def scaled(params):
+    return jax.tree.map(lambda p: n * p, params)
+
+  with jax.enable_x64(True):
+    alpha = jax.tree.map(lambda a: a.astype(jnp.float64), SHALLOW.init(jax.random.key(11)))
+    beta = scaled(alpha)
+    tanh_n = trajectory(net_n, alpha, "alpha", learning_rate=delta, **kw)
+    tanh_1 = trajectory(net_1, beta, "beta", learning_rate=delta * n**2, **kw)
+    for a, b in zip(tanh_n, tanh_1, strict=True):  # n·α_t = β_t after every epoch
+      assert _relative(scaled(a.params), b.params) < 1e-10
+    log_n, log_1 = tanh_n[-1].log, tanh_1[-1].log
+    assert log_n.loss.shape == (1, 21)
+    np.testing.assert_allclose(log_n.loss, log_1.loss, rtol=1e-10)  # same function at every step
+    np.testing.assert_allclose(log_n.bias_speed, n * log_1.bias_speed, rtol=1e-10)  # ∂C/∂α = n∂C/∂β
+    assert _relative(tanh_1[-1].params, beta) > 0.03  # and training moved the parameters
+
+    def final_gap(lr_beta, **options):
+      a = training.train(net_n, alpha, subset, epochs=7, learning_rate=delta, **kw, **options)
+      b = training.train(net_1, beta, subset, epochs=7, learning_rate=lr_beta, **kw, **options)
+      return _relative(scaled(a.params), b.params)
+
+    gaps = {
+      "sgd, δ": final_gap(delta),
+      "adam, δn²": final_gap(delta * n**2, optimizer="adam"),
+      "adam, δn": final_gap(delta * n, optimizer="adam"),
+    }
+    assert gaps["sgd, δ"] > 0.02  # rate not rescaled: another trajectory
+    assert gaps["adam, δn²"] > 0.2  # Adam breaks the δn² rule;
+    assert gaps["adam, δn"] < 1e-3  # it is scale-free: δn matches, up to its ε
+
+
+# --------------------------------------------------------------------------- bad inputs
+
+
+@pytest.mark.parametrize(
+  ("override", "name"),
+  [
+    ({"cost": "hinge"}, "cost"),
+    ({"optimizer": "rmsprop"}, "optimizer"),
+    ({"learning_rate": 0.0}, "learning_rate"),
+    ({"learning_rate": float("nan")}, "learning_rate"),
+    ({"momentum": 1.0}, "momentum"),
+    ({"batch_size": 0}, "batch_size"),
+    ({"batch_size": 1000}, "batch_size"),
+    ({"epochs": -1}, "epochs"),
+    ({"epochs": 1.5}, "epochs"),
+    ({"log": "batch"}, "log"),
+    ({"checkpoint_every": 0}, "checkpoint_every"),
+    ({"precision": "fastest"}, "precision"),
+  ],
+)
+def test_bad_arguments_raise_value_error_naming_the_parameter(override, name):
+  x = np.zeros((20, 64), np.float32)
+  kw = {"key": jax.random.key(0), **override}
+  with pytest.raises(ValueError, match=name):
+    training.train(NET, NET.init(jax.random.key(3)), data.Dataset(x, np.zeros(20, int)), **kw)
+
+
+def test_bad_data_and_params_raise_value_error():
+  net, params, key = NET, NET.init(jax.random.key(3)), jax.random.key(1)
+  x, y = np.zeros((20, 64), np.float32), np.zeros(20, np.int32)
+  cases = [
+    (data.Dataset(x, y + 10), "train_data.y"),  # labels beyond the output width
+    (data.Dataset(x[:, :3], y), "train_data.x"),
+    (data.Dataset(x, y.astype(np.float32)), "train_data.y"),
+    (data.Dataset(np.full_like(x, np.nan), y), "train_data.x"),
+  ]
+  for dataset, name in cases:
+    with pytest.raises(ValueError, match=name):
+      training.train(net, params, dataset, key=key)
+  with pytest.raises(ValueError, match="test_data"):
+    training.train(net, params, data.Dataset(x, y), data.Dataset(x, y - 1), key=key)
+  with pytest.raises(ValueError, match="params"):
+    training.train(SHALLOW, params, data.Dataset(x, y), key=key)
+  with pytest.raises(ValueError, match="member"):
+    models.from_params(net, params, member=1)
+  with pytest.raises(ValueError, match="key=, rngs= or params="):
+    models.MLPModel(net)
+
+
+# --------------------------------------------------------------------------- data
+
+
+def test_digits_are_deterministic_standardized_and_need_no_network(digits, monkeypatch):
+  train_set, test_set = digits
+  again, _ = data.digits()
+  np.testing.assert_array_equal(train_set.x, again.x)
+  assert train_set.x.shape == (1438, 64) and test_set.x.shape == (359, 64)
+  assert set(np.unique(train_set.y)) == set(range(10))
+  varying = train_set.x.std(axis=0) > 0
+  np.testing.assert_allclose(train_set.x.mean(axis=0), 0, atol=1e-5)
+  np.testing.assert_allclose(train_set.x.std(axis=0)[varying], 1, atol=1e-4)
+  monkeypatch.setitem(sys.modules, "sklearn.datasets", None)  # as if not installed
+  with pytest.raises(ImportError, match=r"pip install vanish\[data\]"):
+    data.digits()
+
+
+def test_teacher_student_is_deterministic_and_labelled_by_the_teacher():
+  key = jax.random.key(0)
+  teacher = vn.MLP([64, 32, 4], "tanh", vn.init.gaussian(2.0), readout="linear")  # zero biases
+  a, test_a = data.teacher_student(key, teacher=teacher, n_train=300, n_test=10)
+  b, _ = data.teacher_student(key, teacher=teacher, n_train=300, n_test=10)
+  np.testing.assert_array_equal(a.x, b.x)
+  np.testing.assert_array_equal(a.y, b.y)
+  assert a.x.shape == (300, 64) and test_a.x.shape == (10, 64) and len(np.unique(a.y)) > 3
+  params = teacher.init(jax.random.fold_in(key, 0))
+  np.testing.assert_array_equal(a.y, vn.outputs(teacher, params, a.x)[0].argmax(-1))
+  with pytest.raises(ValueError, match="n_train"):
+    data.teacher_student(jax.random.key(0), n_train=0)
+
+
+def _idx(array):
+  header = bytes([0, 0, 0x08, array.ndim]) + np.asarray(array.shape, ">u4").tobytes()
+  return header + array.astype(np.uint8).tobytes()
+
+
+def test_mnist_reads_local_idx_and_npz_files_only(tmp_path):
+  rng = np.random.default_rng(0)
+  images = {"train": rng.integers(0, 256, (6, 28, 28)), "t10k": rng.integers(0, 256, (3, 28, 28))}
+  labels = {"train": rng.integers(0, 10, 6), "t10k": rng.integers(0, 10, 3)}
+  folder = tmp_path / "idx"
+  folder.mkdir()
+  for split in ("train", "t10k"):
+    (folder / f"{split}-images-idx3-ubyte").write_bytes(_idx(images[split]))
+    with gzip.open(folder / f"{split}-labels-idx1-ubyte.gz", "wb") as handle:
+      handle.write(_idx(labels[split]))
+  train_set, test_set = data.mnist(folder)
+  assert train_set.x.shape == (6, 784) and test_set.y.tolist() == labels["t10k"].tolist()
+  np.testing.assert_allclose(train_set.x * 255, images["train"].reshape(6, -1), atol=1e-4)
+
+  archive = tmp_path / "mnist.npz"
+  np.savez(
+    archive,
+    x_train=images["train"].astype(np.uint8),
+    y_train=labels["train"],
+    x_test=images["t10k"].astype(np.uint8),
+    y_test=labels["t10k"],
+  )
+  from_npz, _ = data.mnist(archive)
+  np.testing.assert_array_equal(from_npz.x, train_set.x)
+  with pytest.raises(FileNotFoundError, match="never downloads"):
+    data.mnist(tmp_path / "missing")
+  (folder / "t10k-images-idx3-ubyte").unlink()
+  with pytest.raises(FileNotFoundError, match="t10k-images"):
+    data.mnist(folder)

@@ -1,0 +1,668 @@
+"""Training with optax, logging Nielsen's per-layer learning speeds from the update's own gradients.
+
+:func:`train` runs mini-batch training of an ensemble of M networks (``params``
+from ``net.init``, or :func:`vanish.models.to_params` of a model) in one compiled
+call per epoch: the step is a pure function of ``(params, opt_state, batch)``,
+``vmap``-ed over members and ``lax.scan``-ned over the epoch's mini-batches. On
+CPU (2 shared cores; 64 members of a 64-30-30-10 sigmoid net, batch 10) one step
+takes 1.2 ms, against 5.6 ms for ``nnx.jit(nnx.vmap(step))`` with an
+``nnx.Optimizer`` (4.5 ms with ``nnx.cached_partial``) and 1.6 ms for a
+``jax.jit(jax.vmap(step))`` called once per step; training the 64 members together
+is 2.9× faster than 64 runs of one member. :func:`fit` does the same for an
+:class:`~vanish.models.MLPModel`, in place.
+
+Every step logs, per member, the mini-batch loss and the *speed of learning*
+of every layer (Nielsen, *Neural Networks and Deep Learning*, ch. 5)
+
+    ‖∂C/∂b^l‖  and  ‖∂C/∂W^l‖_F,   l = 1..L,
+
+taken from the very gradients the optimizer applies (no second backward pass; the
+overhead was within timing noise, < 5 %, in the benchmark above).
+With ``log="epoch"`` they are averaged over the epoch's steps and the full
+training and test sets are evaluated once per epoch; with ``log="step"`` every
+step is a row and the evaluation runs after every step.
+
+Costs (on the network output ``a = h^L``, averaged over the mini-batch):
+
+* ``"quadratic"``: ``½‖a − y‖²`` with one-hot targets y (Nielsen ch. 1, eq. 6);
+* ``"cross_entropy"``: softmax cross-entropy, ``a`` read as logits (use
+  ``readout="linear"``);
+* ``"sigmoid_cross_entropy"``: Nielsen's ``−Σ_j [y_j ln σ(a_j) + (1−y_j) ln(1−σ(a_j))]``
+  (ch. 3, eq. 63) with ``a`` the output pre-activations (``readout="linear"``):
+  the same function and gradients as his sigmoid output layer.
+
+Optimizers: ``"sgd"`` (Nielsen's ``w → w − η ∂C/∂w``), ``"momentum"`` (heavy ball,
+``optax.sgd(η, momentum)``) and ``"adam"`` (Kingma & Ba 2015).
+
+Runs are deterministic given ``key``: mini-batch order of epoch e is a
+permutation drawn from ``fold_in(key, e)``, shared by all members (so member m of
+an ensemble trains exactly as it would alone). With ``checkpoint=path`` the state
+(params, optimizer state, epoch, key, log) is written atomically every
+``checkpoint_every`` epochs, and a rerun resumes from it with bitwise-identical
+results.
+
+Example:
+  >>> import jax, vanish as vn
+  >>> from vanish import data, training
+  >>> train_set, test_set = data.teacher_student(jax.random.key(0), n_train=200, n_test=50)
+  >>> net = vn.MLP([16, 32, 4], "tanh", readout="linear")
+  >>> params = net.init(jax.random.key(1), members=3)
+  >>> result = training.train(net, params, train_set, test_set, key=jax.random.key(2),
+  ...                         optimizer="adam", learning_rate=1e-2, batch_size=20, epochs=3)
+  >>> result.log.bias_speed.shape          # [M, epochs, L]: ‖∂C/∂b^l‖ per epoch
+  (3, 3, 2)
+  >>> result.log.test_accuracy.shape       # [M, 1 + epochs]: at init, then each epoch
+  (3, 4)
+  >>> bool((result.log.train_loss[:, -1] < result.log.train_loss[:, 0]).all())
+  True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import math
+import numbers
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax import lax
+
+from vanish import _engine
+from vanish.data import Dataset
+from vanish.models import MLPModel, _check_params, apply, members, to_params
+from vanish.networks import MLP, _check_key
+
+__all__ = [
+  "COSTS",
+  "OPTIMIZERS",
+  "Config",
+  "Log",
+  "TrainResult",
+  "cost",
+  "epoch_batches",
+  "fit",
+  "gradient_norms",
+  "optimizer",
+  "train",
+]
+
+COSTS = ("quadratic", "cross_entropy", "sigmoid_cross_entropy")
+OPTIMIZERS = ("sgd", "momentum", "adam")
+_LOGS = ("epoch", "step")
+_CHECKPOINT_VERSION = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+  """Everything that defines a training run besides the network, data, params and key.
+
+  Attributes:
+    cost: one of :data:`COSTS`.
+    optimizer: one of :data:`OPTIMIZERS`.
+    learning_rate: η > 0.
+    momentum: the heavy-ball coefficient in [0, 1) (``"momentum"`` only).
+    batch_size: mini-batch size; each epoch drops the ``N mod batch_size``
+      examples left over by its permutation (static shapes).
+    log: ``"epoch"`` or ``"step"``.
+    eval_speeds: at every evaluation also compute the learning speeds of the
+      full training set's mean cost (Nielsen's measurement; one extra backward
+      pass per evaluation, not per step).
+    precision: matmul precision of the forward pass.
+  """
+
+  cost: str = "cross_entropy"
+  optimizer: str = "sgd"
+  learning_rate: float = 0.1
+  momentum: float = 0.9
+  batch_size: int = 10
+  log: str = "epoch"
+  eval_speeds: bool = False
+  precision: str = "highest"
+
+  def __post_init__(self):
+    if self.cost not in COSTS:
+      raise ValueError(f"cost must be one of {', '.join(COSTS)}, got {self.cost!r}")
+    if self.optimizer not in OPTIMIZERS:
+      raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+    lr = self.learning_rate
+    if (
+      isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not (math.isfinite(lr) and lr > 0)
+    ):
+      raise ValueError(f"learning_rate must be a finite number > 0, got {lr!r}")
+    mu = self.momentum
+    if isinstance(mu, bool) or not isinstance(mu, numbers.Real) or not 0 <= mu < 1:
+      raise ValueError(f"momentum must be a number in [0, 1), got {mu!r}")
+    _check_count("batch_size", self.batch_size, 1)
+    if self.log not in _LOGS:
+      raise ValueError(f"log must be 'epoch' or 'step', got {self.log!r}")
+    _engine.check_precision(self.precision)
+    object.__setattr__(self, "learning_rate", float(lr))
+    object.__setattr__(self, "momentum", float(mu))
+    object.__setattr__(self, "batch_size", int(self.batch_size))
+    object.__setattr__(self, "eval_speeds", bool(self.eval_speeds))
+
+
+class Log(NamedTuple):
+  """What a run logged, as numpy arrays (M members, L layers, T rows).
+
+  Attributes:
+    step: ``[T]`` optimizer steps taken at each row.
+    loss: ``[M, T]`` mini-batch loss of the step (epoch mean for ``log="epoch"``).
+    bias_speed: ``[M, T, L]`` ``‖∂C/∂b^l‖`` of the applied gradient (epoch mean).
+    weight_speed: ``[M, T, L]`` ``‖∂C/∂W^l‖_F`` of the applied gradient (epoch mean).
+    eval_step: ``[T + 1]``: 0 (initialization), then ``step``.
+    train_loss, train_accuracy, test_loss, test_accuracy: ``[M, T + 1]`` on the
+      full sets (NaN without a test set).
+    eval_bias_speed, eval_weight_speed: ``[M, T + 1, L]`` learning speeds of the
+      full training set's cost, or None unless ``eval_speeds=True``.
+  """
+
+  step: np.ndarray
+  loss: np.ndarray
+  bias_speed: np.ndarray
+  weight_speed: np.ndarray
+  eval_step: np.ndarray
+  train_loss: np.ndarray
+  train_accuracy: np.ndarray
+  test_loss: np.ndarray
+  test_accuracy: np.ndarray
+  eval_bias_speed: np.ndarray | None = None
+  eval_weight_speed: np.ndarray | None = None
+
+  def arrays(self) -> dict[str, np.ndarray]:
+    """The fields that are not None, by name (for ``np.savez`` or the results store)."""
+    return {k: v for k, v in self._asdict().items() if v is not None}
+
+
+class TrainResult(NamedTuple):
+  """The trained ``params`` (``net.init``'s format), the optax state, the log, epochs done."""
+
+  params: tuple[dict[str, jax.Array], ...]
+  opt_state: Any
+  log: Log
+  epochs: int
+
+
+# --------------------------------------------------------------------------- pure pieces
+
+
+def cost(name: str, outputs: jax.Array, labels: jax.Array) -> jax.Array:
+  """The mean cost of a batch.
+
+  Args:
+    name: one of :data:`COSTS` (see the module docstring).
+    outputs: network outputs ``[batch, classes]``.
+    labels: integer labels ``[batch]``.
+
+  Returns:
+    A scalar: the batch mean of the per-example cost.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from vanish import training
+    >>> float(training.cost("quadratic", jnp.array([[1.0, 0.0]]), jnp.array([1])))
+    1.0
+  """
+  if name == "cross_entropy":
+    return optax.softmax_cross_entropy_with_integer_labels(outputs, labels).mean()
+  targets = jax.nn.one_hot(labels, outputs.shape[-1], dtype=outputs.dtype)
+  if name == "quadratic":
+    return 0.5 * jnp.sum((outputs - targets) ** 2, axis=-1).mean()
+  if name == "sigmoid_cross_entropy":
+    return optax.sigmoid_binary_cross_entropy(outputs, targets).sum(axis=-1).mean()
+  raise ValueError(f"cost must be one of {', '.join(COSTS)}, got {name!r}")
+
+
+def optimizer(
+  name: str, learning_rate: float, momentum: float = 0.9
+) -> optax.GradientTransformation:
+  """The optax transformation for ``"sgd"``, ``"momentum"`` or ``"adam"``."""
+  return _optimizer(Config(optimizer=name, learning_rate=learning_rate, momentum=momentum))
+
+
+def _optimizer(config: Config, rates: Any = None) -> optax.GradientTransformation:
+  """``rates = (learning_rate, momentum)``, traced inside jit; default the config's values."""
+  lr, mu = (config.learning_rate, config.momentum) if rates is None else rates
+  if config.optimizer == "sgd":
+    return optax.sgd(lr)
+  if config.optimizer == "momentum":
+    return optax.sgd(lr, momentum=mu)
+  return optax.adam(lr)
+
+
+def _host_rows(row: dict[str, jax.Array]) -> dict[str, np.ndarray]:
+  """One evaluation ``[M, ...]`` as a log row ``[M, 1, ...]`` on the host."""
+  return {k: np.asarray(v)[:, None] for k, v in row.items()}
+
+
+def _eval_static(config: Config) -> Config:
+  """The part of the config that evaluation depends on (shared by all optimizers)."""
+  return Config(cost=config.cost, eval_speeds=config.eval_speeds, precision=config.precision)
+
+
+def _static(config: Config) -> Config:
+  """The part of the config that shapes the compiled program.
+
+  The rates are passed traced, so a learning-rate sweep compiles once.
+  """
+  return dataclasses.replace(config, learning_rate=1.0, momentum=0.0)
+
+
+def epoch_batches(key: jax.Array, epoch: int, n: int, batch_size: int) -> jax.Array:
+  """The example indices of each mini-batch of ``epoch``: ``[n // batch_size, batch_size]``.
+
+  A permutation of ``range(n)`` drawn from ``fold_in(key, epoch)``; the last
+  ``n mod batch_size`` indices are dropped.
+  """
+  steps = n // batch_size
+  order = jax.random.permutation(jax.random.fold_in(key, epoch), n)
+  return order[: steps * batch_size].reshape(steps, batch_size).astype(jnp.int32)
+
+
+def _layer_norms(grads) -> tuple[jax.Array, jax.Array]:
+  """Per-layer ``(‖∂C/∂b^l‖, ‖∂C/∂W^l‖_F)``, each ``[L]``, from segment-stacked gradients."""
+  bias = jnp.concatenate([jnp.sqrt(jnp.sum(g["b"] ** 2, axis=-1)) for g in grads])
+  weight = jnp.concatenate([jnp.sqrt(jnp.sum(g["w"] ** 2, axis=(-2, -1))) for g in grads])
+  return bias, weight
+
+
+def _loss_and_outputs(net, config, params, x, y):
+  out = apply(net, params, x, _engine.lax_precision(config.precision))
+  return cost(config.cost, out, y), out
+
+
+def _accuracy(out, y):
+  return jnp.mean(jnp.argmax(out, axis=-1) == y)
+
+
+def _evaluate(net, config, params, x, y, x_test, y_test):
+  """Full-set metrics of ONE member (plus its full-batch learning speeds if asked)."""
+  if config.eval_speeds:
+    (loss, out), grads = jax.value_and_grad(_loss_and_outputs, argnums=2, has_aux=True)(
+      net, config, params, x, y
+    )
+    bias, weight = _layer_norms(grads)
+    row = {"eval_bias_speed": bias, "eval_weight_speed": weight}
+  else:
+    loss, out = _loss_and_outputs(net, config, params, x, y)
+    row = {}
+  row |= {"train_loss": loss, "train_accuracy": _accuracy(out, y)}
+  if x_test is None:
+    nan = jnp.full((), jnp.nan, loss.dtype)
+    row |= {"test_loss": nan, "test_accuracy": nan}
+  else:
+    test_loss, test_out = _loss_and_outputs(net, config, params, x_test, y_test)
+    row |= {"test_loss": test_loss, "test_accuracy": _accuracy(test_out, y_test)}
+  return row
+
+
+def _epoch(net, config, rates, params, opt_state, x, y, x_test, y_test, batches):
+  """One epoch of ONE member: scan over mini-batches; returns the new state and log rows."""
+  tx = _optimizer(config, rates)
+  grad_fn = jax.value_and_grad(_loss_and_outputs, argnums=2, has_aux=True)
+
+  def step(carry, indices):
+    params, opt_state = carry
+    (loss, _), grads = grad_fn(net, config, params, x[indices], y[indices])
+    bias, weight = _layer_norms(grads)  # the gradients that are applied next
+    updates, opt_state = tx.update(grads, opt_state, params)
+    params = optax.apply_updates(params, updates)
+    row = {"loss": loss, "bias_speed": bias, "weight_speed": weight}
+    if config.log == "step":
+      row |= _evaluate(net, config, params, x, y, x_test, y_test)
+    return (params, opt_state), row
+
+  (params, opt_state), rows = lax.scan(step, (params, opt_state), batches)
+  if config.log == "epoch":  # evaluated after the call, by _evaluate_members: compiled once
+    rows = jax.tree.map(lambda a: jnp.mean(a, axis=0)[None], rows)
+  return params, opt_state, rows
+
+
+@functools.partial(jax.jit, static_argnames=("net", "config"))
+def _run_epoch(net, config, rates, params, opt_state, x, y, x_test, y_test, batches):
+  per_member = functools.partial(_epoch, net, config, rates)
+  return jax.vmap(per_member, in_axes=(0, 0) + (None,) * 5)(
+    params, opt_state, x, y, x_test, y_test, batches
+  )
+
+
+@functools.partial(jax.jit, static_argnames=("net", "config"))
+def _evaluate_members(net, config, params, x, y, x_test, y_test):
+  per_member = functools.partial(_evaluate, net, config)
+  return jax.vmap(per_member, in_axes=(0,) + (None,) * 4)(params, x, y, x_test, y_test)
+
+
+@functools.partial(jax.jit, static_argnames=("net", "config"))
+def _init_opt_state(net, config, params):
+  del net
+  return jax.vmap(_optimizer(config).init)(params)
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def gradient_norms(
+  net: MLP,
+  params: Sequence[dict[str, jax.Array]],
+  data: Dataset,
+  *,
+  cost: str = "cross_entropy",
+  precision: str = "highest",
+) -> tuple[jax.Array, jax.Array]:
+  """Nielsen's learning speeds of the mean cost over ``data``, per member and layer.
+
+  This is how Nielsen (ch. 5) measures them at initialization: the gradient of
+  the cost averaged over a set of examples, ``‖∂C/∂b^l‖`` and ``‖∂C/∂W^l‖_F``.
+
+  Args:
+    net: the network spec.
+    params: ``net.init(key, members=M)``.
+    data: a :class:`~vanish.data.Dataset`.
+    cost: one of :data:`COSTS`.
+    precision: matmul precision.
+
+  Returns:
+    ``(bias_speed, weight_speed)``, each ``[M, L]``.
+
+  Example:
+    >>> import jax, vanish as vn
+    >>> from vanish import data, training
+    >>> train_set, _ = data.teacher_student(jax.random.key(0), n_train=100, n_test=1)
+    >>> net = vn.MLP([16, 30, 30, 30, 4], "sigmoid", vn.init.gaussian(1.0), vn.init.normal(1.0),
+    ...              readout="linear")
+    >>> bias, weight = training.gradient_norms(net, net.init(jax.random.key(1), members=8),
+    ...                                        train_set, cost="sigmoid_cross_entropy")
+    >>> bias.shape
+    (8, 4)
+    >>> bool((bias[:, 0] < bias[:, 2] / 10).all())  # 1st hidden layer: >10x slower than 3rd
+    True
+  """
+  config = Config(cost=cost, precision=precision, eval_speeds=True)
+  _check_network(net, params)
+  x, y = _check_data(net, data, "data")
+  x = x.astype(jnp.asarray(params[0]["w"]).dtype)
+  row = _evaluate_members(net, _eval_static(config), params, x, y, None, None)
+  return row["eval_bias_speed"], row["eval_weight_speed"]
+
+
+def train(
+  net: MLP,
+  params: Sequence[dict[str, jax.Array]],
+  train_data: Dataset,
+  test_data: Dataset | None = None,
+  *,
+  key: jax.Array,
+  epochs: int = 1,
+  cost: str = "cross_entropy",
+  optimizer: str = "sgd",
+  learning_rate: float = 0.1,
+  momentum: float = 0.9,
+  batch_size: int = 10,
+  log: str = "epoch",
+  eval_speeds: bool = False,
+  precision: str = "highest",
+  checkpoint: str | os.PathLike | None = None,
+  checkpoint_every: int = 1,
+) -> TrainResult:
+  """Trains an ensemble of M networks for ``epochs`` epochs, every member in one compiled step.
+
+  Args:
+    net: a :class:`vanish.MLP` with a deterministic activation.
+    params: initial parameters, ``net.init(key, members=M)`` (M ≥ 1).
+    train_data: a :class:`~vanish.data.Dataset`; labels in ``0..n_L − 1``.
+    test_data: an optional held-out :class:`~vanish.data.Dataset`.
+    key: a typed key; it fixes the mini-batch order (shared by all members).
+    epochs: number of epochs (≥ 0; a resumed run continues up to this number).
+    cost, optimizer, learning_rate, momentum, batch_size, log, eval_speeds,
+      precision: see :class:`Config`.
+    checkpoint: a file to checkpoint to and resume from (``.npz`` content).
+    checkpoint_every: write the checkpoint every this many epochs (and at the end).
+
+  Returns:
+    A :class:`TrainResult`; ``log`` holds ``T = epochs`` rows (``log="epoch"``)
+    or ``epochs × (N // batch_size)`` rows (``log="step"``).
+
+  Raises:
+    ValueError: a bad argument (the message names it), or a checkpoint written
+      by a different run.
+  """
+  config = Config(
+    cost=cost,
+    optimizer=optimizer,
+    learning_rate=learning_rate,
+    momentum=momentum,
+    batch_size=batch_size,
+    log=log,
+    eval_speeds=eval_speeds,
+    precision=precision,
+  )
+  _check_network(net, params)
+  _check_key(key)
+  epochs = _check_count("epochs", epochs, 0)
+  checkpoint_every = _check_count("checkpoint_every", checkpoint_every, 1)
+  x, y = _check_data(net, train_data, "train_data")
+  x_test, y_test = (None, None) if test_data is None else _check_data(net, test_data, "test_data")
+  dtype = jnp.asarray(
+    params[0]["w"]
+  ).dtype  # float64 params (under jax.enable_x64) train in float64
+  x, x_test = x.astype(dtype), None if x_test is None else x_test.astype(dtype)
+  if config.batch_size > x.shape[0]:
+    raise ValueError(f"batch_size ({config.batch_size}) exceeds the training set ({x.shape[0]})")
+  params = jax.tree.map(jnp.asarray, tuple(params))
+  steps_per_epoch = x.shape[0] // config.batch_size
+
+  fingerprint = _fingerprint(net, config, params, key, (x, y, x_test, y_test))
+  state = _load_checkpoint(checkpoint, fingerprint, params, net, config) if checkpoint else None
+  eval_config = _eval_static(config)
+  if state is None:
+    opt_state = _init_opt_state(net, _static(config), params)
+    rows = [_host_rows(_evaluate_members(net, eval_config, params, x, y, x_test, y_test))]
+    done = 0
+  else:
+    params, opt_state, rows, done = state
+    if done > epochs:
+      raise ValueError(f"epochs ({epochs}) is below the checkpoint's epoch count ({done})")
+
+  rates = (jnp.asarray(config.learning_rate, dtype), jnp.asarray(config.momentum, dtype))
+  for epoch in range(done, epochs):
+    batches = epoch_batches(key, epoch, x.shape[0], config.batch_size)
+    params, opt_state, row = _run_epoch(
+      net, _static(config), rates, params, opt_state, x, y, x_test, y_test, batches
+    )
+    row = jax.tree.map(np.asarray, row)
+    if config.log == "epoch":
+      row |= _host_rows(_evaluate_members(net, eval_config, params, x, y, x_test, y_test))
+    rows.append(row)
+    if checkpoint and ((epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs):
+      _save_checkpoint(checkpoint, fingerprint, params, opt_state, rows, epoch + 1, key)
+  return TrainResult(params, opt_state, _assemble_log(rows, config, net, steps_per_epoch), epochs)
+
+
+def fit(
+  model: MLPModel,
+  train_data: Dataset,
+  test_data: Dataset | None = None,
+  *,
+  key: jax.Array,
+  **kwargs: Any,
+) -> Log:
+  """Trains an :class:`~vanish.models.MLPModel` (single or ensemble) in place.
+
+  Args:
+    model: the model; its parameters are replaced by the trained ones.
+    train_data, test_data, key, **kwargs: as for :func:`train` (``precision``
+      defaults to the model's).
+
+  Returns:
+    The :class:`Log` (member axis M = 1 for a single model).
+
+  Example:
+    >>> import jax, vanish as vn
+    >>> from vanish import data, models, training
+    >>> train_set, _ = data.teacher_student(jax.random.key(0), n_train=100, n_test=10)
+    >>> model = models.MLPModel(vn.MLP([16, 8, 4], readout="linear"), key=jax.random.key(1))
+    >>> log = training.fit(model, train_set, key=jax.random.key(2), epochs=2, batch_size=10)
+    >>> log.loss.shape, bool(log.train_loss[0, -1] < log.train_loss[0, 0])
+    ((1, 2), True)
+  """
+  if not isinstance(model, MLPModel):
+    raise TypeError(f"model must be an MLPModel, got {type(model).__name__}")
+  kwargs.setdefault("precision", model.precision)
+  single = members(model) is None
+  result = train(model.net, to_params(model), train_data, test_data, key=key, **kwargs)
+  for segment, p in zip(model.segments, result.params, strict=True):
+    segment.w.set_value(p["w"][0] if single else p["w"])
+    segment.b.set_value(p["b"][0] if single else p["b"])
+  return result.log
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _check_count(name: str, value: Any, low: int) -> int:
+  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+    raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+  return int(value)
+
+
+def _check_network(net: Any, params: Any) -> None:
+  if not isinstance(net, MLP):
+    raise TypeError(f"net must be a vanish.MLP, got {type(net).__name__}")
+  if any(s.layer.activation.stochastic for s in net.segments):
+    raise ValueError("net: training supports deterministic activations only")
+  _check_params(net, params, member_axis=True)
+
+
+def _check_data(net: MLP, data: Any, name: str) -> tuple[jax.Array, jax.Array]:
+  if not (isinstance(data, tuple) and len(data) == 2):
+    raise ValueError(f"{name} must be a Dataset (x, y), got {type(data).__name__}")
+  x, y = np.asarray(data[0]), np.asarray(data[1])
+  if x.ndim != 2 or x.shape[1] != net.widths[0]:
+    raise ValueError(f"{name}.x must have shape (N, {net.widths[0]}), got {x.shape}")
+  if y.shape != (x.shape[0],) or not np.issubdtype(y.dtype, np.integer):
+    raise ValueError(f"{name}.y must hold {x.shape[0]} integer labels, got {y.dtype} {y.shape}")
+  if x.shape[0] == 0:
+    raise ValueError(f"{name} is empty")
+  if not np.all(np.isfinite(x)):
+    raise ValueError(f"{name}.x contains inf or NaN")
+  classes = net.widths[-1]
+  if y.min() < 0 or y.max() >= classes:
+    raise ValueError(
+      f"{name}.y must lie in [0, {classes}) (the output width), got {y.min()}..{y.max()}"
+    )
+  return jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.int32)
+
+
+def _assemble_log(rows: list[dict[str, np.ndarray]], config: Config, net: MLP, spe: int) -> Log:
+  """Joins the initial evaluation ``rows[0]`` and the per-epoch rows along the time axis."""
+  initial, trained = rows[0], rows[1:]
+  m = initial["train_loss"].shape[0]
+  empty = {
+    "loss": np.zeros((m, 0), np.float32),
+    "bias_speed": np.zeros((m, 0, net.depth), np.float32),
+    "weight_speed": np.zeros((m, 0, net.depth), np.float32),
+  }
+  joined = {
+    name: np.concatenate([r[name] for r in trained], axis=1) if trained else empty[name]
+    for name in empty
+  }
+  joined |= {name: np.concatenate([r[name] for r in rows], axis=1) for name in initial}
+  step = np.arange(1, joined["loss"].shape[1] + 1) * (spe if config.log == "epoch" else 1)
+  return Log(step=step, eval_step=np.concatenate([[0], step]), **joined)
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def _digest(arrays: Sequence[Any]) -> str:
+  h = hashlib.sha256()
+  for a in arrays:
+    if a is None:
+      h.update(b"none")
+      continue
+    a = np.ascontiguousarray(np.asarray(a))
+    h.update(f"{a.dtype.str}{a.shape}".encode())
+    h.update(a.tobytes())
+  return h.hexdigest()
+
+
+def _fingerprint(net, config, params, key, data) -> str:
+  """Identifies a run: resuming is allowed only into the run that wrote the checkpoint."""
+  record = {
+    "version": _CHECKPOINT_VERSION,
+    "net": repr(net),
+    "config": dataclasses.asdict(config),
+    "key": np.asarray(jax.random.key_data(key)).tolist(),
+    "params": _digest(jax.tree.leaves(params)),
+    "data": _digest(data),
+  }
+  return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
+
+
+def _save_checkpoint(path, fingerprint, params, opt_state, rows, epoch, key) -> None:
+  """Writes the state atomically: a temporary file in the same folder, then ``os.replace``."""
+  path = Path(path)
+  arrays = {
+    "fingerprint": np.asarray(fingerprint),
+    "epoch": np.asarray(epoch),
+    "key": np.asarray(jax.random.key_data(key)),
+  }
+  arrays |= {f"params/{i}": np.asarray(a) for i, a in enumerate(jax.tree.leaves(params))}
+  arrays |= {f"opt/{i}": np.asarray(a) for i, a in enumerate(jax.tree.leaves(opt_state))}
+  if len(rows) > 2:  # the initial evaluation, then every trained row as one block
+    rows = [rows[0], {k: np.concatenate([r[k] for r in rows[1:]], axis=1) for k in rows[1]}]
+  for r, row in enumerate(rows):
+    arrays |= {f"log/{r}/{k}": v for k, v in row.items()}
+  path.parent.mkdir(parents=True, exist_ok=True)
+  fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+  try:
+    with os.fdopen(fd, "wb") as handle:
+      np.savez(handle, **arrays)
+      handle.flush()
+      os.fsync(handle.fileno())
+    os.replace(temporary, path)
+  except BaseException:
+    Path(temporary).unlink(missing_ok=True)
+    raise
+
+
+def _load_checkpoint(path, fingerprint, params, net, config):
+  path = Path(path)
+  if not path.is_file():
+    return None
+  with np.load(path) as archive:
+    stored = {k: archive[k] for k in archive.files}
+  if str(stored["fingerprint"]) != fingerprint:
+    raise ValueError(
+      f"checkpoint {path} was written by a different run (network, config, params, key or "
+      "data differ); delete it or pass another checkpoint path"
+    )
+
+  def restore(prefix, like):
+    leaves, treedef = jax.tree.flatten(like)
+    return jax.tree.unflatten(
+      treedef, [jnp.asarray(stored[f"{prefix}/{i}"], leaf.dtype) for i, leaf in enumerate(leaves)]
+    )
+
+  opt_like = _init_opt_state(net, _static(config), params)
+  rows: dict[int, dict[str, np.ndarray]] = {}
+  for name, value in stored.items():
+    if name.startswith("log/"):
+      _, r, field = name.split("/", 2)
+      rows.setdefault(int(r), {})[field] = value
+  return (
+    restore("params", params),
+    restore("opt", opt_like),
+    [rows[r] for r in sorted(rows)],
+    int(stored["epoch"]),
+  )
