@@ -14,7 +14,17 @@ Public API::
   vn.theory.mean_field("tanh", 1.5, 0.05)
 """
 
-from vanish import activations, data, init, models, phase_map, probability, theory, training
+from vanish import (
+  activations,
+  data,
+  init,
+  models,
+  phase_map,
+  probability,
+  sharding,
+  theory,
+  training,
+)
 from vanish.chains import jacobian, log_gradient_norms, outputs, preactivations, scalar_chain
 from vanish.networks import MLP, Network, ResidualMLP
 from vanish.spectrum import lyapunov_exponents, lyapunov_spectrum
@@ -39,6 +49,7 @@ __all__ = [
   "probability",
   "preactivations",
   "scalar_chain",
+  "sharding",
   "theory",
   "training",
 ]
