@@ -25,13 +25,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from collections.abc import Sequence
 
 import jax
 import numpy as np
 
 import vanish as vn
+from experiments._common import cached_run, positive_int
 from vanish import data, store, training
 
 ACTIVATIONS = {
@@ -51,13 +51,6 @@ SIZES = {
 HIDDEN_WIDTH = 30
 
 
-def _positive_int(text: str) -> int:
-  value = int(text)
-  if value < 1:
-    raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text}")
-  return value
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   parser = argparse.ArgumentParser(
     description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
@@ -66,11 +59,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   size.add_argument("--quick", action="store_const", const="quick", dest="size", help="CPU, CI")
   size.add_argument("--full", action="store_const", const="full", dest="size", help="as Nielsen")
   parser.set_defaults(size="quick")
-  parser.add_argument("--epochs", type=_positive_int, help="override the size's epoch count")
-  parser.add_argument("--members", type=_positive_int, help="override the size's ensemble size")
+  parser.add_argument("--epochs", type=positive_int, help="override the size's epoch count")
+  parser.add_argument("--members", type=positive_int, help="override the size's ensemble size")
   parser.add_argument(
     "--hidden",
-    type=_positive_int,
+    type=positive_int,
     nargs="+",
     help="numbers of hidden layers (default: 2 4 for --quick, 2 3 4 for --full)",
   )
@@ -82,9 +75,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     help="hidden-layer activations (default all)",
   )
   parser.add_argument("--learning-rate", type=float, default=0.1, help="η (default 0.1)")
-  parser.add_argument("--batch-size", type=_positive_int, default=10, help="default 10")
+  parser.add_argument("--batch-size", type=positive_int, default=10, help="default 10")
   parser.add_argument(
-    "--train-size", type=_positive_int, help="use only the first N training images (tests)"
+    "--train-size", type=positive_int, help="use only the first N training images (tests)"
   )
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--out", default="results", help="results store root (default results/)")
@@ -180,24 +173,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     "seed": args.seed,
     "precision": "highest",
   }
-  existing = store.find(args.out, "learning_speeds", config)
-  if existing and not args.force:
-    print(f"reusing {existing}")
-    path = existing
-  else:
-    start = time.perf_counter()
-    result = run(args, sizes)
-    elapsed = time.perf_counter() - start
-    path = store.save(
-      args.out,
-      "learning_speeds",
-      config,
-      arrays=result["arrays"],
-      tables={"speeds": result["rows"]},
-      precision="highest",
-      wall_time_s=elapsed,
-    )
-    print(f"wrote {path} in {elapsed:.1f} s")
+  path = cached_run(
+    args.out, "learning_speeds", config, lambda: run(args, sizes), table="speeds", force=args.force
+  )
   rows = store.load(path).tables["speeds"]
   last = sizes["epochs"]
   print(f"\n‖∂C/∂b^l‖ of the hidden layers (mean of {sizes['members']} nets), first/last ratio")

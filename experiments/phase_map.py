@@ -29,6 +29,7 @@ import jax
 import numpy as np
 
 import vanish as vn
+from experiments._common import cached_run, positive_int
 from vanish import phase_map, store
 
 SIZES = {
@@ -53,13 +54,6 @@ SIZES = {
     "theory_stride": 10,
   },
 }
-
-
-def _positive_int(text: str) -> int:
-  value = int(text)
-  if value < 1:
-    raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text}")
-  return value
 
 
 def _positive_float(text: str) -> float:
@@ -94,17 +88,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     help="vanished if ‖δ¹‖/‖δᴸ‖ < ε, exploded if > 1/ε (default 1e-3)",
   )
   for name, kind in [
-    ("width", _positive_int),
-    ("depth", _positive_int),
-    ("members", _positive_int),
-    ("sigma-w2-points", _positive_int),
-    ("sigma-b2-points", _positive_int),
+    ("width", positive_int),
+    ("depth", positive_int),
+    ("members", positive_int),
+    ("sigma-w2-points", positive_int),
+    ("sigma-b2-points", positive_int),
     ("sigma-w2-max", _positive_float),
     ("sigma-b2-max", _positive_float),
-    ("theory-stride", _positive_int),
+    ("theory-stride", positive_int),
   ]:
     parser.add_argument(f"--{name}", type=kind, default=None, help="override the size's value")
-  parser.add_argument("--chunk-size", type=_positive_int, default=None, help="cells per chunk")
+  parser.add_argument("--chunk-size", type=positive_int, default=None, help="cells per chunk")
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--out", default="results", help="results store root (default results/)")
   parser.add_argument("--force", action="store_true", help="recompute even if a result exists")
@@ -218,7 +212,8 @@ def run(args: argparse.Namespace) -> dict:
         "critical_between": bool(d_plain.critical_between[i]),
       }
     )
-  return {"arrays": arrays, "rows": rows, "chunk_size": pm.config["chunk_size"]}
+  chunk = pm.config["chunk_size"]
+  return {"arrays": arrays, "rows": rows, "note": f" (chunks of {chunk} cells)"}
 
 
 def _describe(label: str, diff: np.ndarray, sigma_b2: np.ndarray, cell: float) -> str:
@@ -280,24 +275,9 @@ def config_of(args: argparse.Namespace) -> dict:
 def main(argv: Sequence[str] | None = None) -> int:
   args = parse_args(argv)
   config = config_of(args)
-  existing = store.find(args.out, "phase_map", config)
-  if existing and not args.force:
-    print(f"reusing {existing}")
-    path = existing
-  else:
-    start = time.perf_counter()
-    result = run(args)
-    elapsed = time.perf_counter() - start
-    path = store.save(
-      args.out,
-      "phase_map",
-      config,
-      arrays=result["arrays"],
-      tables={"boundaries": result["rows"]},
-      precision="highest",
-      wall_time_s=elapsed,
-    )
-    print(f"wrote {path} in {elapsed:.1f} s (chunks of {result['chunk_size']} cells)")
+  path = cached_run(
+    args.out, "phase_map", config, lambda: run(args), table="boundaries", force=args.force
+  )
   summarize(path, args)
   return 0
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from collections.abc import Sequence
 
 import jax
@@ -29,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import vanish as vn
+from experiments._common import cached_run, positive_int
 from vanish import probability, store, theory
 
 # name -> (activation, full-width weights, full-width biases): the usual initializations.
@@ -43,13 +43,6 @@ SIZES = {
   "quick": {"chain_members": 4096, "chain_inputs": 4, "width": 64, "members": 64, "inputs": 4},
   "full": {"chain_members": 65536, "chain_inputs": 16, "width": 256, "members": 512, "inputs": 8},
 }
-
-
-def _positive_int(text: str) -> int:
-  value = int(text)
-  if value < 1:
-    raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text}")
-  return value
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -68,7 +61,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     help="paper-scale ensembles (one GPU)",
   )
   parser.set_defaults(size="quick")
-  parser.add_argument("--depth", type=_positive_int, default=50, help="chain depth L (default 50)")
+  parser.add_argument("--depth", type=positive_int, default=50, help="chain depth L (default 50)")
   parser.add_argument(
     "--epsilon",
     type=float,
@@ -187,24 +180,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     "seed": args.seed,
     "precision": "highest",
   }
-  existing = store.find(args.out, "probabilistic_model", config)
-  if existing and not args.force:
-    print(f"reusing {existing}")
-    path = existing
-  else:
-    start = time.perf_counter()
-    result = run(args)
-    elapsed = time.perf_counter() - start
-    path = store.save(
-      args.out,
-      "probabilistic_model",
-      config,
-      arrays=result["arrays"],
-      tables={"summary": result["rows"]},
-      precision="highest",
-      wall_time_s=elapsed,
-    )
-    print(f"wrote {path} in {elapsed:.1f} s")
+  path = cached_run(
+    args.out, "probabilistic_model", config, lambda: run(args), table="summary", force=args.force
+  )
   rows = store.load(path).tables["summary"]
   print(f"\nP(|g| < {args.epsilon:g}) at depth {args.depth} (95% Wilson interval)")
   print(f"{'activation':<12} {'one-neuron chain':>26} {'full width (rel. last layer)':>32}")
