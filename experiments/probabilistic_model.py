@@ -41,7 +41,8 @@ ACTIVATIONS = {
 }
 SIZES = {
   "quick": {"chain_members": 4096, "chain_inputs": 4, "width": 64, "members": 64, "inputs": 4},
-  "full": {"chain_members": 65536, "chain_inputs": 16, "width": 256, "members": 512, "inputs": 8},
+  # full: 128 × 50 × 256² weights = 1.7 GB (512 members OOMs a 24 GB host: no chunking yet, issue 7)
+  "full": {"chain_members": 65536, "chain_inputs": 16, "width": 256, "members": 128, "inputs": 16},
 }
 
 
