@@ -34,6 +34,7 @@ Example:
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -187,7 +188,8 @@ def summarize(
   count, depth = samples.shape
   finite = np.isfinite(samples)
   masked = np.where(finite, samples, np.nan)
-  with np.errstate(invalid="ignore", divide="ignore"):
+  with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+    warnings.simplefilter("ignore", RuntimeWarning)  # an all-zero depth has no finite moments
     mean = np.nanmean(masked, axis=0)
     std = np.nanstd(masked, axis=0, ddof=1) if count > 1 else np.zeros(depth)
     centered = masked - mean
