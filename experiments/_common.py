@@ -56,3 +56,18 @@ def cached_run(
   )
   print(f"wrote {path} in {elapsed:.1f} s{result.get('note', '')}")
   return path
+
+
+def experiment_parser(doc: str, *, quick_help: str, full_help: str) -> argparse.ArgumentParser:
+  """The options every experiment has: ``--quick | --full``, ``--seed``, ``--out``, ``--force``."""
+  parser = argparse.ArgumentParser(
+    description=doc.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+  )
+  size = parser.add_mutually_exclusive_group()
+  size.add_argument("--quick", action="store_const", const="quick", dest="size", help=quick_help)
+  size.add_argument("--full", action="store_const", const="full", dest="size", help=full_help)
+  parser.set_defaults(size="quick")
+  parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--out", default="results", help="results store root (default results/)")
+  parser.add_argument("--force", action="store_true", help="recompute even if a result exists")
+  return parser

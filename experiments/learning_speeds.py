@@ -31,7 +31,7 @@ import jax
 import numpy as np
 
 import vanish as vn
-from experiments._common import cached_run, positive_int
+from experiments._common import cached_run, experiment_parser, positive_int
 from vanish import data, store, training
 
 ACTIVATIONS = {
@@ -52,13 +52,7 @@ HIDDEN_WIDTH = 30
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-  parser = argparse.ArgumentParser(
-    description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
-  )
-  size = parser.add_mutually_exclusive_group()
-  size.add_argument("--quick", action="store_const", const="quick", dest="size", help="CPU, CI")
-  size.add_argument("--full", action="store_const", const="full", dest="size", help="as Nielsen")
-  parser.set_defaults(size="quick")
+  parser = experiment_parser(__doc__, quick_help="CPU, CI", full_help="as Nielsen")
   parser.add_argument("--epochs", type=positive_int, help="override the size's epoch count")
   parser.add_argument("--members", type=positive_int, help="override the size's ensemble size")
   parser.add_argument(
@@ -79,9 +73,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   parser.add_argument(
     "--train-size", type=positive_int, help="use only the first N training images (tests)"
   )
-  parser.add_argument("--seed", type=int, default=0)
-  parser.add_argument("--out", default="results", help="results store root (default results/)")
-  parser.add_argument("--force", action="store_true", help="recompute even if a result exists")
   args = parser.parse_args(argv)
   if not args.learning_rate > 0:
     parser.error(f"--learning-rate must be > 0, got {args.learning_rate}")

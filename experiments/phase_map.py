@@ -29,7 +29,7 @@ import jax
 import numpy as np
 
 import vanish as vn
-from experiments._common import cached_run, positive_int
+from experiments._common import cached_run, experiment_parser, positive_int
 from vanish import phase_map, store
 
 SIZES = {
@@ -64,17 +64,9 @@ def _positive_float(text: str) -> float:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-  parser = argparse.ArgumentParser(
-    description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+  parser = experiment_parser(
+    __doc__, quick_help="24 × 12 grid (CPU, CI)", full_help="200 × 200 grid (one GPU)"
   )
-  size = parser.add_mutually_exclusive_group()
-  size.add_argument(
-    "--quick", action="store_const", const="quick", dest="size", help="24 × 12 grid (CPU, CI)"
-  )
-  size.add_argument(
-    "--full", action="store_const", const="full", dest="size", help="200 × 200 grid (one GPU)"
-  )
-  parser.set_defaults(size="quick")
   parser.add_argument(
     "--activation",
     default="tanh",
@@ -99,9 +91,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   ]:
     parser.add_argument(f"--{name}", type=kind, default=None, help="override the size's value")
   parser.add_argument("--chunk-size", type=positive_int, default=None, help="cells per chunk")
-  parser.add_argument("--seed", type=int, default=0)
-  parser.add_argument("--out", default="results", help="results store root (default results/)")
-  parser.add_argument("--force", action="store_true", help="recompute even if a result exists")
   args = parser.parse_args(argv)
   if not 0 < args.epsilon < 1:
     parser.error(f"--epsilon must be in (0, 1), got {args.epsilon}")

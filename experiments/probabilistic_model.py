@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import vanish as vn
-from experiments._common import cached_run, positive_int
+from experiments._common import cached_run, experiment_parser, positive_int
 from vanish import probability, store, theory
 
 # name -> (activation, full-width weights, full-width biases): the usual initializations.
@@ -47,21 +47,9 @@ SIZES = {
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-  parser = argparse.ArgumentParser(
-    description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+  parser = experiment_parser(
+    __doc__, quick_help="small ensembles (CPU, CI)", full_help="paper-scale ensembles (one GPU)"
   )
-  size = parser.add_mutually_exclusive_group()
-  size.add_argument(
-    "--quick", action="store_const", const="quick", dest="size", help="small ensembles (CPU, CI)"
-  )
-  size.add_argument(
-    "--full",
-    action="store_const",
-    const="full",
-    dest="size",
-    help="paper-scale ensembles (one GPU)",
-  )
-  parser.set_defaults(size="quick")
   parser.add_argument("--depth", type=positive_int, default=50, help="chain depth L (default 50)")
   parser.add_argument(
     "--epsilon",
@@ -76,9 +64,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     choices=list(ACTIVATIONS),
     help="which activations (default all)",
   )
-  parser.add_argument("--seed", type=int, default=0)
-  parser.add_argument("--out", default="results", help="results store root (default results/)")
-  parser.add_argument("--force", action="store_true", help="recompute even if a result exists")
   args = parser.parse_args(argv)
   if not 0 < args.epsilon < 1:
     parser.error(f"--epsilon must be in (0, 1), got {args.epsilon}")

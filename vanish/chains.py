@@ -328,19 +328,34 @@ def jacobian(
 # --------------------------------------------------------------------------- scalar chain
 
 
+def one_neuron_factors(net, p, xb, k, prec):
+  """The chain's factors for one network and input: ``(factors, preactivations, weights)``, [L].
+
+  ``factor_1 = σ'(z_1)`` (the bias enters directly); ``factor_j = w_j σ'(z_j)``, j ≥ 2.
+  """
+  _, outs = _engine.trace(net, p, xb, k, prec)
+  weights = jnp.concatenate([p_s["w"][:, 0, 0] for p_s in p])
+  pre = jnp.concatenate([z[:, 0] for _, z, _ in outs])
+  slopes = jnp.concatenate([slope[:, 0] for _, _, slope in outs])
+  factors = slopes * jnp.concatenate([jnp.ones_like(weights[:1]), weights[1:]])
+  return factors, pre, weights
+
+
+def check_one_neuron(net: Network) -> None:
+  """The one-neuron chain needs a :class:`~vanish.MLP` with every width 1."""
+  if any(w != 1 for w in net.widths):
+    raise ValueError(f"scalar_chain needs every width equal to 1, got widths={list(net.widths)}")
+  if any(type(s.layer).__name__ != "Dense" for s in net.segments):
+    raise ValueError("scalar_chain needs a vn.MLP (dense layers)")
+
+
 @functools.partial(jax.jit, static_argnames=("net", "precision", "batched"))
 def _scalar_chain(net, params, x, key, *, precision, batched):
   prec = _engine.lax_precision(precision)
 
   def per_input(p, xb, k):
-    _, outs = _engine.trace(net, p, xb, k, prec)
-    weights = jnp.concatenate([p_s["w"][:, 0, 0] for p_s in p])
-    slopes = jnp.concatenate([slope[:, 0] for _, _, slope in outs])
-    # factor_1 = σ'(z_1) (the bias enters directly); factor_j = w_j σ'(z_j), j ≥ 2.
-    factors = slopes * jnp.concatenate([jnp.ones_like(weights[:1]), weights[1:]])
-    log_abs = jnp.cumsum(jnp.log(jnp.abs(factors)))
-    sign = jnp.cumprod(jnp.sign(factors))
-    return log_abs, sign
+    factors, _, _ = one_neuron_factors(net, p, xb, k, prec)
+    return jnp.cumsum(jnp.log(jnp.abs(factors))), jnp.cumprod(jnp.sign(factors))
 
   return ensemble_map(per_input, params, x, key, batched)
 
@@ -381,9 +396,6 @@ def scalar_chain(
     >>> bool(jax.numpy.median(log_g[:, -1]) < -50)   # |w σ'| < 1/4 per layer: vanishing
     True
   """
-  if any(w != 1 for w in net.widths):
-    raise ValueError(f"scalar_chain needs every width equal to 1, got widths={list(net.widths)}")
-  if any(type(s.layer).__name__ != "Dense" for s in net.segments):
-    raise ValueError("scalar_chain needs a vn.MLP (dense layers)")
+  check_one_neuron(net)
   x, batched = check_call(net, params, x, key, precision)
   return _scalar_chain(net, params, x, key, precision=precision, batched=batched)

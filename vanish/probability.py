@@ -44,7 +44,7 @@ import numpy as np
 from scipy import special, stats
 
 from vanish import _engine
-from vanish.chains import check_call, ensemble_map
+from vanish.chains import check_call, check_one_neuron, ensemble_map, one_neuron_factors
 from vanish.networks import Network
 
 __all__ = [
@@ -255,8 +255,7 @@ def scalar_chain_log_factors(
   Returns:
     ``(log_abs_factor, preactivation, weight)``, each ``[M, (batch,) L]``.
   """
-  if any(w != 1 for w in net.widths):
-    raise ValueError(f"needs every width equal to 1, got widths={list(net.widths)}")
+  check_one_neuron(net)
   x, batched = check_call(net, params, x, key, precision)
   return _scalar_factors(net, params, x, key, precision=precision, batched=batched)
 
@@ -266,11 +265,7 @@ def _scalar_factors(net, params, x, key, *, precision, batched):
   prec = _engine.lax_precision(precision)
 
   def per_input(p, xb, k):
-    _, outs = _engine.trace(net, p, xb, k, prec)
-    weights = jnp.concatenate([p_s["w"][:, 0, 0] for p_s in p])
-    pre = jnp.concatenate([z[:, 0] for _, z, _ in outs])
-    slopes = jnp.concatenate([slope[:, 0] for _, _, slope in outs])
-    factors = slopes * jnp.concatenate([jnp.ones_like(weights[:1]), weights[1:]])
+    factors, pre, weights = one_neuron_factors(net, p, xb, k, prec)
     return jnp.log(jnp.abs(factors)), pre, weights
 
   return ensemble_map(per_input, params, x, key, batched)

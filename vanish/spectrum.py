@@ -61,9 +61,7 @@ def _positive_diagonal(r: jax.Array) -> jax.Array:
   return r * jnp.where(jnp.diagonal(r) < 0, -1, 1).astype(r.dtype)[:, None]
 
 
-def _graded_update(
-  r: jax.Array, log_d: jax.Array, t_hat: jax.Array
-) -> tuple[jax.Array, jax.Array, jax.Array]:
+def _graded_update(r: jax.Array, log_d: jax.Array, t_hat: jax.Array) -> tuple[jax.Array, jax.Array]:
   """``R diag(e^{d}) T̂ = diag(e^{d'}) T̂'`` with ``T̂'`` unit upper triangular.
 
   Args:
@@ -72,8 +70,8 @@ def _graded_update(
     t_hat: ``(k, k)`` unit upper triangular.
 
   Returns:
-    ``(log_r, log_d', T̂')`` with ``log_r = log diag R`` (floored at the dtype's
-    smallest normal) and ``d' = d + log_r``.
+    ``(log_d', T̂')`` with ``d' = d + log diag R`` (``log diag R`` floored at the
+    dtype's smallest normal).
   """
   floor, max_exp = _limits(r.dtype)
   log_r = jnp.maximum(jnp.log(jnp.diagonal(r)), floor)
@@ -83,7 +81,7 @@ def _graded_update(
   m = jnp.triu(r * jnp.exp(exponent), 1) + eye
   # Bookkeeping, not physics: always true float32/float64, never TF32.
   product = jnp.matmul(m, t_hat, precision=lax.Precision.HIGHEST)
-  return log_r, log_d + log_r, jnp.triu(product, 1) + eye
+  return log_d + log_r, jnp.triu(product, 1) + eye
 
 
 def _sweep(log_d: jax.Array, t_hat: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -93,8 +91,7 @@ def _sweep(log_d: jax.Array, t_hat: jax.Array) -> tuple[jax.Array, jax.Array]:
   i.e. of the upper-triangular ``R̃ diag(e^d) = diag(e^{d'}) T̂'``.
   """
   r = _positive_diagonal(jnp.linalg.qr(t_hat.T, mode="r"))
-  _, new_log_d, new_t_hat = _graded_update(r, log_d, jnp.eye(r.shape[0], dtype=r.dtype))
-  return new_log_d, new_t_hat
+  return _graded_update(r, log_d, jnp.eye(r.shape[0], dtype=r.dtype))
 
 
 def _coupling(t_hat: jax.Array) -> jax.Array:
@@ -144,10 +141,8 @@ def _lyapunov_spectrum(net, params, x, key, *, precision, batched, k, refine, qr
     def step(layer, p_l, h_in, pre, slope, carry):
       q, log_d, t_hat = carry
       z = layer.jacobian_action(p_l, slope, q, prec)
-      q, r = orthonormalize.stable_qr(z, qr)
-      signs = jnp.where(jnp.diagonal(r) < 0, -1, 1).astype(r.dtype)
-      q, r = q * signs[None, :], r * signs[:, None]
-      _, log_d, t_hat = _graded_update(r, log_d, t_hat)
+      q, r = orthonormalize.stable_qr(z, qr)  # diag r ≥ 0
+      log_d, t_hat = _graded_update(r, log_d, t_hat)
       out = graded_log_singular_values(log_d, t_hat) if refine else jnp.sort(log_d)[::-1]
       return (q, log_d, t_hat), out
 

@@ -82,7 +82,7 @@ def save(
   config: Mapping[str, Any],
   *,
   arrays: Mapping[str, Any],
-  tables: Mapping[str, Sequence[Mapping[str, Any]]] = {},
+  tables: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
   precision: str,
   wall_time_s: float | None = None,
 ) -> Path:
@@ -105,7 +105,7 @@ def save(
   staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
   try:
     np.savez(staging / "arrays.npz", **{k: np.asarray(v) for k, v in arrays.items()})
-    for name, rows in tables.items():
+    for name, rows in (tables or {}).items():
       _write_csv(staging / f"{name}.csv", rows)
     record = {
       "experiment": experiment,
