@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +19,20 @@ def positive_int(text: str) -> int:
   return value
 
 
+# Every run that ``cached_run`` found or computed in this process, in order: what
+# ``vanish reproduce`` summarizes at the end (experiment, path, chunks computed, reused).
+RUN_LOG: list[store.Outcome] = []
+
+
 def cached_run(
-  out: str,
+  out: str | Path,
   experiment: str,
   config: Mapping[str, Any],
-  compute: Callable[[], Mapping[str, Any]],
+  compute: Callable[..., Mapping[str, Any]],
   *,
   table: str,
   force: bool = False,
+  chunks: Sequence[Any] | None = None,
 ) -> Path:
   """Returns the stored run of ``config``, computing and saving it first if needed.
 
@@ -34,28 +40,31 @@ def cached_run(
     out: the store's root.
     experiment: the experiment's name.
     config: the full config (its hash names the run; ``precision`` is recorded).
-    compute: returns ``{"arrays": {...}, "rows": [...]}`` and optionally ``"note"``.
+    compute: returns ``{"arrays": {...}, "rows": [...]}``; called with no argument, or
+      with one chunk at a time when ``chunks`` is given.
     table: the CSV name for ``rows``.
     force: recompute even if the run exists.
+    chunks: split the work into these chunks; each finished chunk is saved, so a killed
+      run resumes from the last one (see :func:`vanish.store.compute`).
   """
-  existing = store.find(out, experiment, config)
-  if existing and not force:
-    print(f"reusing {existing}")
-    return existing
   start = time.perf_counter()
-  result = compute()
-  elapsed = time.perf_counter() - start
-  path = store.save(
+  outcome = store.compute(
     out,
     experiment,
     config,
-    arrays=result["arrays"],
-    tables={table: result["rows"]},
+    (lambda _: compute()) if chunks is None else compute,
+    chunks=(None,) if chunks is None else chunks,
+    table=table,
     precision=config.get("precision", "highest"),
-    wall_time_s=elapsed,
+    force=force,
   )
-  print(f"wrote {path} in {elapsed:.1f} s{result.get('note', '')}")
-  return path
+  RUN_LOG.append(outcome)
+  if outcome.computed == 0:
+    print(f"reusing {outcome.path}")
+  else:
+    resumed = f" (resumed: {outcome.reused} chunk(s) reused)" if outcome.reused else ""
+    print(f"wrote {outcome.path} in {time.perf_counter() - start:.1f} s{resumed}")
+  return outcome.path
 
 
 def experiment_parser(doc: str, *, quick_help: str, full_help: str) -> argparse.ArgumentParser:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -128,13 +129,14 @@ def _rows(name: str, hidden: int, log: training.Log) -> list[dict]:
   return rows
 
 
-def run(args: argparse.Namespace, sizes: dict) -> dict:
+def run(args: argparse.Namespace, sizes: dict, hidden_layers: Sequence[int]) -> dict:
+  """Trains every activation at each depth in ``hidden_layers`` (a chunk of ``args.hidden``)."""
   train_set, test_set = data.digits(seed=args.seed)
   if args.train_size:
     train_set = data.Dataset(train_set.x[: args.train_size], train_set.y[: args.train_size])
   key = jax.random.key(args.seed)
   arrays, rows = {}, []
-  for hidden in args.hidden:
+  for hidden in hidden_layers:
     # one draw of weights and biases per depth, shared by every activation
     params = network("sigmoid", hidden).init(jax.random.fold_in(key, hidden), sizes["members"])
     for name in args.activations:
@@ -144,11 +146,16 @@ def run(args: argparse.Namespace, sizes: dict) -> dict:
   return {"arrays": arrays, "rows": rows}
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-  args = parse_args(argv)
+def sizes_of(args: argparse.Namespace) -> dict:
   sizes = dict(SIZES[args.size])
   sizes.update({k: getattr(args, k) for k in ("epochs", "members", "hidden") if getattr(args, k)})
   args.hidden = sizes["hidden"]
+  return sizes
+
+
+def cached(args: argparse.Namespace) -> Path:
+  """The stored run of ``args``' config, computed first (one chunk per depth) if needed."""
+  sizes = sizes_of(args)
   config = {
     "size": args.size,
     **sizes,
@@ -164,9 +171,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     "seed": args.seed,
     "precision": "highest",
   }
-  path = cached_run(
-    args.out, "learning_speeds", config, lambda: run(args, sizes), table="speeds", force=args.force
+  return cached_run(
+    args.out,
+    "learning_speeds",
+    config,
+    lambda hidden: run(args, sizes, [hidden]),
+    table="speeds",
+    force=args.force,
+    chunks=sizes["hidden"],
   )
+
+
+def ensure(size: str = "quick", out: str | Path = "results", *, force: bool = False) -> Path:
+  """Runs (or finds) the ``size`` configuration with default options; returns its folder."""
+  return cached(parse_args([f"--{size}", "--out", str(out), *(["--force"] if force else [])]))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  args = parse_args(argv)
+  sizes = sizes_of(args)
+  path = cached(args)
   rows = store.load(path).tables["speeds"]
   last = sizes["epochs"]
   print(f"\n‖∂C/∂b^l‖ of the hidden layers (mean of {sizes['members']} nets), first/last ratio")

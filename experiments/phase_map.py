@@ -24,6 +24,7 @@ import argparse
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -201,8 +202,8 @@ def run(args: argparse.Namespace) -> dict:
         "critical_between": bool(d_plain.critical_between[i]),
       }
     )
-  chunk = pm.config["chunk_size"]
-  return {"arrays": arrays, "rows": rows, "note": f" (chunks of {chunk} cells)"}
+  arrays["chunk_size"] = np.asarray(pm.config["chunk_size"])
+  return {"arrays": arrays, "rows": rows}
 
 
 def _describe(label: str, diff: np.ndarray, sigma_b2: np.ndarray, cell: float) -> str:
@@ -261,12 +262,21 @@ def config_of(args: argparse.Namespace) -> dict:
   }
 
 
+def cached(args: argparse.Namespace) -> Path:
+  """The stored run of ``args``' config, computed first if needed."""
+  return cached_run(
+    args.out, "phase_map", config_of(args), lambda: run(args), table="boundaries", force=args.force
+  )
+
+
+def ensure(size: str = "quick", out: str | Path = "results", *, force: bool = False) -> Path:
+  """Runs (or finds) the ``size`` configuration with default options; returns its folder."""
+  return cached(parse_args([f"--{size}", "--out", str(out), *(["--force"] if force else [])]))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
   args = parse_args(argv)
-  config = config_of(args)
-  path = cached_run(
-    args.out, "phase_map", config, lambda: run(args), table="boundaries", force=args.force
-  )
+  path = cached(args)
   summarize(path, args)
   return 0
 

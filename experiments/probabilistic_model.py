@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -93,13 +94,14 @@ def _layer_samples(name, depth, sizes, key):
   return (log_norms - log_norms[:, -1:])[:, ::-1]
 
 
-def run(args: argparse.Namespace) -> dict:
+def run(args: argparse.Namespace, names: Sequence[str]) -> dict:
+  """Samples and summarizes the activations ``names`` (a chunk of ``args.activations``)."""
   sizes = SIZES[args.size]
   depth, key = args.depth, jax.random.key(args.seed)
   t1 = theory.scaled_tanh_vanish_threshold(2.0, depth=2)
   arrays, rows = {}, []
-  for index, name in enumerate(args.activations):
-    member_key = jax.random.fold_in(key, index)
+  for name in names:
+    member_key = jax.random.fold_in(key, args.activations.index(name))
     log_f, pre, weights = _chain_samples(name, depth, sizes, member_key)
     log_g = np.cumsum(log_f, axis=1)
     for chain, samples in (
@@ -151,12 +153,12 @@ def run(args: argparse.Namespace) -> dict:
         arrays[f"{name}/joint_{label}/x_edges"] = x_edges
         arrays[f"{name}/joint_{label}/log_g_edges"] = g_edges
     arrays[f"{name}/inside_t1_fraction"] = probability.inside_fraction(pre, t1)
-  arrays["t1_tanh2x"] = np.asarray(t1)
+    arrays[f"{name}/t1_tanh2x"] = np.asarray(t1)
   return {"arrays": arrays, "rows": rows}
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-  args = parse_args(argv)
+def cached(args: argparse.Namespace) -> Path:
+  """The stored run of ``args``' config, computed first (one chunk per activation) if needed."""
   config = {
     "size": args.size,
     **SIZES[args.size],
@@ -166,9 +168,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     "seed": args.seed,
     "precision": "highest",
   }
-  path = cached_run(
-    args.out, "probabilistic_model", config, lambda: run(args), table="summary", force=args.force
+  return cached_run(
+    args.out,
+    "probabilistic_model",
+    config,
+    lambda name: run(args, [name]),
+    table="summary",
+    force=args.force,
+    chunks=args.activations,
   )
+
+
+def ensure(size: str = "quick", out: str | Path = "results", *, force: bool = False) -> Path:
+  """Runs (or finds) the ``size`` configuration with default options; returns its folder."""
+  return cached(parse_args([f"--{size}", "--out", str(out), *(["--force"] if force else [])]))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  args = parse_args(argv)
+  path = cached(args)
   rows = store.load(path).tables["summary"]
   print(f"\nP(|g| < {args.epsilon:g}) at depth {args.depth} (95% Wilson interval)")
   print(f"{'activation':<12} {'one-neuron chain':>26} {'full width (rel. last layer)':>32}")

@@ -1,20 +1,20 @@
-"""The ``vanish`` command line: ``info``, ``demo`` and ``reproduce``.
+"""The ``vanish`` command line: ``reproduce``, ``run``, ``list``, ``info`` and ``demo``.
 
-``vanish demo`` is the built-in main job until the paper-figure pipeline exists
-(issue 5): it samples an ensemble of random MLPs and prints Nielsen's per-layer
-"speed of learning" ``‖∂C/∂b^l‖`` (*Neural Networks and Deep Learning*, ch. 5),
-computed by :func:`vanish.log_gradient_norms`. ``vanish reproduce`` lists the
-paper's figures F1–F13 and reports every one whose pipeline has not landed as
-missing; it never draws a placeholder.
+``vanish reproduce [--quick | --full] [--only F4 F6]`` runs what each paper figure
+needs (through the results store, so finished experiments are reused and interrupted
+ones resume) and draws it; ``vanish run NAME [options]`` runs one experiment with its
+own options (``vanish run phase_map --help``); ``vanish list`` lists experiments and
+figures. The experiments (``experiments/``) and figure scripts (``paper_figs/``) live in
+the source checkout beside the package, where figure ``FN`` is drawn by
+``paper_figs/fN_<topic>.py``; a figure without its script is reported as missing,
+never faked. ``vanish demo`` prints Nielsen's per-layer "speed of learning"
+``‖∂C/∂b^l‖`` (*Neural Networks and Deep Learning*, ch. 5) for a random ensemble.
 
 Example:
   >>> from vanish.cli import main
-  >>> main(["reproduce", "--only", "F1", "F4"])
-  vanish reproduce --quick: 2 figure(s) -> results/figures
-  F1   missing: not implemented yet (issue 5) — per-layer learning speeds ...
-  F4   missing: not implemented yet (issue 5) — distribution of log|g| ...
-  summary: 0 drawn, 2 missing (F1 F4); wall time ... s
-  2
+  >>> main(["list", "--figures"])  # doctest: +ELLIPSIS
+  F1   ... per-layer learning speeds at initialization ...
+  0
 """
 
 from __future__ import annotations
@@ -51,21 +51,48 @@ MAX_TABLE_ROWS = 40
 
 @dataclasses.dataclass(frozen=True)
 class Figure:
-  """One paper figure (issue 5): its name, title and, once it exists, the code that draws it.
+  """One paper figure (issue 5): its name and what it shows.
 
   Attributes:
     name: ``"F1"`` … ``"F13"``; used in file names and ``--only``.
     title: what the figure shows.
-    draw: ``draw(quick: bool, out_dir: Path) -> list[Path]`` runs the experiments the
-      figure needs and returns the files it wrote; ``None`` while not implemented.
   """
 
   name: str
   title: str
-  draw: Callable[[bool, Path], list[Path]] | None = None
+
+  @property
+  def module(self) -> str | None:
+    """The figure script ``paper_figs.fN_<topic>`` in the source checkout, or None."""
+    root = checkout()
+    if root is None:
+      return None
+    scripts = sorted((root / "paper_figs").glob(f"{self.name.lower()}_*.py"))
+    return f"paper_figs.{scripts[0].stem}" if scripts else None
 
 
-# Issue 5 fills in ``draw`` as each figure's experiment lands.
+def checkout() -> Path | None:
+  """The source checkout holding ``experiments/`` and ``paper_figs/``, or None.
+
+  It is the folder above the package (an editable install, or running from the
+  repository); it is put on ``sys.path`` so both import as packages.
+  """
+  root = Path(__file__).resolve().parents[1]
+  if not all((root / d / "__init__.py").is_file() for d in ("experiments", "paper_figs")):
+    return None
+  if str(root) not in sys.path:
+    sys.path.insert(0, str(root))
+  return root
+
+
+def experiment_names() -> list[str]:
+  """The experiments in the checkout: ``experiments/<name>.py`` not starting with ``_``."""
+  root = checkout()
+  if root is None:
+    return []
+  return sorted(p.stem for p in (root / "experiments").glob("*.py") if not p.stem.startswith("_"))
+
+
 FIGURES: dict[str, Figure] = {
   f.name: f
   for f in [
@@ -458,41 +485,125 @@ def _run_info(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- reproduce
 
 
+def _no_checkout() -> int:
+  print(
+    "vanish reproduce/run need the source checkout (experiments/ and paper_figs/ beside the "
+    "package): git clone the repository and `pip install -e .` there.",
+    file=sys.stderr,
+  )
+  return 2
+
+
+def _draw_figure(figure: Figure, args: argparse.Namespace) -> dict[str, Any]:
+  """Draws one figure; returns what happened (status, files, experiments run or reused)."""
+  import importlib
+
+  from experiments._common import RUN_LOG
+
+  record: dict[str, Any] = {"figure": figure.name, "title": figure.title}
+  module_name = figure.module
+  if module_name is None:
+    return record | {"status": "missing", "reason": f"no paper_figs/{figure.name.lower()}_*.py"}
+  first_run = len(RUN_LOG)
+  start = time.perf_counter()
+  try:
+    module = importlib.import_module(module_name)
+    files = module.draw(
+      quick=args.size == "quick",
+      out_dir=Path(args.out),
+      store_root=Path(args.store),
+      force=args.force,
+    )
+    record |= {"status": "drawn", "files": [str(f) for f in files]}
+  except Exception as error:  # report it, draw the other figures, exit 1 at the end
+    record |= {"status": "failed", "reason": f"{type(error).__name__}: {error}"}
+  runs = RUN_LOG[first_run:]
+  record["experiments"] = [
+    {"path": str(o.path), "computed_chunks": o.computed, "reused_chunks": o.reused} for o in runs
+  ]
+  record["wall_time_s"] = time.perf_counter() - start
+  return record
+
+
 def _run_reproduce(args: argparse.Namespace) -> int:
   names = list(dict.fromkeys(args.only)) if args.only else list(FIGURES)
   if args.list:
-    for name in names:
-      figure = FIGURES[name]
-      status = "ready" if figure.draw else "missing"
-      print(f"{name:<4} {status:<8} {figure.title}")
-    return 0
-  out_dir = Path(args.out)
-  drawn, missing = [], []
+    return _list_figures(names)
+  if checkout() is None:
+    return _no_checkout()
   start = time.perf_counter()
-  mode = "quick" if args.quick or not args.full else "full"
-  print(f"vanish reproduce --{mode}: {len(names)} figure(s) -> {out_dir}")
+  print(
+    f"vanish reproduce --{args.size}: {len(names)} figure(s) -> {args.out} (store: {args.store})"
+  )
+  records = []
+  for index, name in enumerate(names, 1):
+    figure = FIGURES[name]
+    print(f"[{index}/{len(names)}] {name}: {figure.title}", flush=True)
+    record = _draw_figure(figure, args)
+    records.append(record)
+    if record["status"] == "drawn":
+      print(f"  drawn in {record['wall_time_s']:.1f} s: {', '.join(record['files'])}")
+    else:
+      print(f"  {record['status']}: {record['reason']}")
+  wall = time.perf_counter() - start
+  by_status = {
+    s: [r["figure"] for r in records if r["status"] == s] for s in ("drawn", "missing", "failed")
+  }
+  runs = [e for r in records for e in r["experiments"]]
+  computed = sorted({e["path"] for e in runs if e["computed_chunks"]})
+  reused = sorted({e["path"] for e in runs if not e["computed_chunks"]} - set(computed))
+  print(f"\nsummary ({wall:.1f} s wall time):")
+  for status, figures in by_status.items():
+    if figures:
+      print(f"  {status:<8} {len(figures):>2}: {' '.join(figures)}")
+  print(f"  experiments computed: {len(computed)}, reused from the store: {len(reused)}")
+  print(f"  figures in {args.out}/, results in {args.store}/")
+  summary = {
+    "command": "reproduce",
+    "size": args.size,
+    "figures": records,
+    "wall_time_s": wall,
+    "store": str(args.store),
+  }
+  _write_json_atomic(Path(args.out) / "reproduce_summary.json", summary)
+  if by_status["missing"]:
+    print(
+      "missing figures are never faked: their experiment or script has not landed.", file=sys.stderr
+    )
+  if by_status["failed"]:
+    return 1
+  return 2 if by_status["missing"] else 0
+
+
+def _list_figures(names: Sequence[str]) -> int:
   for name in names:
     figure = FIGURES[name]
-    if figure.draw is None:
-      missing.append(name)
-      print(f"{name:<4} missing: not implemented yet (issue 5) — {figure.title}")
-      continue
-    files = figure.draw(mode == "quick", out_dir)
-    drawn.append(name)
-    print(f"{name:<4} drawn: {', '.join(str(f) for f in files)}")
-  wall = time.perf_counter() - start
-  print(
-    f"summary: {len(drawn)} drawn, {len(missing)} missing"
-    + (f" ({' '.join(missing)})" if missing else "")
-    + f"; wall time {wall:.1f} s"
-  )
-  if missing:
-    print(
-      "missing figures are never faked; `vanish demo` runs the built-in gradient demo.",
-      file=sys.stderr,
-    )
-    return 2
+    status = "ready" if figure.module else "missing"
+    print(f"{name:<4} {status:<8} {figure.title}")
   return 0
+
+
+def _run_list(args: argparse.Namespace) -> int:
+  if not args.figures:
+    names = experiment_names()
+    print("experiments (vanish run NAME --help):" if names else "experiments: no source checkout")
+    for name in names:
+      print(f"  {name}")
+    print("figures (vanish reproduce --only FIG):")
+  return _list_figures(list(FIGURES))
+
+
+def _run_experiment(args: argparse.Namespace) -> int:
+  import importlib
+
+  if checkout() is None:
+    return _no_checkout()
+  known = experiment_names()
+  if args.experiment not in known:
+    print(f"unknown experiment {args.experiment!r}; known: {', '.join(known)}", file=sys.stderr)
+    return 2
+  module = importlib.import_module(f"experiments.{args.experiment}")
+  return module.main(args.options)
 
 
 # --------------------------------------------------------------------------- parser
@@ -606,16 +717,28 @@ def build_parser() -> argparse.ArgumentParser:
     "reproduce",
     help="run the experiments and draw the paper's figures F1-F13",
     description=(
-      "Run what each paper figure needs and draw it. Figures whose pipeline has not landed "
-      "yet (issue 5) are reported as missing, never faked; the exit status is 2 if any "
-      "requested figure is missing."
+      "Run what each paper figure needs (finished experiments are reused from the store, "
+      "interrupted ones resume) and draw it as PDF and PNG. A figure whose script has not "
+      "landed is reported as missing, never faked. Exit status: 0 all drawn, 1 a figure "
+      "failed, 2 a figure is missing."
     ),
   )
   size = reproduce.add_mutually_exclusive_group()
   size.add_argument(
-    "--quick", action="store_true", help="small sizes for a 2-core CPU (the default)"
+    "--quick",
+    action="store_const",
+    const="quick",
+    dest="size",
+    help="small sizes: every figure in minutes on a 2-core CPU (the default)",
   )
-  size.add_argument("--full", action="store_true", help="paper-scale sizes for one GPU")
+  size.add_argument(
+    "--full",
+    action="store_const",
+    const="full",
+    dest="size",
+    help="paper-scale sizes for one GPU",
+  )
+  reproduce.set_defaults(size="quick")
   reproduce.add_argument(
     "--only",
     nargs="+",
@@ -627,14 +750,35 @@ def build_parser() -> argparse.ArgumentParser:
     "--out",
     default="results/figures",
     metavar="DIR",
-    help="output folder (default: results/figures)",
+    help="figure folder (default: results/figures)",
   )
   reproduce.add_argument(
-    "--list",
-    action="store_true",
-    help="list the figures and whether each is implemented, then exit",
+    "--store", default="results", metavar="DIR", help="results store root (default: results)"
+  )
+  reproduce.add_argument(
+    "--force", action="store_true", help="recompute the experiments even if stored"
+  )
+  reproduce.add_argument(
+    "--list", action="store_true", help="list the figures and whether each is ready, then exit"
   )
   reproduce.set_defaults(run=_run_reproduce)
+
+  run = commands.add_parser(
+    "run",
+    help="run one experiment with its own options",
+    description="Run one experiment of experiments/ by name; options after the name go to it "
+    "(`vanish run phase_map --help`).",
+    add_help=True,
+  )
+  run.add_argument("experiment", metavar="NAME", help="the experiment (see `vanish list`)")
+  run.add_argument("options", nargs=argparse.REMAINDER, help="the experiment's own options")
+  run.set_defaults(run=_run_experiment)
+
+  listing = commands.add_parser(
+    "list", help="list the experiments and figures", description="List experiments and figures."
+  )
+  listing.add_argument("--figures", action="store_true", help="only the figures")
+  listing.set_defaults(run=_run_list)
   return parser
 
 
@@ -645,7 +789,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv: the arguments without the program name; ``None`` reads ``sys.argv``.
 
   Returns:
-    The exit status: 0 on success, 2 when ``reproduce`` has missing figures.
+    The exit status: 0 on success, 1 when a figure failed, 2 when ``reproduce`` has
+    missing figures.
     Invalid arguments raise ``SystemExit(2)`` with a message naming the parameter.
   """
   args = build_parser().parse_args(None if argv is None else list(argv))

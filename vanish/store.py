@@ -7,6 +7,11 @@ json). The folder is assembled under a temporary name and renamed into place,
 so a reader sees either nothing or the whole run; a rerun with the same config
 finds it and reuses it.
 
+:func:`compute` is find-or-compute for experiments split into *chunks* (one
+activation, one block of grid rows, …): each finished chunk is saved atomically
+under ``root/experiment/.partial-<hash>/``, so a run that is killed resumes from
+its last finished chunk, and the run folder is assembled when the last one ends.
+
 Example:
   >>> import tempfile, numpy as np
   >>> from vanish import store
@@ -28,15 +33,17 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from vanish.metadata import run_metadata, to_json
+from vanish.progress import Progress
 
-__all__ = ["Run", "config_hash", "find", "load", "run_folder", "save"]
+__all__ = ["Outcome", "Run", "compute", "config_hash", "find", "load", "run_folder", "save"]
 
 
 class Run(NamedTuple):
@@ -135,3 +142,144 @@ def load(path: str | os.PathLike) -> Run:
       tables[table.stem] = list(csv.DictReader(handle))
   metadata = record["metadata"]
   return Run(path, metadata["config"], arrays, tables, metadata)
+
+
+class Outcome(NamedTuple):
+  """What :func:`compute` did: the run's folder, and how many chunks it computed or reused."""
+
+  path: Path
+  computed: int
+  reused: int
+
+
+def _partial_folder(root: str | os.PathLike, experiment: str, config: Mapping[str, Any]) -> Path:
+  final = run_folder(root, experiment, config)
+  return final.parent / f".partial-{final.name}"
+
+
+def _save_chunk(folder: Path, index: int, chunk: Any, result: Mapping[str, Any], wall: float):
+  """Writes chunk ``index`` as ``<index>.npz`` + ``<index>.json``; the JSON (written last) marks
+  it finished."""
+  folder.mkdir(parents=True, exist_ok=True)
+  for suffix, write in (
+    (".npz", lambda f: np.savez(f, **{k: np.asarray(v) for k, v in result["arrays"].items()})),
+    (
+      ".json",
+      lambda f: f.write(
+        json.dumps(
+          to_json({"chunk": chunk, "rows": list(result.get("rows", [])), "wall_time_s": wall})
+        ).encode()
+      ),
+    ),
+  ):
+    fd, temp = tempfile.mkstemp(prefix=f".{index}.", suffix=suffix, dir=folder)
+    try:
+      with os.fdopen(fd, "wb") as handle:
+        write(handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+      os.replace(temp, folder / f"{index}{suffix}")
+    except BaseException:
+      Path(temp).unlink(missing_ok=True)
+      raise
+
+
+def _load_chunk(folder: Path, index: int, chunk: Any) -> dict[str, Any] | None:
+  """The saved result of chunk ``index`` if it is finished and is the same chunk, else None."""
+  record_path = folder / f"{index}.json"
+  if not record_path.is_file():
+    return None
+  try:
+    record = json.loads(record_path.read_text())
+    if record["chunk"] != to_json(chunk):
+      return None
+    with np.load(folder / f"{index}.npz") as data:
+      arrays = {k: data[k] for k in data.files}
+  except (OSError, ValueError, KeyError):  # a torn or foreign file: recompute the chunk
+    return None
+  return {"arrays": arrays, "rows": record["rows"], "wall_time_s": record["wall_time_s"]}
+
+
+def compute(
+  root: str | os.PathLike,
+  experiment: str,
+  config: Mapping[str, Any],
+  compute_chunk: Callable[[Any], Mapping[str, Any]],
+  *,
+  chunks: Sequence[Any] = (None,),
+  table: str = "rows",
+  precision: str = "highest",
+  force: bool = False,
+  label: str | None = None,
+) -> Outcome:
+  """Finds the run of ``config`` or computes it chunk by chunk, resuming an interrupted run.
+
+  Args:
+    root: the store's root folder.
+    experiment: the experiment's name.
+    config: the full config; its hash names the run. Every chunk is part of it.
+    compute_chunk: ``compute_chunk(chunk) -> {"arrays": {name: array}, "rows": [dict]}``;
+      array names must differ between chunks (prefix them with the chunk).
+    chunks: the chunks, JSON-serializable (default: one chunk, ``None``).
+    table: the CSV name for the concatenated rows.
+    precision: the matmul precision used (recorded).
+    force: recompute every chunk, ignoring a finished run and saved chunks.
+    label: the progress bar's label (default: the experiment's name).
+
+  Returns:
+    An :class:`Outcome`: the run's folder and the number of chunks computed and reused
+    (``reused == len(chunks)`` and ``computed == 0`` when the whole run was found).
+
+  Raises:
+    ValueError: ``chunks`` is empty or two chunks return the same array name.
+
+  Example:
+    >>> import tempfile, numpy as np
+    >>> root = tempfile.mkdtemp()
+    >>> def square(k):
+    ...   return {"arrays": {f"x{k}": np.array(k * k)}, "rows": [{"k": k, "k2": k * k}]}
+    >>> first = compute(root, "squares", {"n": 3}, square, chunks=[1, 2, 3], label="squares")
+    >>> again = compute(root, "squares", {"n": 3}, square, chunks=[1, 2, 3])
+    >>> first.computed, again.reused, int(load(again.path).arrays["x3"])
+    (3, 3, 9)
+  """
+  chunks = list(chunks)
+  if not chunks:
+    raise ValueError("chunks must hold at least one chunk")
+  existing = find(root, experiment, config)
+  if existing and not force:
+    return Outcome(existing, 0, len(chunks))
+  partial = _partial_folder(root, experiment, config)
+  if force:
+    shutil.rmtree(partial, ignore_errors=True)
+  results, reused = [], 0
+  with Progress(label or experiment, total=len(chunks)) as bar:
+    for index, chunk in enumerate(chunks):
+      result = _load_chunk(partial, index, chunk)
+      if result is None:
+        start = time.perf_counter()
+        result = dict(compute_chunk(chunk))
+        result["wall_time_s"] = time.perf_counter() - start
+        _save_chunk(partial, index, chunk, result, result["wall_time_s"])
+      else:
+        reused += 1
+      results.append(result)
+      bar.update()
+  arrays: dict[str, Any] = {}
+  for result in results:
+    clash = arrays.keys() & result["arrays"].keys()
+    if clash:
+      raise ValueError(f"chunks of {experiment!r} return the same array names: {sorted(clash)}")
+    arrays.update(result["arrays"])
+  rows = [row for result in results for row in result.get("rows", [])]
+  path = save(
+    root,
+    experiment,
+    config,
+    arrays=arrays,
+    tables={table: rows} if rows else None,
+    precision=precision,
+    wall_time_s=sum(result["wall_time_s"] for result in results),
+  )
+  shutil.rmtree(partial, ignore_errors=True)
+  return Outcome(path, len(chunks) - reused, reused)

@@ -1,0 +1,43 @@
+"""The paper's figures F1–F13, each drawn by one module from the results store.
+
+Every figure module ``paper_figs/fN_<topic>.py`` follows one contract:
+
+* its docstring's first paragraph is the figure's caption;
+* ``draw(*, quick, out_dir, store_root, force=False) -> list[Path]`` finds or runs the
+  experiments it needs through their ``experiments.<name>.ensure(size, store_root,
+  force=...)`` (so the data always comes from the store), draws the figure in the style
+  of :mod:`paper_figs._style` and returns the files it wrote (``FN_<topic>.pdf`` and
+  ``.png`` in ``out_dir``);
+* ``main = figure_main(draw)`` makes ``python -m paper_figs.fN_<topic> [--quick|--full]``
+  work on its own.
+
+``vanish reproduce`` (and ``python -m paper_figs.make_all``) draws every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+
+def figure_main(draw: Callable[..., list[Path]]) -> Callable[[Sequence[str] | None], int]:
+  """A ``main(argv)`` for one figure module: ``--quick | --full``, ``--out``, ``--store``."""
+
+  def main(argv: Sequence[str] | None = None) -> int:
+    module = sys.modules[draw.__module__]
+    parser = argparse.ArgumentParser(description=(module.__doc__ or "").split("\n\n")[0])
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="small sizes (CPU; the default)")
+    size.add_argument("--full", action="store_true", help="paper-scale sizes (one GPU)")
+    parser.add_argument("--out", type=Path, default=Path("results/figures"), help="figure folder")
+    parser.add_argument("--store", type=Path, default=Path("results"), help="results store root")
+    parser.add_argument("--force", action="store_true", help="recompute the experiments")
+    args = parser.parse_args(argv)
+    files = draw(quick=not args.full, out_dir=args.out, store_root=args.store, force=args.force)
+    for path in files:
+      print(f"wrote {path}")
+    return 0
+
+  return main
