@@ -1,9 +1,10 @@
 """The command line, run metadata and README: smoke tests plus checks that printed numbers are real.
 
 The demo's table must equal :func:`vanish.log_gradient_norms` recomputed here from the
-documented seed streams; ``reproduce`` must report unimplemented figures as missing and
-never write a file; bad arguments must fail with a message naming the parameter; and the
-README's two commands and Python example must be the ones that work.
+documented seed streams; ``reproduce`` must draw from the store, reuse it, report a failing
+figure and report figures without a script as missing, never faked; bad arguments must fail
+with a message naming the parameter; and the README's two commands and Python example must
+be the ones that work.
 """
 
 from __future__ import annotations
@@ -159,22 +160,85 @@ def test_info_reports_devices_versions_and_precision(capsys):
   assert meta["device_count"] == jax.device_count() and meta["backend"] == jax.default_backend()
 
 
-def test_reproduce_reports_missing_figures_and_writes_nothing(tmp_path, monkeypatch, capsys):
+FAKE_FIGURE = """
+import numpy as np
+from pathlib import Path
+from experiments._common import cached_run
+from vanish import store
+
+def draw(*, quick, out_dir, store_root, force=False):
+  path = cached_run(store_root, "fake_experiment", {"size": "quick" if quick else "full"},
+                    lambda k: {"arrays": {f"x{k}": np.arange(3.0) * k}, "rows": [{"k": k}]},
+                    table="rows", force=force, chunks=[1, 2])
+  run = store.load(path)
+  Path(out_dir).mkdir(parents=True, exist_ok=True)
+  target = Path(out_dir) / "F2_fake.txt"
+  target.write_text(str(run.arrays["x2"].sum()))
+  return [target]
+"""
+
+
+@pytest.fixture
+def fake_figures(tmp_path, monkeypatch):
+  """F2 draws from the store through a two-chunk experiment, F3 fails, the rest are missing."""
+  package = tmp_path / "fakefigs"
+  package.mkdir()
+  (package / "__init__.py").write_text("")
+  (package / "good.py").write_text(FAKE_FIGURE)
+  (package / "bad.py").write_text("def draw(**kw):\n  raise RuntimeError('broken figure')\n")
+  monkeypatch.syspath_prepend(str(tmp_path))
+  modules = {"F2": "fakefigs.good", "F3": "fakefigs.bad"}
+  monkeypatch.setattr(cli.Figure, "module", property(lambda self: modules.get(self.name)))
   monkeypatch.chdir(tmp_path)
-  assert cli.main(["reproduce", "--quick", "--only", "F4", "f6"]) == 2
-  captured = capsys.readouterr()
-  assert "F4   missing: not implemented yet (issue 5)" in captured.out
-  assert "F6   missing: not implemented yet (issue 5)" in captured.out
-  assert "summary: 0 drawn, 2 missing (F4 F6)" in captured.out
-  assert list(tmp_path.iterdir()) == []  # nothing drawn, nothing faked
-  assert cli.main(["reproduce", "--full"]) == 2
-  assert capsys.readouterr().out.count("missing: not implemented yet") == 13
+  return tmp_path
+
+
+def test_reproduce_draws_from_the_store_reuses_it_and_reports_missing(fake_figures, capsys):
+  argv = ["reproduce", "--only", "F2", "F4", "--store", "st", "--out", "figs"]
+  assert cli.main(argv) == 2  # F4 is missing
+  out = capsys.readouterr().out
+  assert "[1/2] F2" in out and "drawn in" in out and "F2_fake.txt" in out
+  assert "missing: no paper_figs/f4_*.py" in out
+  assert "experiments computed: 1, reused from the store: 0" in out
+  assert (fake_figures / "figs" / "F2_fake.txt").read_text() == "6.0"
+  summary = json.loads((fake_figures / "figs" / "reproduce_summary.json").read_text())
+  assert [f["status"] for f in summary["figures"]] == ["drawn", "missing"]
+  assert summary["figures"][0]["experiments"][0]["computed_chunks"] == 2
+
+  assert cli.main(["reproduce", "--only", "F2", "--store", "st", "--out", "figs"]) == 0
+  assert "experiments computed: 0, reused from the store: 1" in capsys.readouterr().out
+  assert cli.main(["reproduce", "--only", "F2", "--store", "st", "--out", "figs", "--force"]) == 0
+  assert "experiments computed: 1, reused from the store: 0" in capsys.readouterr().out
+
+
+def test_reproduce_reports_a_failing_figure_and_draws_the_others(fake_figures, capsys):
+  assert cli.main(["reproduce", "--only", "F3", "F2", "--store", "st", "--out", "figs"]) == 1
+  out = capsys.readouterr().out
+  assert "failed: RuntimeError: broken figure" in out
+  assert (fake_figures / "figs" / "F2_fake.txt").is_file()
+
+
+def test_reproduce_never_fakes_a_missing_figure(tmp_path, monkeypatch, capsys):
+  monkeypatch.setattr(cli.Figure, "module", property(lambda self: None))
+  monkeypatch.chdir(tmp_path)
+  assert cli.main(["reproduce", "--full", "--only", "F4", "f6"]) == 2
+  out = capsys.readouterr().out
+  assert out.count("missing: no paper_figs/") == 2 and "missing   2: F4 F6" in out
+  assert [p.name for p in (tmp_path / "results" / "figures").iterdir()] == [
+    "reproduce_summary.json"
+  ]
+  assert not (tmp_path / "results").joinpath("probabilistic_model").exists()
 
 
 def test_reproduce_list_and_unknown_figure(capsys):
   assert list(cli.FIGURES) == [f"F{i}" for i in range(1, 14)]
   assert cli.main(["reproduce", "--list"]) == 0
-  assert capsys.readouterr().out.count("missing") == 13
+  listed = capsys.readouterr().out.splitlines()
+  assert [line.split()[0] for line in listed] == list(cli.FIGURES)
+  for line in listed:  # ready exactly when the figure's script exists
+    name, status = line.split()[:2]
+    scripts = list((ROOT / "paper_figs").glob(f"{name.lower()}_*.py"))
+    assert status == ("ready" if scripts else "missing")
   with pytest.raises(SystemExit) as error:
     cli.main(["reproduce", "--only", "F99"])
   assert error.value.code == 2
@@ -183,7 +247,20 @@ def test_reproduce_list_and_unknown_figure(capsys):
     cli.main(["reproduce", "--quick", "--full"])
 
 
-@pytest.mark.parametrize("argv", [[], ["info"], ["demo"], ["reproduce"]])
+def test_run_and_list_experiments(tmp_path, capsys):
+  assert cli.main(["list"]) == 0
+  listed = capsys.readouterr().out
+  for script in (ROOT / "experiments").glob("[!_]*.py"):
+    assert f"  {script.stem}\n" in listed
+  argv = ["run", "probabilistic_model", "--quick", "--depth", "3", "--activations", "relu"]
+  assert cli.main([*argv, "--out", str(tmp_path)]) == 0
+  assert "P(|g| < 0.001) at depth 3" in capsys.readouterr().out
+  assert (tmp_path / "probabilistic_model").is_dir()
+  assert cli.main(["run", "no_such_experiment"]) == 2
+  assert "unknown experiment 'no_such_experiment'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [[], ["info"], ["demo"], ["reproduce"], ["list"], ["run"]])
 def test_help_everywhere(argv, capsys):
   with pytest.raises(SystemExit) as error:
     cli.main([*argv, "--help"])

@@ -500,10 +500,11 @@ def _draw_figure(figure: Figure, args: argparse.Namespace) -> dict[str, Any]:
 
   from experiments._common import RUN_LOG
 
-  record: dict[str, Any] = {"figure": figure.name, "title": figure.title}
+  record: dict[str, Any] = {"figure": figure.name, "title": figure.title, "experiments": []}
   module_name = figure.module
   if module_name is None:
-    return record | {"status": "missing", "reason": f"no paper_figs/{figure.name.lower()}_*.py"}
+    reason = f"no paper_figs/{figure.name.lower()}_*.py"
+    return record | {"status": "missing", "reason": reason, "wall_time_s": 0.0}
   first_run = len(RUN_LOG)
   start = time.perf_counter()
   try:

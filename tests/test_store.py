@@ -1,0 +1,136 @@
+"""The results store: atomic run folders, reuse by config hash, and resume after a killed run.
+
+A run is computed in chunks; every finished chunk is on disk before the next starts, so a
+process killed with SIGKILL in the middle of chunk k leaves chunks 0..k−1 for the rerun,
+which computes only the rest and assembles a run identical to an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vanish import store
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _chunk(k):
+  return {"arrays": {f"a{k}": np.full(3, float(k))}, "rows": [{"k": k, "square": k * k}]}
+
+
+def test_compute_assembles_chunks_into_one_run_that_opens_without_vanish(tmp_path):
+  outcome = store.compute(tmp_path, "exp", {"n": 3}, _chunk, chunks=[1, 2, 3], table="t")
+  assert (outcome.computed, outcome.reused) == (3, 0)
+  assert sorted(p.name for p in outcome.path.iterdir()) == ["arrays.npz", "run.json", "t.csv"]
+  with np.load(outcome.path / "arrays.npz") as data:
+    assert sorted(data.files) == ["a1", "a2", "a3"] and data["a2"].tolist() == [2.0] * 3
+  assert (outcome.path / "t.csv").read_text().splitlines() == ["k,square", "1,1", "2,4", "3,9"]
+  record = json.loads((outcome.path / "run.json").read_text())
+  assert record["metadata"]["config"] == {"n": 3} and record["metadata"]["precision"] == "highest"
+  assert record["wall_time_s"] >= 0
+  assert [p.name for p in (tmp_path / "exp").iterdir()] == [outcome.path.name]  # no partials
+
+
+def test_a_failed_run_resumes_from_its_last_finished_chunk(tmp_path):
+  calls = []
+
+  def flaky(k):
+    calls.append(k)
+    if k == 3 and calls.count(3) == 1:
+      raise RuntimeError("interrupted")
+    return _chunk(k)
+
+  with pytest.raises(RuntimeError, match="interrupted"):
+    store.compute(tmp_path, "exp", {"n": 4}, flaky, chunks=[1, 2, 3, 4])
+  assert store.find(tmp_path, "exp", {"n": 4}) is None  # nothing half-written is visible
+  outcome = store.compute(tmp_path, "exp", {"n": 4}, flaky, chunks=[1, 2, 3, 4])
+  assert calls == [1, 2, 3, 3, 4] and (outcome.computed, outcome.reused) == (2, 2)
+  again = store.compute(tmp_path, "exp", {"n": 4}, flaky, chunks=[1, 2, 3, 4])
+  assert (again.computed, again.reused) == (0, 4) and calls == [1, 2, 3, 3, 4]
+  forced = store.compute(tmp_path, "exp", {"n": 4}, flaky, chunks=[1, 2, 3, 4], force=True)
+  assert forced.computed == 4 and calls[-4:] == [1, 2, 3, 4]
+
+
+def test_a_saved_chunk_of_a_different_chunk_list_is_not_reused(tmp_path):
+  def fails_at_2(k):
+    if k == 2:
+      raise RuntimeError("interrupted")
+    return _chunk(k)
+
+  with pytest.raises(RuntimeError):
+    store.compute(tmp_path, "exp", {"n": 2}, fails_at_2, chunks=[1, 2])
+  outcome = store.compute(tmp_path, "exp", {"n": 2}, _chunk, chunks=[5, 6])  # same config hash
+  assert outcome.computed == 2
+  assert sorted(store.load(outcome.path).arrays) == ["a5", "a6"]
+
+
+def test_duplicate_array_names_across_chunks_are_an_error(tmp_path):
+  with pytest.raises(ValueError, match="same array names"):
+    store.compute(tmp_path, "exp", {}, lambda k: {"arrays": {"x": np.zeros(1)}}, chunks=[1, 2])
+  with pytest.raises(ValueError, match="at least one chunk"):
+    store.compute(tmp_path, "exp", {}, _chunk, chunks=[])
+
+
+KILLED_RUN = textwrap.dedent(
+  """
+  import os, signal, sys, time
+  import numpy as np
+  from vanish import store
+
+  root, marker = sys.argv[1], sys.argv[2]
+
+  def chunk(k):
+    with open(marker, "a") as f:
+      f.write(f"{k}\\n")
+    if k == 2 and os.environ.get("KILL_AT_2"):
+      os.kill(os.getpid(), signal.SIGKILL)  # no cleanup, no exception handlers
+    return {"arrays": {f"a{k}": np.arange(4.0) * k}, "rows": [{"k": k}]}
+
+  outcome = store.compute(root, "killed", {"n": 4}, chunk, chunks=[0, 1, 2, 3])
+  print(outcome.computed, outcome.reused)
+  """
+)
+
+
+def test_a_sigkilled_run_resumes_and_equals_an_uninterrupted_one(tmp_path):
+  script = tmp_path / "run.py"
+  script.write_text(KILLED_RUN)
+  marker = tmp_path / "calls.txt"
+  env = {**os.environ, "JAX_PLATFORMS": "cpu", "VANISH_PROGRESS": "0", "KILL_AT_2": "1"}
+  killed = subprocess.run(
+    [sys.executable, str(script), str(tmp_path / "s"), str(marker)], env=env, cwd=ROOT
+  )
+  assert killed.returncode == -signal.SIGKILL
+  assert store.find(tmp_path / "s", "killed", {"n": 4}) is None
+  del env["KILL_AT_2"]
+  resumed = subprocess.run(
+    [sys.executable, str(script), str(tmp_path / "s"), str(marker)],
+    env=env,
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    check=True,
+  )
+  assert resumed.stdout.split() == ["2", "2"]  # chunks 2 and 3 computed, 0 and 1 reused
+  assert marker.read_text().split() == ["0", "1", "2", "2", "3"]
+  run = store.load(store.find(tmp_path / "s", "killed", {"n": 4}))
+  reference = store.compute(tmp_path / "ref", "killed", {"n": 4}, _arange_chunk, chunks=range(4))
+  expected = store.load(reference.path)
+  assert run.arrays.keys() == expected.arrays.keys()
+  for name in run.arrays:
+    np.testing.assert_array_equal(run.arrays[name], expected.arrays[name])
+  assert run.tables == expected.tables
+  assert [p.name for p in (tmp_path / "s" / "killed").iterdir()] == [run.path.name]
+
+
+def _arange_chunk(k):
+  return {"arrays": {f"a{k}": np.arange(4.0) * k}, "rows": [{"k": k}]}
