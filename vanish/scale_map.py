@@ -1,0 +1,706 @@
+"""Hyperparameter maps along rescaling rays: tanh(n·x) over (n, σ_w²), sigmoid over weight scale.
+
+A tanh(n·x) layer is a tanh(x) layer with weights and biases multiplied by n
+(``MISSION.md`` §4, rescaling): ``tanh(n(W h + b)) = tanh((nW) h + nb)``. The
+backpropagated ``δ^l`` of the two networks differ by the same factor n at every
+layer, so the gradient's log-growth ``G = log ‖δ^1‖ − log ‖δ^L‖`` — and with it
+the whole vanishing / stable / exploding classification of
+:mod:`vanish.phase_map` — of a tanh(n·x) net at ``(σ_w², σ_b²)`` *equals* that of
+a tanh net at ``(n²σ_w², n²σ_b²)``. A map over (n, σ_w²) at fixed σ_b² is
+therefore the (σ_w², σ_b²) phase map read along the rays ``n² (σ_w², σ_b²)``,
+and a sigmoid map over the weight scale s (weights ``N(0, s²/width)``) is the
+phase map at ``σ_w² = s²``. Both are computed here by one jitted call over
+arbitrary cells (:func:`cell_log_growth`), sharing the common random numbers
+of :func:`vanish.phase_map.common_random_numbers`, so that with the same key
+the n-map equals the tanh map at the scaled variances up to float rounding.
+
+The mean-field overlay (Poole et al. 2016; Schoenholz et al. 2017, §4) is χ₁ at
+every cell, vectorized over cells (:func:`mean_field_chi1`, equal to
+:func:`vanish.theory.mean_field` to ~1e-10): its level lines χ₁ = 1 (order to
+chaos) and ``χ₁ = ε^{±2/(L−1)}`` (finite-depth vanishing / exploding boundaries)
+and the predicted phase of each cell (:func:`mean_field_phase`).
+
+For the one-neuron chain of Nielsen ch. 5, :func:`one_neuron_log_gradient`
+sweeps weight and bias scales with common random numbers, and
+:func:`scaled_tanh_chain_log_gradient` sweeps n for tanh(n·x).
+
+Example:
+  >>> import jax, numpy as np
+  >>> from vanish import scale_map
+  >>> m = scale_map.scaled_tanh_map(np.array([0.5, 1.0, 2.0]), np.array([1.0]), sigma_b2=0.0,
+  ...                               width=16, depth=20, members=8, key=jax.random.key(0),
+  ...                               epsilon=1e-2)
+  >>> m.p_vanish.shape, m.outcome.tolist()      # [σ_w², n]: n·σ_w = 1/2 vanishes
+  ((1, 3), [[-1, 0, 0]])
+  >>> m.sigma_w2.tolist()                        # the tanh cells n²σ_w²
+  [[0.25, 1.0, 4.0]]
+  >>> q, chi1 = scale_map.mean_field_chi1("tanh", np.array([0.5, 4.0]), np.array([0.0, 0.0]))
+  >>> chi1.round(6).tolist()[0]                 # q* = 0, χ₁ = σ_w² in the ordered phase
+  0.5
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from numpy.typing import ArrayLike
+
+from vanish import _engine, chains, phase_map
+from vanish import activations as _activations
+from vanish import init as _init
+from vanish.networks import MLP, _check_key
+
+__all__ = [
+  "CellMap",
+  "cell_log_growth",
+  "cell_phase_map",
+  "mean_field_chi1",
+  "mean_field_phase",
+  "one_neuron_log_gradient",
+  "outcome_classes",
+  "scaled_tanh_chain_log_gradient",
+  "scaled_tanh_map",
+  "weight_scale_map",
+]
+
+VANISH, STABLE, EXPLODE = -1, 0, 1
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _integer(name: str, value: Any, minimum: int = 1) -> int:
+  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+    raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+  return int(value)
+
+
+def _values(name: str, values: ArrayLike, *, positive: bool = False) -> np.ndarray:
+  """A non-empty float64 array of finite values ≥ 0 (> 0 if ``positive``)."""
+  try:
+    array = np.asarray(values, np.float64)
+  except (TypeError, ValueError):
+    raise ValueError(f"{name} must be real numbers, got {values!r}") from None
+  if array.size == 0:
+    raise ValueError(f"{name} must not be empty")
+  bad = ~np.isfinite(array) | ((array <= 0) if positive else (array < 0))
+  if bad.any():
+    bound = "> 0" if positive else ">= 0"
+    raise ValueError(f"{name} must be finite and {bound}, got {array.ravel()[bad.ravel()][:5]}")
+  return array
+
+
+def _increasing(name: str, values: ArrayLike, *, positive: bool = False) -> np.ndarray:
+  grid = np.atleast_1d(_values(name, values, positive=positive))
+  if grid.ndim != 1 or np.any(np.diff(grid) <= 0):
+    raise ValueError(f"{name} must be a strictly increasing 1-D grid, got {grid.tolist()}")
+  return grid
+
+
+def _epsilon(value: Any) -> float:
+  value = float(value)
+  if not 0 < value < 1:
+    raise ValueError(f"epsilon must be in (0, 1), got {value}")
+  return value
+
+
+def _deterministic(activation: Any) -> _activations.Activation:
+  act = _activations.get(activation)
+  if act.stochastic:
+    raise ValueError(f"activation must be deterministic, got the stochastic {act.name!r}")
+  return act
+
+
+# --------------------------------------------------------------------------- Monte Carlo maps
+
+
+def cell_log_growth(
+  activation: str | _activations.Activation,
+  sigma_w2: ArrayLike,
+  sigma_b2: ArrayLike,
+  *,
+  width: int,
+  depth: int,
+  members: int,
+  key: jax.Array,
+  inputs: int = 1,
+  chunk_size: int | None = None,
+  precision: str = "highest",
+  dtype: Any = jnp.float32,
+) -> jax.Array:
+  """The log-growth ``log ‖δ^1‖ − log ‖δ^L‖`` at arbitrary (σ_w², σ_b²) cells, one jitted call.
+
+  :func:`vanish.phase_map.log_growth` for cells that need not form an outer-product
+  grid (e.g. the rays ``n²(σ_w², σ_b²)`` of a tanh(n·x) map). Every cell uses the
+  same standard-normal draws of :func:`vanish.phase_map.common_random_numbers`
+  (``key``), scaled by ``(√σ_w², √σ_b²)``, so cells equal to grid points of
+  ``phase_map.log_growth(..., key=key)`` give the same numbers.
+
+  Args:
+    activation: a name or an :class:`~vanish.activations.Activation`.
+    sigma_w2: ``[*S]`` weight variances ≥ 0 (weights ``N(0, σ_w²/width)``).
+    sigma_b2: ``[*S]`` bias variances ≥ 0 (same shape as ``sigma_w2``).
+    width, depth, members, key, inputs, chunk_size, precision, dtype: as for
+      :func:`vanish.phase_map.log_growth`.
+
+  Returns:
+    ``[*S, members, inputs]``; ``−inf`` where the gradient is exactly zero.
+
+  Example:
+    >>> import jax
+    >>> g = cell_log_growth("tanh", [[0.25, 4.0]], [[0.0, 0.0]], width=8, depth=10,
+    ...                     members=4, key=jax.random.key(0))
+    >>> g.shape, bool((g[0, 0] < g[0, 1]).all())
+    ((1, 2, 4, 1), True)
+  """
+  sigma_w2 = _values("sigma_w2", sigma_w2)
+  sigma_b2 = _values("sigma_b2", sigma_b2)
+  if sigma_w2.shape != sigma_b2.shape:
+    raise ValueError(
+      f"sigma_w2 and sigma_b2 must have the same shape, got {sigma_w2.shape} and {sigma_b2.shape}"
+    )
+  width = _integer("width", width)
+  depth = _integer("depth", depth)
+  members = _integer("members", members)
+  inputs = _integer("inputs", inputs)
+  _engine.check_precision(precision)
+  cells = sigma_w2.size
+  if chunk_size is None:
+    chunk_size = phase_map.default_chunk_size(
+      cells,
+      width=width,
+      depth=depth,
+      members=members,
+      inputs=inputs,
+      itemsize=jnp.dtype(dtype).itemsize,
+    )
+  chunk_size = min(_integer("chunk_size", chunk_size), cells)
+  crn = phase_map.common_random_numbers(
+    activation, width=width, depth=depth, members=members, key=key, inputs=inputs, dtype=dtype
+  )
+  (segment,) = crn.net.segments
+  chain = phase_map._ScaledChain(
+    (dataclasses.replace(segment, layer=phase_map._ScaledDense(segment.layer.activation)),)
+  )
+  chunks = -(-cells // chunk_size)
+  chunk_size = -(-cells // chunks)
+  scales = np.stack([np.sqrt(sigma_w2).ravel(), np.sqrt(sigma_b2).ravel()], axis=1)
+  scales = np.concatenate([scales, np.repeat(scales[-1:], chunks * chunk_size - cells, axis=0)])
+  out = phase_map._log_growth(
+    chain,
+    crn.params,
+    crn.x,
+    crn.cotangent,
+    crn.noise_key,
+    jnp.asarray(scales, dtype),
+    precision=precision,
+    chunk_size=chunk_size,
+  )
+  return out[:cells].reshape(*sigma_w2.shape, members, inputs)
+
+
+def outcome_classes(p_vanish: ArrayLike, p_stable: ArrayLike, p_explode: ArrayLike) -> np.ndarray:
+  """The most probable outcome of each cell: −1 vanishing, 0 stable, +1 exploding.
+
+  Ties go to stable, then vanishing.
+
+  Example:
+    >>> outcome_classes([0.6, 0.2, 0.4], [0.3, 0.3, 0.4], [0.1, 0.5, 0.2]).tolist()
+    [-1, 1, 0]
+  """
+  stacked = np.stack(np.broadcast_arrays(p_stable, p_vanish, p_explode), axis=0)
+  codes = np.array([STABLE, VANISH, EXPLODE], np.int8)
+  return codes[np.argmax(stacked, axis=0)]
+
+
+class CellMap(NamedTuple):
+  """Outcome probabilities on a 2-D map whose cells are (σ_w², σ_b²) pairs.
+
+  Every map is ``[Y, X]``: rows ``y[i]``, columns ``x[j]`` (an image with x on the
+  horizontal axis).
+
+  Attributes:
+    x: ``[X]`` the horizontal grid (e.g. n, or the weight scale s).
+    y: ``[Y]`` the vertical grid (e.g. σ_w², or σ_b²).
+    x_name, y_name: what x and y are.
+    sigma_w2: ``[Y, X]`` each cell's effective weight variance (tanh(x)-net units).
+    sigma_b2: ``[Y, X]`` each cell's effective bias variance.
+    p_vanish, p_stable, p_explode: ``[Y, X]`` outcome fractions at depth L.
+    p_vanish_ci, p_stable_ci, p_explode_ci: ``[Y, X, 2]`` Wilson intervals.
+    mean_log_growth, std_log_growth: ``[Y, X]`` moments of the finite log-growths.
+    outcome: ``[Y, X]`` int8 most probable outcome (:func:`outcome_classes`).
+    config: activation, width, depth, members, inputs, trials, epsilon, precision, …
+  """
+
+  x: np.ndarray
+  y: np.ndarray
+  x_name: str
+  y_name: str
+  sigma_w2: np.ndarray
+  sigma_b2: np.ndarray
+  p_vanish: np.ndarray
+  p_stable: np.ndarray
+  p_explode: np.ndarray
+  p_vanish_ci: np.ndarray
+  p_stable_ci: np.ndarray
+  p_explode_ci: np.ndarray
+  mean_log_growth: np.ndarray
+  std_log_growth: np.ndarray
+  outcome: np.ndarray
+  config: dict[str, Any]
+
+
+def cell_phase_map(
+  activation: str | _activations.Activation,
+  sigma_w2: ArrayLike,
+  sigma_b2: ArrayLike,
+  *,
+  x: ArrayLike,
+  y: ArrayLike,
+  x_name: str,
+  y_name: str,
+  width: int,
+  depth: int,
+  members: int,
+  key: jax.Array,
+  epsilon: float = 1e-3,
+  inputs: int = 1,
+  chunk_size: int | None = None,
+  precision: str = "highest",
+  confidence: float = 0.95,
+) -> CellMap:
+  """Classifies ``[Y, X]`` cells of (σ_w², σ_b²) as vanishing / stable / exploding at depth L.
+
+  The classification of :func:`vanish.phase_map.gradient_phase_map` (``G < log ε``
+  vanishing, ``G > −log ε`` exploding) on arbitrary cells, one jitted call
+  (:func:`cell_log_growth`).
+
+  Args:
+    activation: a name or an :class:`~vanish.activations.Activation`.
+    sigma_w2, sigma_b2: ``[Y, X]`` the cells' variances.
+    x, y: ``[X]`` and ``[Y]`` the axes the cells are labelled by.
+    x_name, y_name: their names.
+    width, depth, members, key, inputs, chunk_size, precision: as for :func:`cell_log_growth`.
+    epsilon: ε in (0, 1).
+    confidence: level of the Wilson intervals.
+
+  Returns:
+    A :class:`CellMap`.
+  """
+  epsilon = _epsilon(epsilon)
+  sigma_w2, sigma_b2 = _values("sigma_w2", sigma_w2), _values("sigma_b2", sigma_b2)
+  x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+  if sigma_w2.shape != (y.size, x.size) or sigma_b2.shape != sigma_w2.shape:
+    raise ValueError(
+      f"sigma_w2 and sigma_b2 must have shape [Y, X] = {(y.size, x.size)}, "
+      f"got {sigma_w2.shape} and {sigma_b2.shape}"
+    )
+  growth = cell_log_growth(
+    activation,
+    sigma_w2,
+    sigma_b2,
+    width=width,
+    depth=depth,
+    members=members,
+    key=key,
+    inputs=inputs,
+    chunk_size=chunk_size,
+    precision=precision,
+  )
+  growth = np.asarray(growth).reshape(y.size, x.size, members * inputs)
+  stats = phase_map.summarize_growth(growth, epsilon=epsilon, confidence=confidence)
+  act = _activations.get(activation)
+  config = {
+    "activation": act.name,
+    "activation_params": dict(act.params),
+    "width": width,
+    "depth": depth,
+    "members": members,
+    "inputs": inputs,
+    "trials": members * inputs,
+    "epsilon": epsilon,
+    "confidence": float(confidence),
+    "precision": precision,
+  }
+  outcome = outcome_classes(stats["p_vanish"], stats["p_stable"], stats["p_explode"])
+  return CellMap(x, y, x_name, y_name, sigma_w2, sigma_b2, outcome=outcome, config=config, **stats)
+
+
+def scaled_tanh_map(
+  n: ArrayLike,
+  sigma_w2: ArrayLike,
+  *,
+  sigma_b2: float = 0.0,
+  width: int,
+  depth: int,
+  members: int,
+  key: jax.Array,
+  epsilon: float = 1e-3,
+  inputs: int = 1,
+  chunk_size: int | None = None,
+  precision: str = "highest",
+) -> CellMap:
+  """The (n, σ_w²) map of tanh(n·x) networks at fixed σ_b², via the rescaling identity.
+
+  A tanh(n·x) MLP with weights ``N(0, σ_w²/width)`` and biases ``N(0, σ_b²)`` has
+  the log-growth of a tanh MLP at ``(n²σ_w², n²σ_b²)`` (``MISSION.md`` §4; the δ's
+  of the two differ by the factor n at every layer), so each cell is computed as
+  that tanh cell, all in one jitted call with common random numbers.
+
+  Args:
+    n: ``[X]`` strictly increasing slopes n > 0.
+    sigma_w2: ``[Y]`` strictly increasing weight variances > 0.
+    sigma_b2: the fixed bias variance ≥ 0.
+    width, depth, members, key, epsilon, inputs, chunk_size, precision: as for
+      :func:`cell_phase_map`.
+
+  Returns:
+    A :class:`CellMap` with ``x = n``, ``y = σ_w²`` and effective tanh variances
+    ``n²σ_w²``, ``n²σ_b²``.
+  """
+  n = _increasing("n", n, positive=True)
+  sigma_w2 = _increasing("sigma_w2", sigma_w2, positive=True)
+  sigma_b2 = float(_values("sigma_b2", sigma_b2))
+  n2 = (n**2)[None, :]
+  return cell_phase_map(
+    "tanh",
+    n2 * sigma_w2[:, None],
+    np.broadcast_to(n2 * sigma_b2, (sigma_w2.size, n.size)),
+    x=n,
+    y=sigma_w2,
+    x_name="n",
+    y_name="sigma_w2",
+    width=width,
+    depth=depth,
+    members=members,
+    key=key,
+    epsilon=epsilon,
+    inputs=inputs,
+    chunk_size=chunk_size,
+    precision=precision,
+  )
+
+
+def weight_scale_map(
+  activation: str | _activations.Activation,
+  weight_scale: ArrayLike,
+  sigma_b2: ArrayLike,
+  *,
+  width: int,
+  depth: int,
+  members: int,
+  key: jax.Array,
+  epsilon: float = 1e-3,
+  inputs: int = 1,
+  chunk_size: int | None = None,
+  precision: str = "highest",
+) -> CellMap:
+  """The (weight scale s, σ_b²) map: weights ``N(0, s²/width)``, i.e. σ_w² = s².
+
+  Nielsen's "large weights" question for wide nets (ch. 5): does scaling the
+  weights up rescue a sigmoid network from vanishing gradients?
+
+  Args:
+    activation: a name or an :class:`~vanish.activations.Activation`.
+    weight_scale: ``[X]`` strictly increasing scales s > 0.
+    sigma_b2: ``[Y]`` strictly increasing bias variances ≥ 0.
+    width, depth, members, key, epsilon, inputs, chunk_size, precision: as for
+      :func:`cell_phase_map`.
+
+  Returns:
+    A :class:`CellMap` with ``x = s``, ``y = σ_b²``.
+  """
+  scale = _increasing("weight_scale", weight_scale, positive=True)
+  sigma_b2 = _increasing("sigma_b2", sigma_b2)
+  shape = (sigma_b2.size, scale.size)
+  return cell_phase_map(
+    activation,
+    np.broadcast_to((scale**2)[None, :], shape),
+    np.broadcast_to(sigma_b2[:, None], shape),
+    x=scale,
+    y=sigma_b2,
+    x_name="weight_scale",
+    y_name="sigma_b2",
+    width=width,
+    depth=depth,
+    members=members,
+    key=key,
+    epsilon=epsilon,
+    inputs=inputs,
+    chunk_size=chunk_size,
+    precision=precision,
+  )
+
+
+# --------------------------------------------------------------------------- mean field, vectorized
+
+_Z_MAX = 10.0  # P(|z| > 10) = 1.5e-23
+_GL_X, _GL_W = np.polynomial.legendre.leggauss(12)
+_PANELS = 24
+
+
+def _t_nodes() -> tuple[np.ndarray, np.ndarray]:
+  """Composite Gauss–Legendre nodes and weights on [−1, 1]: 24 panels × 12 nodes."""
+  edges = np.linspace(-1.0, 1.0, _PANELS + 1)
+  half = 0.5 * (edges[1:] - edges[:-1])
+  nodes = ((edges[:-1] + half)[:, None] + half[:, None] * _GL_X[None, :]).ravel()
+  return nodes, (half[:, None] * _GL_W[None, :]).ravel()
+
+
+@jax.jit(static_argnames=("act", "derivative", "act_scale"))
+def _gauss_expectation_jit(q, *, act, derivative, act_scale):
+  nodes, weights = (jnp.asarray(v, q.dtype) for v in _t_nodes())
+  q = jnp.maximum(q, 1e-300)[:, None]
+  a = jnp.minimum(1.0, act_scale / jnp.sqrt(q))
+  t_max = jnp.arcsinh(_Z_MAX / a)
+  t = t_max * nodes[None, :]
+  z = a * jnp.sinh(t)
+  jacobian = a * jnp.cosh(t) * t_max
+  density = jnp.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
+  values = (act.derivative if derivative else act.fn)(jnp.sqrt(q) * z)
+  return jnp.sum(weights[None, :] * jacobian * density * values * values, axis=-1)
+
+
+def _gauss_expectation(act, derivative: bool, act_scale: float, q: np.ndarray) -> np.ndarray:
+  """E_z[f(√q z)²] with f = φ' (``derivative``) or φ, z ~ N(0, 1), for each entry of ``q``.
+
+  The substitution z = a·sinh(t), a = min(1, act_scale/√q), packs nodes where the
+  integrand varies on the activation's scale (|z| ≲ a) while still covering the
+  Gaussian out to |z| = 10; composite Gauss–Legendre in t (24 panels × 12 nodes).
+  Float64; callers pass whole arrays of cells so that one shape compiles.
+  """
+  q = np.asarray(q, np.float64)
+  with jax.enable_x64(True):
+    out = _gauss_expectation_jit(
+      jnp.asarray(q), act=act, derivative=derivative, act_scale=act_scale
+    )
+    return np.asarray(out, np.float64)
+
+
+def _feature_scale(act: _activations.Activation) -> float:
+  params = dict(act.params)
+  if act.name == "scaled_tanh":
+    return 0.25 / params["n"]
+  if act.name == "lecun_tanh":
+    return 0.25 / _activations.LECUN_SLOPE
+  return 0.25
+
+
+def mean_field_chi1(
+  activation: str | _activations.Activation, sigma_w2: ArrayLike, sigma_b2: ArrayLike
+) -> tuple[np.ndarray, np.ndarray]:
+  """Mean-field fixed point q* and χ₁ = σ_w² E[φ'(√q* z)²] at every cell, vectorized.
+
+  Poole et al. (2016), Schoenholz et al. (2017) §2: q* is the stable fixed point
+  of ``q ↦ σ_w² E[φ(√q z)²] + σ_b²``, found as :func:`vanish.theory.mean_field`
+  does (first downward crossing of the gap on the grid q = 4^k, k = −30..30, then
+  bisection to machine precision; q* = 0 when the map has the fixed point 0 and
+  contracts next to it), but for all cells at once. Agrees with
+  :func:`vanish.theory.mean_field` to ~1e-10 (tests).
+
+  Args:
+    activation: a deterministic activation with a bounded ``E φ²`` on the grid.
+    sigma_w2: ``[*S]`` weight variances > 0.
+    sigma_b2: ``[*S]`` bias variances ≥ 0 (broadcast against ``sigma_w2``).
+
+  Returns:
+    ``(q_star, chi1)``, each ``[*S]``; inf/nan where q* diverges.
+
+  Example:
+    >>> q, chi1 = mean_field_chi1("tanh", [1.5], [0.05])
+    >>> round(float(q[0]), 6), round(float(chi1[0]), 6)
+    (0.418037, 0.938636)
+  """
+  act = _deterministic(activation)
+  sigma_w2 = _values("sigma_w2", sigma_w2, positive=True)
+  sigma_b2 = _values("sigma_b2", sigma_b2)
+  sigma_w2, sigma_b2 = np.broadcast_arrays(sigma_w2, sigma_b2)
+  scale = _feature_scale(act)
+
+  w2, b2 = sigma_w2.ravel(), sigma_b2.ravel()
+
+  def gap(q):
+    return w2 * _gauss_expectation(act, False, scale, q) + b2 - q
+
+  at_zero = w2 * float(act.fn(jnp.zeros(())) ** 2) + b2
+  lo, hi = np.zeros(w2.shape), np.full(w2.shape, np.inf)
+  zero = np.zeros(w2.shape, bool)
+  for k in range(-30, 31):  # bracket the first downward crossing on q = 4^k
+    q = 4.0**k
+    crossed = np.isinf(hi) & (gap(np.full(w2.shape, q)) < 0)
+    if k == -30:
+      zero = crossed & (at_zero == 0)
+    hi = np.where(crossed, q, hi)
+    lo = np.where(np.isinf(hi), q, lo)
+    if np.isfinite(hi).all():
+      break
+  found = np.isfinite(hi)
+  solve = found & ~zero
+  for _ in range(100):  # bisection, geometric once lo > 0, to a relative width of 1e-13
+    if not (solve & (hi - lo > 1e-13 * hi)).any():
+      break
+    b = np.where(solve, hi, 1.0)
+    mid = np.where(lo > 0, np.sqrt(lo * b), 0.5 * b)
+    above = gap(mid) >= 0
+    lo = np.where(solve & above, mid, lo)
+    hi = np.where(solve & ~above, mid, hi)
+  q_star = np.where(zero, 0.0, np.where(found, 0.5 * (lo + hi), np.inf))
+  ok = np.isfinite(q_star)
+  slope2 = np.where(ok, _gauss_expectation(act, True, scale, np.where(ok, q_star, 1.0)), np.nan)
+  q_star, slope2 = q_star.reshape(sigma_w2.shape), slope2.reshape(sigma_w2.shape)
+  return q_star, sigma_w2 * slope2
+
+
+def mean_field_phase(chi1: ArrayLike, *, depth: int, epsilon: float = 1e-3) -> np.ndarray:
+  """The mean-field outcome at depth L: −1 if ``((L−1)/2) log χ₁ < log ε``, +1 if ``> −log ε``.
+
+  Schoenholz et al. (2017) §4: the typical ratio ``‖δ^1‖/‖δ^L‖ = χ₁^{(L−1)/2}``
+  (the prediction :func:`vanish.phase_map.mean_field_boundaries` draws as lines).
+
+  Example:
+    >>> mean_field_phase([0.5, 1.0, 2.0], depth=21, epsilon=1e-3).tolist()
+    [-1, 0, 1]
+  """
+  depth = _integer("depth", depth, minimum=2)
+  epsilon = _epsilon(epsilon)
+  chi1 = np.asarray(chi1, np.float64)
+  with np.errstate(divide="ignore", invalid="ignore"):
+    growth = 0.5 * (depth - 1) * np.log(chi1)
+  log_eps = math.log(epsilon)
+  return np.where(growth < log_eps, VANISH, np.where(growth > -log_eps, EXPLODE, STABLE)).astype(
+    np.int8
+  )
+
+
+# --------------------------------------------------------------------------- one-neuron chains
+
+
+@jax.jit(static_argnames=("net", "precision"))
+def _one_neuron_sweep(net, params, x, scales, *, precision):
+  prec = _engine.lax_precision(precision)
+
+  def cell(scale):
+    scaled = ({"w": params[0]["w"] * scale[0], "b": params[0]["b"] * scale[1]},)
+
+    def per_input(p, xb, k):
+      factors, _, _ = chains.one_neuron_factors(net, p, xb, k, prec)
+      return jnp.cumsum(jnp.log(jnp.abs(factors)))
+
+    return chains.ensemble_map(per_input, scaled, x, None, True)
+
+  return jax.vmap(cell)(scales)
+
+
+def one_neuron_log_gradient(
+  activation: str | _activations.Activation,
+  weight_scale: ArrayLike,
+  bias_scale: ArrayLike,
+  *,
+  depth: int,
+  members: int,
+  key: jax.Array,
+  inputs: int = 1,
+  input_std: float = 1.0,
+  precision: str = "highest",
+) -> jax.Array:
+  """``log |g_K|`` of the one-neuron chain for every (weight, bias) scale, common random numbers.
+
+  Nielsen ch. 5: ``z_j = w_j a_{j−1} + b_j``, ``g_K = σ'(z_1) Π_{j=2..K} w_j σ'(z_j)``
+  (:func:`vanish.scalar_chain`), with ``w_j = s_w·u_j``, ``b_j = s_b·v_j`` and the
+  same standard normals u, v and inputs ``x ~ N(0, input_std²)`` in every cell:
+  one jitted call, vmapped over cells, members and inputs.
+
+  Args:
+    activation: a deterministic activation.
+    weight_scale: ``[S]`` weight scales s_w ≥ 0.
+    bias_scale: ``[S]`` bias scales s_b ≥ 0.
+    depth: chain length L.
+    members: chains per cell.
+    key: a typed PRNG key.
+    inputs: inputs per chain.
+    input_std: the inputs' standard deviation.
+    precision: as for :func:`vanish.scalar_chain`.
+
+  Returns:
+    ``[S, members, inputs, depth]``: ``log |g_K|`` for K = 1..depth.
+
+  Example:
+    >>> import jax
+    >>> g = one_neuron_log_gradient("sigmoid", [1.0, 100.0], [1.0, 1.0], depth=20,
+    ...                             members=256, key=jax.random.key(0))
+    >>> bool(jax.numpy.median(g[1, :, 0, -1]) < jax.numpy.median(g[0, :, 0, -1]))
+    True
+  """
+  act = _deterministic(activation)
+  weight_scale = np.atleast_1d(_values("weight_scale", weight_scale))
+  bias_scale = np.atleast_1d(_values("bias_scale", bias_scale))
+  if weight_scale.ndim != 1 or weight_scale.shape != bias_scale.shape:
+    raise ValueError(
+      f"weight_scale and bias_scale must be 1-D of equal length, got {weight_scale.shape} "
+      f"and {bias_scale.shape}"
+    )
+  depth = _integer("depth", depth)
+  members = _integer("members", members)
+  inputs = _integer("inputs", inputs)
+  input_std = float(_values("input_std", input_std))
+  _engine.check_precision(precision)
+  _check_key(key)
+  net = MLP([1] * (depth + 1), act, _init.normal(1.0), _init.normal(1.0))
+  params = net.init(jax.random.fold_in(key, 0), members)
+  x = input_std * jax.random.normal(jax.random.fold_in(key, 1), (inputs, 1))
+  scales = jnp.asarray(np.stack([weight_scale, bias_scale], axis=1), jnp.float32)
+  return _one_neuron_sweep(net, params, x, scales, precision=precision)
+
+
+def scaled_tanh_chain_log_gradient(
+  n: ArrayLike,
+  *,
+  depth: int,
+  members: int,
+  key: jax.Array,
+  weight_std: float = 1.0,
+  bias_std: float = 1.0,
+  inputs: int = 1,
+  input_std: float = 1.0,
+  precision: str = "highest",
+) -> jax.Array:
+  """``log |g_K|`` of tanh(n·x) one-neuron chains for every n, by rescaling.
+
+  The tanh(n·x) chain with ``w ~ N(0, weight_std²)``, ``b ~ N(0, bias_std²)`` has
+  the factors of the tanh chain with ``(n·w, n·b)`` except the first,
+  ``n tanh'(n z_1)`` instead of ``tanh'(n z_1)``: ``log |g_K| = log n + log |g'_K|``.
+
+  Args:
+    n: ``[S]`` slopes n > 0.
+    depth, members, key, inputs, input_std, precision: as for :func:`one_neuron_log_gradient`.
+    weight_std, bias_std: the scales of the weights and biases at n = 1.
+
+  Returns:
+    ``[S, members, inputs, depth]``.
+
+  Example:
+    >>> import jax
+    >>> g = scaled_tanh_chain_log_gradient([1.0, 2.0], depth=5, members=4, key=jax.random.key(0))
+    >>> g.shape
+    (2, 4, 1, 5)
+  """
+  n = np.atleast_1d(_values("n", n, positive=True))
+  weight_std = float(_values("weight_std", weight_std))
+  bias_std = float(_values("bias_std", bias_std))
+  log_g = one_neuron_log_gradient(
+    "tanh",
+    n * weight_std,
+    n * bias_std,
+    depth=depth,
+    members=members,
+    key=key,
+    inputs=inputs,
+    input_std=input_std,
+    precision=precision,
+  )
+  return log_g + jnp.asarray(np.log(n), log_g.dtype)[:, None, None, None]
