@@ -11,7 +11,9 @@ and writes, per depth: moments, quantiles, ``P(|g| < ε)`` and ``P(|g| > 1/ε)``
 with 95 % Wilson intervals, the CLT (independent-layer) prediction and its
 correlation excess, the joint density of a layer's pre-activation and weight
 with the final product, and the fraction of tanh(2x) pre-activations inside
-``[−t1, t1]``.
+``[−t1, t1]`` — with, per number k of the L pre-activations inside, how the
+product of the activation slopes ``Π φ'(z_j)`` and ``|g_L|`` come out (the seed's
+claim that about half of them must be inside for the product not to shrink).
 
 Run:  python -m experiments.probabilistic_model --quick   (about 30 s on 2 CPU cores)
 Results: results/probabilistic_model/<config hash>/ (arrays.npz, summary.csv, run.json).
@@ -94,6 +96,70 @@ def _layer_samples(name, depth, sizes, key):
   return (log_norms - log_norms[:, -1:])[:, ::-1]
 
 
+INSIDE_QUANTILES = (0.1, 0.5, 0.9)
+
+
+def inside_t1_conditional(
+  pre: np.ndarray, log_slope: np.ndarray, log_g: np.ndarray, *, half_width: float, epsilon: float
+) -> dict[str, np.ndarray]:
+  """The one-neuron chain sorted by how many pre-activations lie inside ``[−t, t]``.
+
+  For tanh(2x) and ``t = t1(2)`` every slope inside is at most 2 and every slope
+  outside below 1/2 (MISSION.md §4), so with k of L inside, ``Π φ'(z_j) < 2^{2k−L}``:
+  the per-layer log-rate ``(1/L) Σ log φ'(z_j)`` stays below ``(2k/L − 1) log 2``,
+  and the slope product can reach 1 only when at least half are inside.
+
+  Args:
+    pre: ``[S, L]`` pre-activations of the chain's L layers.
+    log_slope: ``[S, L]`` ``log φ'(z_j)`` (−inf where φ' underflowed).
+    log_g: ``[S]`` ``log |g_L|`` of the whole chain (−inf for exact zeros).
+    half_width: t ≥ 0.
+    epsilon: vanished if ``|g_L| < ε``, in (0, 1).
+
+  Returns:
+    Arrays indexed by the count k = 0..L: ``count`` [L+1]; ``trials`` [L+1] samples
+    with k inside; ``vanished`` [L+1] of them with ``|g_L| < ε``;
+    ``slope_product_at_least_1`` [L+1] of them with ``Π φ'(z_j) ≥ 1``;
+    ``slope_rate_quantiles`` and ``log_g_rate_quantiles`` [L+1, 3] the 10/50/90 %
+    quantiles of ``(1/L) Σ log φ'(z_j)`` and ``(1/L) log |g_L|`` (NaN where no sample).
+
+  Example:
+    >>> pre = np.array([[0.1, 2.0], [0.1, 0.2], [3.0, 3.0]])
+    >>> out = inside_t1_conditional(
+    ...   pre, np.zeros((3, 2)), np.zeros(3), half_width=0.5, epsilon=1e-3)
+    >>> out["trials"].tolist(), out["slope_product_at_least_1"].tolist()
+    ([1, 1, 1], [1, 1, 1])
+  """
+  pre, log_slope = np.asarray(pre, np.float64), np.asarray(log_slope, np.float64)
+  log_g = np.asarray(log_g, np.float64)
+  if pre.ndim != 2 or log_slope.shape != pre.shape or log_g.shape != pre.shape[:1]:
+    raise ValueError(
+      f"need pre and log_slope [S, L] and log_g [S], got {pre.shape}, {log_slope.shape}, "
+      f"{log_g.shape}"
+    )
+  depth = pre.shape[1]
+  inside = (np.abs(pre) <= half_width).sum(axis=1)
+  slope_rate = log_slope.sum(axis=1) / depth
+  log_g_rate = log_g / depth
+  counts = np.arange(depth + 1)
+  trials = np.bincount(inside, minlength=depth + 1)
+  vanished = np.bincount(inside, weights=log_g < np.log(epsilon), minlength=depth + 1)
+  grows = np.bincount(inside, weights=slope_rate >= 0, minlength=depth + 1)
+  quantiles = {"slope_rate_quantiles": slope_rate, "log_g_rate_quantiles": log_g_rate}
+  out = {
+    "count": counts,
+    "trials": trials,
+    "vanished": vanished.astype(np.int64),
+    "slope_product_at_least_1": grows.astype(np.int64),
+  }
+  for field, values in quantiles.items():
+    table = np.full((depth + 1, len(INSIDE_QUANTILES)), np.nan)
+    for k in np.flatnonzero(trials):  # ≤ L + 1 groups, host-side
+      table[k] = np.quantile(values[inside == k], INSIDE_QUANTILES, method="inverted_cdf")
+    out[field] = table
+  return out
+
+
 def run(args: argparse.Namespace, names: Sequence[str]) -> dict:
   """Samples and summarizes the activations ``names`` (a chunk of ``args.activations``)."""
   sizes = SIZES[args.size]
@@ -153,6 +219,13 @@ def run(args: argparse.Namespace, names: Sequence[str]) -> dict:
         arrays[f"{name}/joint_{label}/x_edges"] = x_edges
         arrays[f"{name}/joint_{label}/log_g_edges"] = g_edges
     arrays[f"{name}/inside_t1_fraction"] = probability.inside_fraction(pre, t1)
+    slope = vn.activations.get(ACTIVATIONS[name][0]).derivative(jnp.asarray(pre, jnp.float32))
+    with np.errstate(divide="ignore"):  # φ' underflowing to 0 in float32 -> log = −inf
+      log_slope = np.log(np.abs(np.asarray(slope, np.float64)))
+    conditional = inside_t1_conditional(
+      pre, log_slope, log_g[:, -1], half_width=t1, epsilon=args.epsilon
+    )
+    arrays |= {f"{name}/inside_t1/{k}": v for k, v in conditional.items()}
     arrays[f"{name}/t1_tanh2x"] = np.asarray(t1)
   return {"arrays": arrays, "rows": rows}
 
@@ -167,6 +240,7 @@ def cached(args: argparse.Namespace) -> Path:
     "activations": args.activations,
     "seed": args.seed,
     "precision": "highest",
+    "outputs": 2,  # bumped when the stored arrays change (2: the inside_t1/* arrays)
   }
   return cached_run(
     args.out,
