@@ -1,0 +1,295 @@
+"""Jacobian singular-value spectra versus depth: Gaussian vs orthogonal weights, free probability.
+
+For linear, ReLU and tanh networks at criticality (linear σ_w² = 1; ReLU σ_w² = 2;
+tanh σ_b² = 10⁻⁴ and σ_w² = 1.086 on the critical line χ₁ = 1), with Gaussian
+N(0, σ_w²/n) or scaled Haar-orthogonal σ_w·O weights and inputs at the mean-field
+fixed point, this measures the exact log singular values of every partial product
+``J_l ⋯ J_1`` (:func:`vanish.lyapunov_spectrum`, refined) and, per depth l,
+
+* the first two spectral moments of λ = σ², m_k = tr((JJᵀ)^k)/n, as ratios of
+  ensemble means, with the normalized variance m₂/m₁² − 1 and a 95 % bootstrap
+  interval over members;
+* the free-probability prediction (Pennington, Schoenholz & Ganguli 2017, 2018;
+  :func:`vanish.theory.jacobian_spectrum_moments`): m₁ = χ₁^l = 1 and
+  m₂/m₁² − 1 = l (μ₂/μ₁² − 1 − s₁), with s₁ = −1 for Gaussian and 0 for orthogonal
+  weights: linear growth in depth for Gaussian weights, O(1) for orthogonal tanh
+  (dynamical isometry);
+* for linear Gaussian networks also the exact finite-width second moment
+  (:func:`linear_gaussian_moments`), which the measurement must match within Monte
+  Carlo error at any depth-to-width ratio;
+* the standard deviation of log λ over the nonzero singular values and the fraction
+  of exactly zero ones (dead ReLU units);
+* the raw log singular values at a few depths (for the spectral densities).
+
+Run:  python -m experiments.jacobian_spectra --quick   (about 15 s on 2 CPU cores)
+      python -m experiments.jacobian_spectra --full    (width 256, depth 128, one GPU)
+Results: results/jacobian_spectra/<config hash>/ (arrays.npz, moments.csv, run.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import vanish as vn
+from experiments._common import cached_run, experiment_parser, positive_int
+from vanish import store, theory
+
+WEIGHTS = ("gaussian", "orthogonal")
+# activation -> σ_b² (σ_w² is the critical value χ₁ = 1 for that σ_b²).
+SIGMA_B2 = {"linear": 0.0, "relu": 0.0, "tanh": 1e-4}
+SIZES = {
+  "quick": {"width": 64, "depth": 16, "members": 16, "density_depths": [2, 4, 16]},
+  "full": {"width": 256, "depth": 128, "members": 64, "density_depths": [2, 8, 32, 128]},
+}
+BOOTSTRAP = 1000
+# lyapunov_spectrum puts exactly singular directions (dead ReLU units) at multiples of
+# log(finfo.tiny) ≈ −87 (float32); below half of that a singular value counts as zero.
+ZERO_LOG_SV = 0.5 * math.log(float(np.finfo(np.float32).tiny))
+
+
+def critical_point(activation: str) -> tuple[float, float]:
+  """``(σ_w², σ_b²)`` on the order-to-chaos line for ``activation`` (σ_b² from ``SIGMA_B2``).
+
+  Example:
+    >>> critical_point("relu")
+    (2.0, 0.0)
+  """
+  sigma_b2 = SIGMA_B2[activation]
+  if activation == "linear":
+    return 1.0, sigma_b2
+  return float(theory.critical_sigma_w2(activation, sigma_b2)), sigma_b2
+
+
+def linear_gaussian_moments(width: int, depth: int) -> np.ndarray:
+  """Exact E[m₂] of ``J = W_L ⋯ W_1``, W_l iid N(0, 1/n) entries, n × n, at every depth.
+
+  With A = JJᵀ and A' = W A Wᵀ, Wick's theorem gives, for a = E(tr A)²/n² and
+  b = E tr(A²)/n,
+
+      a' = a + 2b/n²,     b' = a + (1 + 1/n) b,     a = b = 1 at depth 0,
+
+  while E tr(A)/n = 1 at every depth. So b_L − 1 is the normalized variance of λ
+  estimated as a ratio of ensemble means; as n → ∞ it tends to L, the
+  free-probability value (Pennington et al. 2018), with an O(L²/n) excess.
+
+  Args:
+    width: n ≥ 1.
+    depth: L ≥ 1.
+
+  Returns:
+    ``(L,)`` float64: E[tr((JJᵀ)²)/n] after 1, …, L layers.
+
+  Example:
+    >>> linear_gaussian_moments(10, 2).round(6)   # one layer: 2 + 1/n
+    array([2.1 , 3.33])
+  """
+  if isinstance(width, bool) or int(width) != width or width < 1:
+    raise ValueError(f"width must be an integer >= 1, got {width!r}")
+  if isinstance(depth, bool) or int(depth) != depth or depth < 1:
+    raise ValueError(f"depth must be an integer >= 1, got {depth!r}")
+  n, a, b, out = float(width), 1.0, 1.0, []
+  for _ in range(int(depth)):
+    a, b = a + 2 * b / n**2, a + (1 + 1 / n) * b
+    out.append(b)
+  return np.asarray(out)
+
+
+def spectral_moments(log_sv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """Per-member normalized traces m₁ = mean λ, m₂ = mean λ² from log singular values.
+
+  Args:
+    log_sv: ``[M, L, n]`` natural logs of singular values.
+
+  Returns:
+    ``(m1, m2)``, each ``[M, L]`` float64.
+  """
+  log_lam = 2 * np.asarray(log_sv, np.float64)
+  return np.exp(log_lam).mean(-1), np.exp(2 * log_lam).mean(-1)
+
+
+def normalized_variance(
+  m1: np.ndarray, m2: np.ndarray, *, key: int = 0, resamples: int = BOOTSTRAP
+) -> tuple[np.ndarray, np.ndarray]:
+  """Ratio-of-means estimate of m₂/m₁² − 1 with a 95 % bootstrap interval over members.
+
+  Args:
+    m1, m2: ``[M, L]`` per-member normalized traces.
+    key: seed of the bootstrap resampling.
+    resamples: bootstrap resamples.
+
+  Returns:
+    ``(estimate [L], interval [L, 2])``.
+  """
+  members = m1.shape[0]
+  estimate = m2.mean(0) / m1.mean(0) ** 2 - 1
+  rows = np.random.default_rng(key).integers(0, members, (resamples, members))
+  boot = m2[rows].mean(1) / m1[rows].mean(1) ** 2 - 1
+  return estimate, np.quantile(boot, [0.025, 0.975], axis=0).T
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+  parser = experiment_parser(
+    __doc__, quick_help="width 64, depth 16 (CPU, CI)", full_help="width 256, depth 128 (one GPU)"
+  )
+  parser.add_argument("--width", type=positive_int, help="network width n")
+  parser.add_argument("--depth", type=positive_int, help="depth L")
+  parser.add_argument("--members", type=positive_int, help="networks per weight distribution")
+  parser.add_argument(
+    "--density-depths", type=positive_int, nargs="+", help="depths whose spectra are stored"
+  )
+  parser.add_argument(
+    "--activations", nargs="+", default=list(SIGMA_B2), choices=list(SIGMA_B2), help="(default all)"
+  )
+  args = parser.parse_args(argv)
+  for name, value in SIZES[args.size].items():
+    if getattr(args, name) is None:
+      setattr(args, name, value)
+  if max(args.density_depths) > args.depth:
+    parser.error(f"--density-depths must be <= --depth = {args.depth}, got {args.density_depths}")
+  return args
+
+
+def _weights(key: jax.Array, members: int, depth: int, width: int) -> jax.Array:
+  """Unit-gain weights ``[2M, L, n, n]``: M Gaussian N(0, 1/n), then M Haar-orthogonal."""
+  gauss = vn.init.gaussian(1.0)(jax.random.fold_in(key, 0), (members, depth, width, width))
+  keys = jax.random.split(jax.random.fold_in(key, 1), members * depth)
+  orth = jax.vmap(lambda k: vn.init.orthogonal(1.0)(k, (width, width)))(keys)
+  return jnp.concatenate([gauss, orth.reshape(gauss.shape)])
+
+
+def _fixed_point_input(key: jax.Array, activation: str, width: int) -> jax.Array:
+  """An input whose first pre-activations have length q* (length 1 without a fixed point)."""
+  sigma_w2, sigma_b2 = critical_point(activation)
+  q_star = theory.mean_field(activation, sigma_w2, sigma_b2).q_star
+  q_in = (q_star - sigma_b2) / sigma_w2 if math.isfinite(q_star) else 1.0
+  x = jax.random.normal(key, (width,))
+  return x / jnp.linalg.norm(x) * math.sqrt(width * q_in)
+
+
+def run(args: argparse.Namespace, activation: str) -> dict:
+  """Spectra of ``activation`` for both weight distributions (one vmapped call)."""
+  width, depth, members = args.width, args.depth, args.members
+  key = jax.random.key(args.seed)
+  sigma_w2, sigma_b2 = critical_point(activation)
+  # Common random numbers: every activation sees the same unit-gain weights.
+  w = math.sqrt(sigma_w2) * _weights(jax.random.fold_in(key, 0), members, depth, width)
+  b = vn.init.normal(math.sqrt(sigma_b2))(jax.random.fold_in(key, 1), (2 * members, depth, width))
+  # The chain never reads the net's initializer: members 0..M−1 Gaussian, M..2M−1 orthogonal.
+  net = vn.MLP([width] * (depth + 1), activation, vn.init.gaussian(sigma_w2))
+  x = _fixed_point_input(jax.random.fold_in(key, 2), activation, width)
+  log_sv = np.asarray(vn.lyapunov_spectrum(net, ({"w": w, "b": b},), x), np.float64)
+  layers = np.arange(1, depth + 1)
+  arrays, rows = {}, []
+  for i, weights in enumerate(WEIGHTS):
+    part = log_sv[i * members : (i + 1) * members]
+    m1, m2 = spectral_moments(part)
+    nv, nv_ci = normalized_variance(m1, m2, key=args.seed)
+    predicted = [
+      theory.jacobian_spectrum_moments(activation, sigma_w2, sigma_b2, int(l), weights)
+      for l in layers
+    ]
+    theory_mean = np.array([p.mean for p in predicted])
+    theory_nv = np.array([p.normalized_variance for p in predicted])
+    mean_se = m1.std(0, ddof=1) / math.sqrt(members)
+    nonzero = part > ZERO_LOG_SV
+    log_lam = np.where(nonzero, 2 * part, np.nan)
+    prefix = f"{activation}/{weights}"
+    arrays |= {
+      f"{prefix}/m1": m1,
+      f"{prefix}/m2": m2,
+      f"{prefix}/normalized_variance": nv,
+      f"{prefix}/normalized_variance_ci": nv_ci,
+      f"{prefix}/theory_mean": theory_mean,
+      f"{prefix}/theory_normalized_variance": theory_nv,
+      f"{prefix}/std_log_lambda": np.nanstd(log_lam, axis=(0, 2)),
+      f"{prefix}/zero_fraction": 1 - nonzero.mean(axis=(0, 2)),
+      f"{prefix}/log_sv_at_density_depths": part[:, np.asarray(args.density_depths) - 1],
+    }
+    if activation == "linear" and weights == "gaussian":
+      arrays[f"{prefix}/finite_width_normalized_variance"] = (
+        linear_gaussian_moments(width, depth) - 1
+      )
+    for l in layers:
+      rows.append(
+        {
+          "activation": activation,
+          "weights": weights,
+          "sigma_w2": sigma_w2,
+          "sigma_b2": sigma_b2,
+          "depth": int(l),
+          "mean_lambda": m1[:, l - 1].mean(),
+          "mean_lambda_se": mean_se[l - 1],
+          "theory_mean_lambda": theory_mean[l - 1],
+          "normalized_variance": nv[l - 1],
+          "normalized_variance_lo": nv_ci[l - 1, 0],
+          "normalized_variance_hi": nv_ci[l - 1, 1],
+          "theory_normalized_variance": theory_nv[l - 1],
+          "std_log_lambda": arrays[f"{prefix}/std_log_lambda"][l - 1],
+          "zero_fraction": arrays[f"{prefix}/zero_fraction"][l - 1],
+        }
+      )
+  arrays[f"{activation}/sigma_w2"] = np.asarray(sigma_w2)
+  arrays[f"{activation}/sigma_b2"] = np.asarray(sigma_b2)
+  return {"arrays": arrays, "rows": rows}
+
+
+def cached(args: argparse.Namespace) -> Path:
+  """The stored run of ``args``' config, computed first (one chunk per activation) if needed."""
+  config = {
+    "size": args.size,
+    "width": args.width,
+    "depth": args.depth,
+    "members": args.members,
+    "density_depths": list(args.density_depths),
+    "activations": list(args.activations),
+    "sigma_b2": {a: SIGMA_B2[a] for a in args.activations},
+    "bootstrap": BOOTSTRAP,
+    "seed": args.seed,
+    "precision": "highest",
+  }
+  return cached_run(
+    args.out,
+    "jacobian_spectra",
+    config,
+    lambda activation: run(args, activation),
+    table="moments",
+    force=args.force,
+    chunks=list(args.activations),
+  )
+
+
+def ensure(size: str = "quick", out: str | Path = "results", *, force: bool = False) -> Path:
+  """Runs (or finds) the ``size`` configuration with default options; returns its folder."""
+  return cached(parse_args([f"--{size}", "--out", str(out), *(["--force"] if force else [])]))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  args = parse_args(argv)
+  path = cached(args)
+  rows = store.load(path).tables["moments"]
+  print(f"\nnormalized variance of λ = σ² at depth {args.depth}, width {args.width}:")
+  print(f"{'activation':<10} {'weights':<11} {'measured [95% CI]':>26} {'free probability':>17}")
+  for row in rows:
+    if int(row["depth"]) != args.depth:
+      continue
+    measured = (
+      f"{float(row['normalized_variance']):.3f} [{float(row['normalized_variance_lo']):.3f}, "
+      f"{float(row['normalized_variance_hi']):.3f}]"
+    )
+    print(
+      f"{row['activation']:<10} {row['weights']:<11} {measured:>26} "
+      f"{float(row['theory_normalized_variance']):>17.3f}"
+    )
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
