@@ -1,0 +1,186 @@
+"""Where gradients vanish or explode: the (σ_w², σ_b²) phase map of deep tanh networks against
+the mean-field critical line χ₁ = 1 and its finite-depth boundaries, and the map over actual
+initial weights and biases of tiny tanh networks, with gradient-descent trajectories from initial
+to final values.
+
+(a) Wide networks: P(vanish), P(stable), P(explode) per cell, blended as colors; the measured
+P = ½ boundaries (markers) against the mean-field boundaries χ₁ = ε^{±2/(L−1)} (dashed), their
+finite-width correction (dotted) and the critical line χ₁ = 1 (solid). (b) The tied one-neuron
+chain (every weight w, every bias b) at depth K: the outcome over the inputs, with gradient-descent
+paths on a teacher–student task (○ start, × end, ★ teacher); black paths reach the teacher.
+(c) The loss along those paths, colored by the initial outcome. (d) The same chain at depth 10,000:
+log|g|/K, the attractor's log-multiplier, is below 0 everywhere except on the bifurcation lines of
+the iterated map (dashed: period doubling for w < −1, fold for w > 1). (e, f) Width-2 and width-3
+networks on the slice W_l = w·Ŵ_l, b_l = b: P(stable) over random Ŵ and inputs.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+
+from experiments import parameter_map as parameter_map_experiment
+from experiments import phase_map as phase_map_experiment
+from paper_figs import _style, figure_main
+from vanish import store
+
+VANISH_RGB = np.array([0.0, 0.447, 0.698])  # Okabe–Ito blue
+STABLE_RGB = np.array([0.95, 0.95, 0.95])  # near white: nothing wrong there
+EXPLODE_RGB = np.array([0.835, 0.369, 0.0])  # vermillion
+
+
+def outcome_rgb(p_vanish, p_stable, p_explode) -> np.ndarray:
+  """``[..., 3]`` colors: outcome probabilities blended (blue vanish, white stable, red explode)."""
+  p = np.stack([p_vanish, p_stable, p_explode], axis=-1)
+  colors = np.stack([VANISH_RGB, STABLE_RGB, EXPLODE_RGB])
+  return np.clip(p @ colors, 0, 1)
+
+
+def _extent(x, y):
+  dx = (x[-1] - x[0]) / max(len(x) - 1, 1) / 2
+  dy = (y[-1] - y[0]) / max(len(y) - 1, 1) / 2
+  return (x[0] - dx, x[-1] + dx, y[0] - dy, y[-1] + dy)
+
+
+def _phase_panel(ax, a) -> None:
+  sw, sb = a["sigma_w2"], a["sigma_b2"]
+  rgb = outcome_rgb(a["map/p_vanish"], a["map/p_stable"], a["map/p_explode"])
+  ax.imshow(rgb, origin="lower", aspect="auto", extent=_extent(sw, sb), interpolation="nearest")
+  _style.theory(ax, a["mean_field/critical"], sb, label="χ₁ = 1", linestyle="-")
+  _style.theory(ax, a["mean_field/vanish"], sb, label="χ₁ = ε^(±2/(L−1))")
+  _style.theory(ax, a["mean_field/explode"], sb)
+  finite = {"linestyle": ":", "color": "0.3"}
+  _style.theory(ax, a["mean_field_finite/vanish"], sb, label="finite width", **finite)
+  _style.theory(ax, a["mean_field_finite/explode"], sb, **finite)
+  _style.mc(ax, a["empirical/vanish"], sb, label="measured P = ½", color="white", mec="black")
+  _style.mc(ax, a["empirical/explode"], sb, color="white", mec="black")
+  ax.set_xlim(sw[0], sw[-1])
+  ax.set_ylim(sb[0], sb[-1])
+  ax.set_xlabel("σ_w²")
+  ax.set_ylabel("σ_b²")
+  ax.legend(loc="upper right", fontsize=5.5, frameon=True, framealpha=0.8)
+
+
+def _tied_panel(ax, a, depth_index: int) -> None:
+  w, b = a["tied/w"], a["tied/b"]
+  rgb = outcome_rgb(
+    a["tied/p_vanish"][depth_index],
+    a["tied/p_stable"][depth_index],
+    a["tied/p_explode"][depth_index],
+  )
+  ax.imshow(rgb, origin="lower", aspect="auto", extent=_extent(w, b), interpolation="nearest")
+  ax.set_xlabel("initial weight w (all layers)")
+  ax.set_ylabel("initial bias b")
+
+
+def _trajectories(ax, a) -> None:
+  tw, tb = a["trajectories/w"], a["trajectories/b"]
+  solved = a["trajectories/solved"].astype(bool)
+  for s in range(tw.shape[0]):
+    color = "black" if solved[s] else "0.55"
+    ax.plot(tw[s], tb[s], color=color, linewidth=0.5, alpha=0.9)
+  ax.plot(tw[:, 0], tb[:, 0], "o", mfc="none", mec="black", ms=2, mew=0.4, linestyle="none")
+  ax.plot(tw[:, -1], tb[:, -1], "x", color="#D55E00", ms=2.5, mew=0.6, linestyle="none")
+  teacher = a["trajectories/teacher"]
+  ax.plot(*teacher, "*", color="gold", mec="black", ms=7, mew=0.5, linestyle="none")
+
+
+def _loss_panel(ax, a) -> None:
+  loss, initial = a["trajectories/loss"], a["trajectories/initial_outcome"]
+  steps = np.arange(loss.shape[1])
+  for code, name, color in (
+    (-1, "initially vanishing", "#0072B2"),
+    (0, "initially stable", "#009E73"),
+  ):
+    chosen = np.flatnonzero(initial == code)
+    for i, s in enumerate(chosen):
+      ax.plot(
+        steps[1:], loss[s, 1:], color=color, linewidth=0.5, alpha=0.6, label=None if i else name
+      )
+  ax.set_xscale("log")
+  ax.set_yscale("log")
+  ax.set_xlabel("gradient-descent step")
+  ax.set_ylabel("loss")
+  ax.legend(loc="lower left", fontsize=6, frameon=True, framealpha=0.9)
+
+
+def _lyapunov_panel(ax, a, depth_index: int) -> None:
+  w, b = a["tied/w"], a["tied/b"]
+  depth = a["tied/depths"][depth_index]
+  rate = a["tied/median_log_g"][depth_index] / depth
+  image = ax.imshow(
+    rate,
+    origin="lower",
+    aspect="auto",
+    extent=_extent(w, b),
+    cmap=matplotlib.colormaps["magma"].with_extremes(bad="black", under="black"),
+    vmin=-3,
+    vmax=0,
+  )
+  fig = ax.figure
+  fig.colorbar(image, ax=ax, label="log|g_K| / K", shrink=0.9)
+  low, high = a["tied/critical_low"], a["tied/critical_high"]
+  for curve in (low, high):
+    _style.theory(ax, w, curve, color="cyan", linewidth=0.8)
+  ax.set_xlim(w[0], w[-1])
+  ax.set_ylim(b[0], b[-1])
+  ax.set_xlabel("weight w")
+  ax.set_ylabel("bias b")
+  ax.set_title(f"tied chain, K = {depth:,}", fontsize=7)
+
+
+def _slice_panel(ax, a, width: int):
+  prefix = f"slice_width{width}"
+  w, b = a[f"{prefix}/w"], a[f"{prefix}/b"]
+  image = ax.imshow(
+    a[f"{prefix}/p_stable"],
+    origin="lower",
+    aspect="auto",
+    extent=_extent(w, b),
+    cmap="viridis",
+    vmin=0,
+    vmax=1,
+    interpolation="nearest",
+  )
+  ax.set_xlabel("weight scale w  (W = w·Ŵ)")
+  ax.set_ylabel("bias b")
+  ax.set_title(f"width {width}", fontsize=7)
+  return image
+
+
+def draw(*, quick: bool, out_dir, store_root, force: bool = False) -> list[Path]:
+  size = "quick" if quick else "full"
+  phase_path = phase_map_experiment.ensure(size, store_root, force=force)
+  tiny_path = parameter_map_experiment.ensure(size, store_root, force=force)
+  phase = store.load(phase_path)
+  tiny = store.load(tiny_path)
+  p, t = phase.arrays, tiny.arrays
+  depth = int(tiny.config["depth"])
+  fig, axes = _style.figure(2, 3, width=_style.PAGE, height=0.62 * _style.PAGE)
+  _phase_panel(axes[0, 0], p)
+  c = phase.config
+  axes[0, 0].set_title(f"n = {c['width']}, L = {c['depth']}, ε = {c['epsilon']:g}", fontsize=7)
+  _tied_panel(axes[0, 1], t, 0)
+  _trajectories(axes[0, 1], t)
+  axes[0, 1].set_xlim(t["tied/w"][0], t["tied/w"][-1])
+  axes[0, 1].set_ylim(t["tied/b"][0], t["tied/b"][-1])
+  axes[0, 1].set_title(f"tied chain, K = {depth}", fontsize=7)
+  _loss_panel(axes[0, 2], t)
+  _lyapunov_panel(axes[1, 0], t, 1)
+  widths = [int(n) for n in tiny.config["widths"]][:2]
+  image = None
+  for ax, width in zip(axes[1, 1:], widths, strict=False):
+    image = _slice_panel(ax, t, width)
+  if image is not None:
+    fig.colorbar(image, ax=list(axes[1, 1:]), label="P(stable)", shrink=0.9)
+  _style.panel_labels(axes)
+  return _style.save(fig, out_dir, "F6_phase_map", source=f"{phase_path}; {tiny_path}")
+
+
+main = figure_main(draw)
+
+if __name__ == "__main__":
+  sys.exit(main())
