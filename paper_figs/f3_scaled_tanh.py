@@ -1,0 +1,135 @@
+"""tanh(n·x) does not fix vanishing gradients: a factor n·tanh'(n·x) exceeds 1 only on a
+narrow interval |x| < t_explode(n), one factor beyond t_K(n) cancels K − 1 maximal ones, the
+one-neuron chain vanishes for every n, and in full-width nets n only moves the initialization
+along the rays n²(σ_w², σ_b²) of the tanh phase map.
+
+(a) n·tanh'(n·x) for n = 1, 2, 4, 8; a factor above the dotted line 1 amplifies the
+gradient. (b) Thresholds versus n (lines: ``vanish.theory``; points: Monte Carlo, the
+fraction of x ~ U(−A, A) past the level times A, 95 % intervals). (c) The one-neuron
+chain (w, b, x ~ N(0, 1)): P(|g_K| < ε) at depths K versus n. (d) Full-width tanh(n·x)
+nets at fixed σ_b²: P(explode) − P(vanish) of the gradient's growth across depth K
+(blue: vanishes, red: explodes, white: stable), measured contours P = ½ (solid) and the
+mean-field lines χ₁ = 1 and χ₁^{(K−1)/2} = ε^{±1} (dashed, dotted).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from experiments import scaled_tanh as experiment
+from paper_figs import _style, figure_main
+from vanish import store
+
+
+def _map_panel(ax, fig, a, cfg):
+  n, w2 = a["map/n"], a["map/sigma_w2"]
+  diff = a["map/p_explode"] - a["map/p_vanish"]
+  mesh = ax.pcolormesh(
+    n, w2, diff, cmap="RdBu_r", vmin=-1, vmax=1, shading="nearest", rasterized=True
+  )
+  ax.contour(n, w2, a["map/p_vanish"], levels=[0.5], colors="#08306b", linewidths=1.0)
+  ax.contour(n, w2, a["map/p_explode"], levels=[0.5], colors="#67000d", linewidths=1.0)
+  tn, tw2, chi1 = a["theory/n"], a["theory/sigma_w2"], a["theory/chi1"]
+  log_growth = 0.5 * (cfg["depth"] - 1) * np.log(chi1)
+  log_eps = np.log(cfg["epsilon"])
+  ax.contour(tn, tw2, np.log(chi1), levels=[0.0], colors="black", linestyles="--", linewidths=1)
+  ax.contour(
+    tn, tw2, log_growth, levels=[log_eps, -log_eps], colors="black", linestyles=":", linewidths=1
+  )
+  ax.set_xscale("log")
+  ax.set_yscale("log")
+  ax.set_xlabel("slope n")
+  ax.set_ylabel(r"$\sigma_w^2$")
+  ax.set_title(rf"tanh($n\cdot x$) nets, $\sigma_b^2$ = {cfg['sigma_b2']:g}, K = {cfg['depth']}")
+  ax.text(0.05, 0.08, "vanish", transform=ax.transAxes, color="white", fontsize=7)
+  ax.text(0.7, 0.85, "explode", transform=ax.transAxes, color="#67000d", fontsize=7)
+  cbar = fig.colorbar(mesh, ax=ax, fraction=0.05, pad=0.02)
+  cbar.set_label("P(explode) − P(vanish)")
+
+
+def draw(*, quick: bool, out_dir, store_root, force: bool = False) -> list[Path]:
+  path = experiment.ensure("quick" if quick else "full", store_root, force=force)
+  run = store.load(path)
+  a, cfg = run.arrays, run.config
+  depth = cfg["depth"]
+  fig, axes = _style.figure(2, 2, width=_style.PAGE, height=5.2)
+  (ax_d, ax_t), (ax_c, ax_m) = axes
+
+  x = a["derivative/x"]
+  for i, n in enumerate(a["derivative/n"]):
+    _style.theory(
+      ax_d,
+      x,
+      a["derivative/value"][i],
+      label=f"n = {n:g}",
+      color=_style.color("", i),
+      linestyle="-",
+    )
+  ax_d.axhline(1.0, color="grey", linestyle=":", linewidth=0.8)
+  ax_d.set_yscale("log")
+  ax_d.set_ylim(1e-3, 10)
+  ax_d.set_xlabel("pre-activation x")
+  ax_d.set_ylabel(r"factor $n\,\tanh'(n x)$")
+  ax_d.legend(loc="lower center", ncol=2)
+
+  tn = a["thresholds/n"]
+  series = [
+    ("explode", r"$t_{\rm explode}$: factor > 1", 0),
+    ("t1", r"$t_1$: factor < 1/n", 1),
+    ("t10", r"$t_{10}$: factor < $n^{-9}$", 2),
+    ("tK", rf"$t_{{{depth}}}$: factor < $n^{{-{depth - 1}}}$", 3),
+  ]
+  for name, text, i in series:
+    c = _style.color("", i)
+    _style.theory(ax_t, tn, a[f"thresholds/{name}"], color=c, linestyle="-", label=text)
+    ci = a[f"thresholds_mc/{name}_ci"]
+    _style.mc(
+      ax_t,
+      a["thresholds_mc/n"],
+      a[f"thresholds_mc/{name}"],
+      ci[:, 0],
+      ci[:, 1],
+      color=c,
+      markersize=2.5,
+    )
+  ax_t.axvline(float(a["thresholds/widest_good_n"]), color="grey", linestyle=":", linewidth=0.8)
+  ax_t.set_xscale("log")
+  ax_t.set_yscale("log")
+  ax_t.set_ylim(0.02, 10)
+  ax_t.set_xlabel("slope n")
+  ax_t.set_ylabel("threshold |x|")
+  ax_t.legend(loc="lower left", fontsize=6)
+  ax_t.set_title("lines: theory; points: Monte Carlo")
+
+  cn = a["chain/n"]
+  for j, k in enumerate(sorted({2, 5, 10, depth})):
+    ci = a["chain/p_vanish_ci"][:, k - 1]
+    _style.mc(
+      ax_c,
+      cn,
+      a["chain/p_vanish"][:, k - 1],
+      ci[:, 0],
+      ci[:, 1],
+      color=_style.color("", j),
+      label=f"K = {k}",
+      linestyle="-",
+    )
+  ax_c.set_xscale("log")
+  ax_c.set_ylim(-0.02, 1.02)
+  ax_c.set_xlabel("slope n")
+  ax_c.set_ylabel(rf"P($|g_K|$ < {cfg['epsilon']:g})")
+  ax_c.set_title("one-neuron chain, w, b, x ~ N(0, 1)")
+  ax_c.legend(loc="lower right")
+
+  _map_panel(ax_m, fig, a, cfg)
+  _style.panel_labels(axes)
+  return _style.save(fig, out_dir, "F3_scaled_tanh", source=str(path))
+
+
+main = figure_main(draw)
+
+if __name__ == "__main__":
+  sys.exit(main())
