@@ -13,7 +13,8 @@ correlation excess, the joint density of a layer's pre-activation and weight
 with the final product, and the fraction of tanh(2x) pre-activations inside
 ``[−t1, t1]`` — with, per number k of the L pre-activations inside, how the
 product of the activation slopes ``Π φ'(z_j)`` and ``|g_L|`` come out (the seed's
-claim that about half of them must be inside for the product not to shrink).
+claim that about half of them must be inside for the product not to shrink), and
+the mean of ``log |g_L|`` given one layer's pre-activation or weight.
 
 Run:  python -m experiments.probabilistic_model --quick   (about 30 s on 2 CPU cores)
 Results: results/probabilistic_model/<config hash>/ (arrays.npz, summary.csv, run.json).
@@ -160,6 +161,45 @@ def inside_t1_conditional(
   return out
 
 
+CONDITIONAL_EDGES = np.linspace(-4.0, 4.0, 33)
+
+
+def conditional_log_g(values: np.ndarray, log_g: np.ndarray) -> dict[str, np.ndarray]:
+  """E[log|g_L| | value of one layer], pooled over the layers, with its standard error.
+
+  Args:
+    values: ``[S, L]`` a per-layer quantity (pre-activation or weight) of S chains.
+    log_g: ``[S]`` the chains' ``log |g_L|``; chains with ``−inf`` (exact zeros) are dropped.
+
+  Returns:
+    ``edges`` [B + 1] (``CONDITIONAL_EDGES``), ``count`` [B] pairs per bin, ``shift`` [B]
+    the bin's mean of ``log |g_L|`` minus the overall mean of the pooled pairs, and ``sem``
+    [B] its standard error (NaN for bins with fewer than 2 pairs).
+
+  Example:
+    >>> v = np.array([[-1.0, 1.0], [-1.0, 1.0]]); g = np.array([0.0, 2.0])
+    >>> out = conditional_log_g(v, g)
+    >>> float(np.nansum(out["shift"] * out["count"]))
+    0.0
+  """
+  values, log_g = np.asarray(values, np.float64), np.asarray(log_g, np.float64)
+  keep = np.isfinite(log_g)
+  values, log_g = values[keep], np.broadcast_to(log_g[keep, None], values[keep].shape)
+  inside = (values >= CONDITIONAL_EDGES[0]) & (values < CONDITIONAL_EDGES[-1])
+  which = np.digitize(values[inside], CONDITIONAL_EDGES) - 1
+  g = log_g[inside]
+  bins = CONDITIONAL_EDGES.size - 1
+  count = np.bincount(which, minlength=bins)
+  total = np.bincount(which, weights=g, minlength=bins)
+  squares = np.bincount(which, weights=g**2, minlength=bins)
+  with np.errstate(invalid="ignore", divide="ignore"):
+    mean = total / count
+    var = (squares - count * mean**2) / (count - 1)
+    sem = np.where(count > 1, np.sqrt(np.maximum(var, 0) / count), np.nan)
+  overall = g.mean() if g.size else np.nan
+  return {"edges": CONDITIONAL_EDGES, "count": count, "shift": mean - overall, "sem": sem}
+
+
 def run(args: argparse.Namespace, names: Sequence[str]) -> dict:
   """Samples and summarizes the activations ``names`` (a chunk of ``args.activations``)."""
   sizes = SIZES[args.size]
@@ -226,6 +266,9 @@ def run(args: argparse.Namespace, names: Sequence[str]) -> dict:
       pre, log_slope, log_g[:, -1], half_width=t1, epsilon=args.epsilon
     )
     arrays |= {f"{name}/inside_t1/{k}": v for k, v in conditional.items()}
+    for label, values in (("preactivation", pre), ("weight", weights)):
+      given = conditional_log_g(values, log_g[:, -1])
+      arrays |= {f"{name}/conditional_{label}/{k}": v for k, v in given.items()}
     arrays[f"{name}/t1_tanh2x"] = np.asarray(t1)
   return {"arrays": arrays, "rows": rows}
 
@@ -240,7 +283,7 @@ def cached(args: argparse.Namespace) -> Path:
     "activations": args.activations,
     "seed": args.seed,
     "precision": "highest",
-    "outputs": 2,  # bumped when the stored arrays change (2: the inside_t1/* arrays)
+    "outputs": 3,  # bumped when the stored arrays change (3: inside_t1/*, conditional_*)
   }
   return cached_run(
     args.out,
