@@ -18,7 +18,7 @@ fixed point, this measures the exact log singular values of every partial produc
   (:func:`linear_gaussian_moments`), which the measurement must match within Monte
   Carlo error at any depth-to-width ratio;
 * the standard deviation of log λ over the nonzero singular values and the fraction
-  of exactly zero ones (dead ReLU units);
+  of zero ones (dead ReLU units, see :func:`nonzero`);
 * the raw log singular values at a few depths (for the spectral densities).
 
 Run:  python -m experiments.jacobian_spectra --quick   (about 15 s on 2 CPU cores)
@@ -50,9 +50,23 @@ SIZES = {
   "full": {"width": 256, "depth": 128, "members": 64, "density_depths": [2, 8, 32, 128]},
 }
 BOOTSTRAP = 1000
-# lyapunov_spectrum puts exactly singular directions (dead ReLU units) at multiples of
-# log(finfo.tiny) ≈ −87 (float32); below half of that a singular value counts as zero.
-ZERO_LOG_SV = 0.5 * math.log(float(np.finfo(np.float32).tiny))
+# A ReLU Jacobian has exactly zero singular values (dead units); in float32 the QR
+# chain leaves them near ε·σ_max per dead layer, not at 0. Below σ_max·ε^¾ (in log σ) a
+# ReLU singular value counts as zero; linear and tanh spectra are exact to any depth.
+ZERO_RELATIVE_LOG_SV = 0.75 * math.log(float(np.finfo(np.float32).eps))
+
+
+def nonzero(log_sv: np.ndarray, activation: str) -> np.ndarray:
+  """Which singular values are not (numerically) zero: ``log_sv [..., n]`` → bool ``[..., n]``.
+
+  Example:
+    >>> nonzero(np.array([0.0, -5.0, -16.0]), "relu").tolist()
+    [True, True, False]
+  """
+  log_sv = np.asarray(log_sv)
+  if activation != "relu":
+    return np.isfinite(log_sv)
+  return log_sv > log_sv.max(-1, keepdims=True) + ZERO_RELATIVE_LOG_SV
 
 
 def critical_point(activation: str) -> tuple[float, float]:
@@ -199,8 +213,8 @@ def run(args: argparse.Namespace, activation: str) -> dict:
     theory_mean = np.array([p.mean for p in predicted])
     theory_nv = np.array([p.normalized_variance for p in predicted])
     mean_se = m1.std(0, ddof=1) / math.sqrt(members)
-    nonzero = part > ZERO_LOG_SV
-    log_lam = np.where(nonzero, 2 * part, np.nan)
+    alive = nonzero(part, activation)
+    log_lam = np.where(alive, 2 * part, np.nan)
     prefix = f"{activation}/{weights}"
     arrays |= {
       f"{prefix}/m1": m1,
@@ -210,7 +224,7 @@ def run(args: argparse.Namespace, activation: str) -> dict:
       f"{prefix}/theory_mean": theory_mean,
       f"{prefix}/theory_normalized_variance": theory_nv,
       f"{prefix}/std_log_lambda": np.nanstd(log_lam, axis=(0, 2)),
-      f"{prefix}/zero_fraction": 1 - nonzero.mean(axis=(0, 2)),
+      f"{prefix}/zero_fraction": 1 - alive.mean(axis=(0, 2)),
       f"{prefix}/log_sv_at_density_depths": part[:, np.asarray(args.density_depths) - 1],
     }
     if activation == "linear" and weights == "gaussian":
