@@ -1,0 +1,203 @@
+"""Large weights do not help sigmoid networks: the factor |w·σ'(w·a)| is at most |w|/4 and
+reaches 1 only on a window of inputs narrower than 0.45 that shrinks like (2/|w|)·log|w|;
+w = 100 with centered biases explodes exactly at the reference input but collapses a
+distance δ away; larger weight scales only make one-neuron chains vanish faster, and
+full-width sigmoid nets vanish for small scales whatever the bias variance.
+
+(a) log₁₀|w·σ'(w·a)| over (w, a), with the theory window where it is ≥ 1 (dashed).
+(b) The window's width versus w: theory (line) and Monte Carlo (fraction of a ~ U(−½, ½),
+95 % intervals). (c) One-neuron chains: log|g_K| versus depth K for w, b ~ N(0, 1) (mean,
+under the σ' ≤ ¼ bound), w = 100 centered at the reference input (exact: factor 25) and
+at inputs δ away (median), w ~ N(0, 100²) centered (mean vs theory). (d) One-neuron chains
+with w ~ N(0, s²): P(|g_K| < ε) versus s. (e) Full-width sigmoid nets with weights
+N(0, s²/width): P(explode) − P(vanish) at depth K, measured P = ½ contours (solid) and the
+mean-field lines χ₁ = 1 (dashed) and χ₁^{(K−1)/2} = ε^{±1} (dotted). (f) The measured mean
+log-growth across depth K (points) against the mean-field ((K − 1)/2)·log χ₁ (lines).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from experiments import sigmoid_weights as experiment
+from paper_figs import _style, figure_main
+from vanish import store
+
+
+def _factor_panel(ax, fig, a):
+  w, x = a["factor/w"], a["factor/a"]
+  mesh = ax.pcolormesh(
+    w,
+    x,
+    a["factor/log10"],
+    cmap="viridis",
+    vmin=-6,
+    vmax=1.5,
+    shading="nearest",
+    rasterized=True,
+  )
+  ax.contour(w, x, a["factor/log10"], levels=[0.0], colors="white", linewidths=1.0)
+  half = 0.5 * a["factor/width"]
+  inside = half > 0
+  _style.theory(ax, w[inside], half[inside], color="red", linewidth=0.8)
+  _style.theory(ax, w[inside], -half[inside], color="red", linewidth=0.8)
+  ax.set_xscale("log")
+  ax.set_xlabel("weight w")
+  ax.set_ylabel("input a (b = 0)")
+  cbar = fig.colorbar(mesh, ax=ax, fraction=0.05, pad=0.02)
+  cbar.set_label(r"$\log_{10}|w\,\sigma'(w a)|$")
+
+
+def _map_panel(ax, fig, a, cfg):
+  s, b2 = a["map/scale"], a["map/sigma_b2"]
+  mesh = ax.pcolormesh(
+    s,
+    b2,
+    a["map/p_explode"] - a["map/p_vanish"],
+    cmap="RdBu_r",
+    vmin=-1,
+    vmax=1,
+    shading="nearest",
+    rasterized=True,
+  )
+  for field, c in (("p_vanish", "#08306b"), ("p_explode", "#67000d")):
+    if np.ptp(a[f"map/{field}"]) > 0:
+      ax.contour(s, b2, a[f"map/{field}"], levels=[0.5], colors=c, linewidths=1.0)
+  ts, tb2, chi1 = a["theory/scale"], a["theory/sigma_b2"], a["theory/chi1"]
+  log_eps = np.log(cfg["epsilon"])
+  ax.contour(ts, tb2, np.log(chi1), levels=[0.0], colors="black", linestyles="--", linewidths=1)
+  ax.contour(
+    ts,
+    tb2,
+    0.5 * (cfg["depth"] - 1) * np.log(chi1),
+    levels=[log_eps, -log_eps],
+    colors="black",
+    linestyles=":",
+    linewidths=1,
+  )
+  ax.set_xscale("log")
+  ax.set_xlabel(r"weight scale s ($\sigma_w = s$)")
+  ax.set_ylabel(r"$\sigma_b^2$")
+  cbar = fig.colorbar(mesh, ax=ax, fraction=0.05, pad=0.02)
+  cbar.set_label("P(explode) − P(vanish)")
+
+
+def draw(*, quick: bool, out_dir, store_root, force: bool = False) -> list[Path]:
+  path = experiment.ensure("quick" if quick else "full", store_root, force=force)
+  run = store.load(path)
+  a, cfg = run.arrays, run.config
+  depth = cfg["depth"]
+  fig, axes = _style.figure(2, 3, width=_style.PAGE, height=4.8)
+  (ax_f, ax_w, ax_c), (ax_s, ax_m, ax_g) = axes
+
+  _factor_panel(ax_f, fig, a)
+
+  w = a["factor/w"]
+  _style.theory(ax_w, w, a["factor/width"], label="theory")
+  ci = a["width_mc/width_ci"]
+  _style.mc(ax_w, a["width_mc/w"], a["width_mc/width"], ci[:, 0], ci[:, 1], label="Monte Carlo")
+  ax_w.set_xscale("log")
+  ax_w.set_xlim(1, 200)
+  ax_w.set_xlabel("weight w")
+  ax_w.set_ylabel(r"width of $\{a: |w\sigma'(wa)| \geq 1\}$")
+  ax_w.legend(loc="lower right")
+
+  k = a["chains/depth"]
+  c_usual, c_ref, c_gauss = _style.color("sigmoid"), "#D55E00", "#0072B2"
+  ci = a["chains/usual_mean_ci"]
+  _style.mc(
+    ax_c,
+    k,
+    a["chains/usual_mean"],
+    ci[:, 0],
+    ci[:, 1],
+    color=c_usual,
+    markersize=2,
+    label="w, b ~ N(0,1)",
+  )
+  _style.theory(ax_c, k, a["chains/usual_bound"], color=c_usual, label=r"$\sigma'\leq1/4$ bound")
+  _style.theory(ax_c, k, a["chains/centered_theory"], color=c_ref)
+  _style.mc(
+    ax_c, k, a["chains/centered_reference"], color=c_ref, markersize=2, label="w = 100, centered"
+  )
+  ci = a["chains/gaussian_centered_mean_ci"]
+  _style.theory(ax_c, k, a["chains/gaussian_centered_theory"], color=c_gauss)
+  _style.mc(
+    ax_c,
+    k,
+    a["chains/gaussian_centered_mean"],
+    ci[:, 0],
+    ci[:, 1],
+    color=c_gauss,
+    markersize=2,
+    label=r"w ~ N(0, 100²), centered",
+  )
+  deltas = ", ".join(f"{d:.0e}" for d in a["chains/deltas"])
+  for i in range(a["chains/deltas"].size):
+    ax_c.plot(
+      k,
+      a["chains/near_quartiles"][1, i],
+      color=c_ref,
+      linewidth=0.8,
+      alpha=1 - 0.3 * i,
+      linestyle="-",
+      label=rf"w = 100, input $\pm\delta$ ({deltas})" if i == 0 else None,
+    )
+  ax_c.set_ylim(-120, 190)
+  ax_c.set_xlabel("depth K")
+  ax_c.set_ylabel(r"$\log|g_K|$")
+  ax_c.legend(loc="upper left", fontsize=5, ncol=1)
+
+  scale = a["scale_sweep/scale"]
+  for j, kk in enumerate(sorted({2, 3, 5, depth})):
+    ci = a["scale_sweep/p_vanish_ci"][:, kk - 1]
+    _style.mc(
+      ax_s,
+      scale,
+      a["scale_sweep/p_vanish"][:, kk - 1],
+      ci[:, 0],
+      ci[:, 1],
+      color=_style.color("", j),
+      linestyle="-",
+      label=f"K = {kk}",
+    )
+  ax_s.set_xscale("log")
+  ax_s.set_ylim(-0.02, 1.02)
+  ax_s.set_xlabel("weight scale s (w ~ N(0, s²))")
+  ax_s.set_ylabel(rf"P($|g_K|$ < {cfg['epsilon']:g})")
+  ax_s.legend(loc="lower right", fontsize=6)
+
+  _map_panel(ax_m, fig, a, cfg)
+
+  # measured mean log-growth across depth vs the mean-field ((K − 1)/2) log χ₁
+  rows = [0, a["map/sigma_b2"].size - 1]
+  for j, i in enumerate(rows):
+    b2 = a["map/sigma_b2"][i]
+    t = int(np.argmin(np.abs(a["theory/sigma_b2"] - b2)))
+    c = _style.color("", j)
+    _style.theory(
+      ax_g,
+      a["theory/scale"],
+      0.5 * (depth - 1) * np.log(a["theory/chi1"][t]),
+      color=c,
+    )
+    _style.mc(
+      ax_g, a["map/scale"], a["map/mean_log_growth"][i], color=c, label=rf"$\sigma_b^2$ = {b2:g}"
+    )
+  ax_g.axhline(np.log(cfg["epsilon"]), color="grey", linestyle=":", linewidth=0.8)
+  ax_g.axhline(-np.log(cfg["epsilon"]), color="grey", linestyle=":", linewidth=0.8)
+  ax_g.set_xscale("log")
+  ax_g.set_xlabel(r"weight scale s ($\sigma_w = s$)")
+  ax_g.set_ylabel(r"$\log\|\delta^1\| - \log\|\delta^K\|$")
+  ax_g.legend(loc="lower center")
+  _style.panel_labels(axes)
+  return _style.save(fig, out_dir, "F2_sigmoid_weights", source=str(path))
+
+
+main = figure_main(draw)
+
+if __name__ == "__main__":
+  sys.exit(main())
