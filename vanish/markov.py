@@ -270,7 +270,8 @@ def log_first_layer_speed(bias_speed: ArrayLike, *, relative_to_last: bool = Fal
       backpropagated product itself, insensitive to the cost having been fitted.
 
   Returns:
-    ``[M, T]`` float64; ``−inf`` where the speed is exactly 0.
+    ``[M, T]`` float64; ``−inf`` where the first layer's speed is exactly 0 (also
+    when the last layer's is 0 too), ``+inf`` where only the last layer's is.
 
   Example:
     >>> import numpy as np
@@ -286,11 +287,8 @@ def log_first_layer_speed(bias_speed: ArrayLike, *, relative_to_last: bool = Fal
     raise ValueError("bias_speed must be >= 0 and not NaN (did training diverge?)")
   with np.errstate(divide="ignore", invalid="ignore"):
     log = np.log(speeds)
-    if relative_to_last:
-      log = log[..., 0] - log[..., -1]
-      if np.isnan(log).any():
-        raise ValueError("bias_speed: the last layer's speed is 0 where the first layer's is too")
-      return log
+    if relative_to_last:  # 0/0 (every layer's gradient exactly 0) counts as vanished
+      return np.where(speeds[..., 0] == 0, -np.inf, log[..., 0] - log[..., -1])
   return log[..., 0]
 
 
