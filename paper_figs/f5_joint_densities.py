@@ -99,19 +99,19 @@ def _draw_rates(ax, arrays, name, depth):
   keep = trials >= MIN_TRIALS
   f = count[keep] / depth
   for field, c, lbl in (
-    ("log_g_rate_quantiles", "0.55", r"$\frac{1}{L}\log|g_L|$"),
-    ("slope_rate_quantiles", _style.color(name), r"$\frac{1}{L}\sum_j \log\varphi'(z_j)$"),
+    ("log_g_rate_quantiles", "0.55", r"$\log|g_L|\,/L$"),
+    ("slope_rate_quantiles", _style.color(name), r"$\sum_j \log\varphi'(z_j)\,/L$"),
   ):
     q = arrays[f"{name}/inside_t1/{field}"][keep]
     low = np.where(np.isfinite(q[:, 0]), q[:, 0], -1e3)  # −inf: φ' underflowed
     ax.fill_between(f, low, q[:, 2], color=c, alpha=0.22, lw=0)
     _style.mc(ax, f, q[:, 1], color=c, ms=2.5, label=lbl, linestyle="-", lw=0.8)
   grid = np.linspace(0, 1, 101)
-  _style.theory(ax, grid, (2 * grid - 1) * math.log(2), label=r"bound $(2f-1)\ln 2$")
+  _style.theory(ax, grid, (2 * grid - 1) * math.log(2), label=r"$(2f-1)\ln 2$")
   ax.axhline(0, color="0.6", lw=0.6, zorder=0)
   ax.axvline(0.5, color="0.45", lw=0.7, zorder=0.5)
   finite = arrays[f"{name}/inside_t1/slope_rate_quantiles"][keep]
-  ax.set_ylim(min(np.nanmin(finite[np.isfinite(finite)]) - 0.3, -1.0), 0.9)
+  ax.set_ylim(min(np.nanmin(finite[np.isfinite(finite)]) - 0.3, -1.0), 2.3)
   ax.set_xlim(0, 1)
 
 
@@ -123,7 +123,7 @@ def _draw_inside_distribution(ax, arrays, name, depth):
   ax.bar(f, trials / total, width=0.8 / depth, color=_style.color(name), alpha=0.6, label="chains")
   p_hat = float((count * trials).sum() / (depth * total))
   _style.theory(
-    ax, f, stats.binom.pmf(count, depth, p_hat), label=f"Binomial(L, {p_hat:.2f})", marker="."
+    ax, f, stats.binom.pmf(count, depth, p_hat), label=f"binomial, p = {p_hat:.2f}", marker="."
   )
   ax.axvspan(0.5, 1.0, color="0.9", zorder=0, lw=0)
   ax.axvline(0.5, color="0.45", lw=0.7, zorder=0.5)
@@ -131,14 +131,15 @@ def _draw_inside_distribution(ax, arrays, name, depth):
   grows = arrays[f"{name}/inside_t1/slope_product_at_least_1"].sum()
   ax.text(
     0.97,
-    0.6,
-    f"P(f ≥ 1/2) = {half / total:.3f}\nP(Π φ′ ≥ 1) = {grows / total:.3f}\n({total} chains)",
+    0.45,
+    f"P(f ≥ ½) = {half / total:.3f}\nP(Πφ′ ≥ 1) = {grows / total:.3f}\n{total} chains",
     transform=ax.transAxes,
     ha="right",
     va="top",
-    fontsize=6.5,
+    fontsize=6,
   )
   ax.set_xlim(0, 1)
+  ax.set_ylim(0, 1.6 * (trials / total).max())  # headroom for the legend and the counts
 
 
 def draw(*, quick: bool, out_dir: str | Path, store_root: str | Path, force=False) -> list[Path]:
@@ -170,7 +171,7 @@ def draw(*, quick: bool, out_dir: str | Path, store_root: str | Path, force=Fals
   c.set_xlabel(r"fraction $f$ of $z_j$ inside $[-t_1, t_1]$")
   c.set_ylabel("log-rate per layer")
   c.set_title(f"{_style.label(focus)}: half inside?")
-  c.legend(loc="lower right", fontsize=6.5)
+  c.legend(loc="upper left", fontsize=6.5, handlelength=1.2)
 
   _draw_joint(d, fig, arrays, focus, "weight")
   d.set_xlabel(rf"weight $w_{{{layer}}}$")
@@ -191,7 +192,7 @@ def draw(*, quick: bool, out_dir: str | Path, store_root: str | Path, force=Fals
   f.set_xlabel(r"fraction $f$ of $z_j$ inside $[-t_1, t_1]$")
   f.set_ylabel("share of chains")
   f.set_title(f"{_style.label(focus)}: share inside")
-  f.legend(loc="upper left", fontsize=6.5)
+  f.legend(loc="upper left", fontsize=6.5, handlelength=1.2)
   _style.panel_labels(axes)
   return _style.save(fig, out_dir, "F5_joint_densities", source=str(path))
 
