@@ -9,10 +9,12 @@ and compares it with Newman's exact exponents (1986;
 Why Benettin's sums: in the QR recursion of a Gaussian product, R_ii² ~ (1/n)
 χ²_{n−i+1} independently at every layer (Bartlett decomposition), so
 Σ_l log R_ii / L is an unbiased estimate of λ_i at every depth, with standard
-deviation √(ψ'((n − i + 1)/2)/(4L)) per product: exactly the L → ∞ quantity.
-The exact log singular values of the product (``refine=True``) converge to the same
-exponents, but with an O(1/L) bias (the input direction's overlap with the top
-singular vector), which the experiment also measures for the top exponent.
+deviation √(ψ'((n − i + 1)/2)/(4L)) per product: exactly the L → ∞ quantity (the
+spectrum returns these sums sorted, which biases only shallow depths, where the sums
+are not yet ordered). The exact log singular values of the product (``refine=True``)
+converge to the same exponents, but with a slowly decaying positive bias (the input
+direction's overlap with the top singular vector), which the experiment also
+measures for the top exponent.
 
 For contrast it runs, at the same width, tanh at criticality (σ_b² = 0.05,
 σ_w² = 1.76 on χ₁ = 1, inputs at q*) to depth L and He-initialized ReLU to a
