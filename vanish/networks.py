@@ -121,9 +121,35 @@ class Network:
     dtype = jnp.dtype(dtype)
     if not jnp.issubdtype(dtype, jnp.floating):
       raise TypeError(f"dtype must be a floating dtype, got {dtype}")
-    return _init_members(self, key, int(members), dtype)
+    if isinstance(self.biases, _init.Centered):  # the biases depend on the whole network
+      return _init_members(self, key, int(members), dtype)
+    # Otherwise sampling depends only on the initializers and the segment shapes: networks
+    # that differ in activation or layer type share one compiled sampler.
+    return _init_members(_Sampler.of(self), key, int(members), dtype)
 
   def _init_member(self, key: jax.Array, dtype: Any) -> tuple[dict[str, jax.Array], ...]:
+    sampler = _Sampler(self.weights, self.biases, self.segments)  # centered biases need layers
+    return sampler._init_member(key, dtype, centered=self._centered_biases)
+
+  def _centered_biases(self, segment: Segment, w: jax.Array, dtype: Any) -> jax.Array:
+    raise ValueError(f"biases=centered(...) is not supported by {type(self).__name__}")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Sampler:
+  """What sampling a network's parameters depends on: initializers and segment shapes."""
+
+  weights: Any
+  biases: Any
+  segments: tuple[Segment, ...]
+
+  @classmethod
+  def of(cls, net: Network) -> _Sampler:
+    """The network's sampler without its layers (they do not matter unless biases are centered)."""
+    shapes = tuple(dataclasses.replace(s, layer=None) for s in net.segments)
+    return cls(net.weights, net.biases, shapes)
+
+  def _init_member(self, key: jax.Array, dtype: Any, centered=None):
     weight_key = jax.random.fold_in(key, _WEIGHT_STREAM)
     bias_key = jax.random.fold_in(key, _BIAS_STREAM)
     params = []
@@ -133,21 +159,18 @@ class Network:
         self.weights, weight_key, index, (segment.fan_out, segment.fan_in), dtype
       )
       if isinstance(self.biases, _init.Centered):
-        b = self._centered_biases(segment, w, dtype)
+        b = centered(segment, w, dtype)
       else:
         b = _sample_per_layer(self.biases, bias_key, index, (segment.fan_out,), dtype)
       params.append({"w": w.astype(dtype), "b": b.astype(dtype)})
     return tuple(params)
 
-  def _centered_biases(self, segment: Segment, w: jax.Array, dtype: Any) -> jax.Array:
-    raise ValueError(f"biases=centered(...) is not supported by {type(self).__name__}")
-
 
 @functools.partial(jax.jit, static_argnums=(0, 2, 3))
-def _init_members(net: Network, key: jax.Array, members: int, dtype: Any):
-  """One compiled sampler per (network, M, dtype); member m draws from ``fold_in(key, m)``."""
+def _init_members(sampler: Network | _Sampler, key: jax.Array, members: int, dtype: Any):
+  """One compiled sampler per (sampler, M, dtype); member m draws from ``fold_in(key, m)``."""
   member_keys = jax.vmap(lambda m: jax.random.fold_in(key, m))(jnp.arange(members))
-  return jax.vmap(net._init_member, in_axes=(0, None))(member_keys, dtype)
+  return jax.vmap(sampler._init_member, in_axes=(0, None))(member_keys, dtype)
 
 
 def _sample_per_layer(initializer, key, index, shape, dtype):
