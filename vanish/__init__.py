@@ -12,16 +12,27 @@ Public API::
   vn.jacobian(net, params, x)                    # [M, (batch,) n_L, n_0]
   vn.scalar_chain(net1, params1, x1)             # one-neuron chain: log|g|, sign
   vn.theory.mean_field("tanh", 1.5, 0.05)
+
+Modules: ``theory`` (mean field, free probability, Hanin, Newman, tanh(n·x) thresholds),
+``probability`` (the probabilistic model), ``phase_map`` / ``scale_map`` /
+``parameter_map`` (maps over hyperparameters and initial weights), ``markov`` (the Markov
+model of training dynamics), ``models`` / ``recurrent`` / ``training`` / ``data`` (Flax NNX
+MLPs, RNNs and LSTMs trained with optax), ``store`` (the results store), ``sharding``.
 """
 
 from vanish import (
   activations,
   data,
   init,
+  markov,
   models,
+  parameter_map,
   phase_map,
   probability,
+  recurrent,
+  scale_map,
   sharding,
+  store,
   theory,
   training,
 )
@@ -43,13 +54,18 @@ __all__ = [
   "log_gradient_norms",
   "lyapunov_exponents",
   "lyapunov_spectrum",
+  "markov",
   "models",
   "outputs",
+  "parameter_map",
   "phase_map",
   "probability",
   "preactivations",
+  "recurrent",
   "scalar_chain",
+  "scale_map",
   "sharding",
+  "store",
   "theory",
   "training",
 ]
