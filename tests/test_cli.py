@@ -314,7 +314,7 @@ def _readme() -> str:
 def test_readme_starts_with_the_two_commands():
   first_block = re.search(r"```\w*\n(.*?)```", _readme(), re.DOTALL).group(1)
   assert first_block.splitlines() == [
-    "pip install -e . && vanish demo",
+    "pip install -e . && vanish reproduce --quick",
     'pip install -e ".[test]" && pytest',
   ]
 
