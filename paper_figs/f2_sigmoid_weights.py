@@ -152,7 +152,7 @@ def draw(*, quick: bool, out_dir, store_root, force: bool = False) -> list[Path]
   ax_c.legend(loc="upper left", fontsize=5, ncol=1)
 
   scale = a["scale_sweep/scale"]
-  for j, kk in enumerate(sorted({2, 3, 5, depth})):
+  for j, kk in enumerate(sorted({k for k in (2, 3, 5, depth) if k <= depth})):
     ci = a["scale_sweep/p_vanish_ci"][:, kk - 1]
     _style.mc(
       ax_s,

@@ -105,7 +105,7 @@ def draw(*, quick: bool, out_dir, store_root, force: bool = False) -> list[Path]
   ax_t.set_title("lines: theory; points: Monte Carlo")
 
   cn = a["chain/n"]
-  for j, k in enumerate(sorted({2, 5, 10, depth})):
+  for j, k in enumerate(sorted({k for k in (2, 5, 10, depth) if k <= depth})):
     ci = a["chain/p_vanish_ci"][:, k - 1]
     _style.mc(
       ax_c,

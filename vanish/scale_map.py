@@ -472,14 +472,17 @@ def _gauss_expectation(act, derivative: bool, act_scale: float, q: np.ndarray) -
   The substitution z = a·sinh(t), a = min(1, act_scale/√q), packs nodes where the
   integrand varies on the activation's scale (|z| ≲ a) while still covering the
   Gaussian out to |z| = 10; composite Gauss–Legendre in t (24 panels × 12 nodes).
-  Float64; callers pass whole arrays of cells so that one shape compiles.
+  Float64, padded to a power of two (at least 64) so that few shapes compile.
   """
   q = np.asarray(q, np.float64)
+  size = q.size
+  bucket = max(64, 1 << (size - 1).bit_length())  # few distinct shapes: few compilations
+  padded = np.concatenate([q, np.ones(bucket - size)])
   with jax.enable_x64(True):
     out = _gauss_expectation_jit(
-      jnp.asarray(q), act=act, derivative=derivative, act_scale=act_scale
+      jnp.asarray(padded), act=act, derivative=derivative, act_scale=act_scale
     )
-    return np.asarray(out, np.float64)
+    return np.asarray(out, np.float64)[:size]
 
 
 def _feature_scale(act: _activations.Activation) -> float:
@@ -607,6 +610,7 @@ def one_neuron_log_gradient(
   inputs: int = 1,
   input_std: float = 1.0,
   precision: str = "highest",
+  dtype: Any = jnp.float32,
 ) -> jax.Array:
   """``log |g_K|`` of the one-neuron chain for every (weight, bias) scale, common random numbers.
 
@@ -625,6 +629,7 @@ def one_neuron_log_gradient(
     inputs: inputs per chain.
     input_std: the inputs' standard deviation.
     precision: as for :func:`vanish.scalar_chain`.
+    dtype: parameter dtype (``jnp.float64`` under ``jax.enable_x64`` for checks).
 
   Returns:
     ``[S, members, inputs, depth]``: ``log |g_K|`` for K = 1..depth.
@@ -651,9 +656,9 @@ def one_neuron_log_gradient(
   _engine.check_precision(precision)
   _check_key(key)
   net = MLP([1] * (depth + 1), act, _init.normal(1.0), _init.normal(1.0))
-  params = net.init(jax.random.fold_in(key, 0), members)
-  x = input_std * jax.random.normal(jax.random.fold_in(key, 1), (inputs, 1))
-  scales = jnp.asarray(np.stack([weight_scale, bias_scale], axis=1), jnp.float32)
+  params = net.init(jax.random.fold_in(key, 0), members, dtype=dtype)
+  x = input_std * jax.random.normal(jax.random.fold_in(key, 1), (inputs, 1), dtype)
+  scales = jnp.asarray(np.stack([weight_scale, bias_scale], axis=1), dtype)
   return _one_neuron_sweep(net, params, x, scales, precision=precision)
 
 
@@ -668,6 +673,7 @@ def scaled_tanh_chain_log_gradient(
   inputs: int = 1,
   input_std: float = 1.0,
   precision: str = "highest",
+  dtype: Any = jnp.float32,
 ) -> jax.Array:
   """``log |g_K|`` of tanh(n·x) one-neuron chains for every n, by rescaling.
 
@@ -677,7 +683,8 @@ def scaled_tanh_chain_log_gradient(
 
   Args:
     n: ``[S]`` slopes n > 0.
-    depth, members, key, inputs, input_std, precision: as for :func:`one_neuron_log_gradient`.
+    depth, members, key, inputs, input_std, precision, dtype: as for
+      :func:`one_neuron_log_gradient`.
     weight_std, bias_std: the scales of the weights and biases at n = 1.
 
   Returns:
@@ -702,5 +709,6 @@ def scaled_tanh_chain_log_gradient(
     inputs=inputs,
     input_std=input_std,
     precision=precision,
+    dtype=dtype,
   )
   return log_g + jnp.asarray(np.log(n), log_g.dtype)[:, None, None, None]

@@ -1,0 +1,85 @@
+"""The sigmoid-weights and tanh(n·x) experiments run end to end at tiny size; their figures draw."""
+
+import math
+
+import numpy as np
+
+from experiments import scaled_tanh, sigmoid_weights
+from paper_figs import f2_sigmoid_weights, f3_scaled_tanh
+from vanish import store, theory
+
+TINY_SIGMOID = [
+  "--depth", "6", "--chain-members", "256", "--scale-points", "3", "--width-samples", "20000",
+  "--width", "8", "--members", "4", "--map-scale-points", "3", "--map-sigma-b2-points", "2",
+  "--theory-points", "6",
+]  # fmt: skip
+TINY_TANH = [
+  "--depth", "6", "--chain-members", "64", "--chain-inputs", "1", "--chain-n-points", "3",
+  "--threshold-samples", "20000", "--width", "8", "--members", "4", "--map-n-points", "3",
+  "--map-sigma-w2-points", "2", "--theory-points", "6",
+]  # fmt: skip
+
+
+def _only_run(root, name):
+  [run_dir] = [p for p in (root / name).iterdir() if not p.name.startswith(".")]
+  return store.load(run_dir)
+
+
+def test_sigmoid_weights_experiment_and_figure(tmp_path, capsys, monkeypatch):
+  argv = [*TINY_SIGMOID, "--out", str(tmp_path / "store")]
+  assert sigmoid_weights.main(argv) == 0
+  out = capsys.readouterr().out
+  assert "wrote" in out and "centered" in out and "map" in out
+  run = _only_run(tmp_path / "store", "sigmoid_weights")
+  a = run.arrays
+  assert run.config["depth"] == 6 and run.config["precision"] == "highest"
+  # w = 100 centered at the reference: factor exactly 25 per layer
+  np.testing.assert_allclose(a["chains/centered_reference"], a["chains/centered_theory"], rtol=1e-5)
+  np.testing.assert_allclose(
+    a["chains/centered_theory"], math.log(0.25) + np.arange(6) * math.log(25.0), rtol=1e-12
+  )
+  # w ~ N(0, 100²) centered: E log|g_K| within 5 standard errors of the closed form
+  lo, hi = a["chains/gaussian_centered_mean_ci"][:, 0], a["chains/gaussian_centered_mean_ci"][:, 1]
+  half = (hi - lo) / 2
+  assert np.all(np.abs(a["chains/gaussian_centered_mean"] - a["chains/gaussian_centered_theory"])
+                <= 2.6 * half + 1e-6)  # fmt: skip
+  # Nielsen's init stays under the σ' ≤ 1/4 bound on average
+  assert np.all(a["chains/usual_mean"] <= a["chains/usual_bound"] + 1e-9)
+  # Monte Carlo widths agree with theory within 5 binomial standard errors
+  for w, est in zip(a["width_mc/w"], a["width_mc/width"], strict=True):
+    p = theory.sigmoid_unstable_input_width(w)
+    assert abs(est - p) <= 5 * math.sqrt(p * (1 - p) / 20000) + 1e-12
+  assert a["map/p_vanish"].shape == (2, 3) and a["theory/chi1"].shape == (6, 6)
+  np.testing.assert_allclose(a["map/p_vanish"] + a["map/p_stable"] + a["map/p_explode"], 1)
+  # rerun reuses the store; the figure draws from the stored run
+  assert sigmoid_weights.main(argv) == 0
+  assert "reusing" in capsys.readouterr().out
+  monkeypatch.setattr(sigmoid_weights, "ensure", lambda *args, **kw: run.path)
+  files = f2_sigmoid_weights.draw(quick=True, out_dir=tmp_path / "figs", store_root=tmp_path)
+  assert sorted(p.name for p in files) == ["F2_sigmoid_weights.pdf", "F2_sigmoid_weights.png"]
+  assert all(p.stat().st_size > 10_000 for p in files)
+
+
+def test_scaled_tanh_experiment_and_figure(tmp_path, capsys, monkeypatch):
+  argv = [*TINY_TANH, "--out", str(tmp_path / "store")]
+  assert scaled_tanh.main(argv) == 0
+  out = capsys.readouterr().out
+  assert "wrote" in out and "one-neuron chain" in out and "mean-field phase" in out
+  run = _only_run(tmp_path / "store", "scaled_tanh")
+  a = run.arrays
+  # theory curves are the theory module's; Monte Carlo thresholds lie within 5 standard errors
+  np.testing.assert_allclose(
+    a["thresholds/t1"], theory.scaled_tanh_vanish_threshold(a["thresholds/n"], 2), rtol=1e-12
+  )
+  for name, k in (("explode", 1), ("t1", 2), ("t10", 10), ("tK", 6)):
+    exact = theory.scaled_tanh_vanish_threshold(a["thresholds_mc/n"], k)
+    p = 1 / 1.5  # A = 1.5 t: the interval is 2/3 of the range
+    se = 1.5 * exact * math.sqrt(p * (1 - p) / 20000)
+    assert np.all(np.abs(a[f"thresholds_mc/{name}"] - exact) <= 5 * se)
+  assert a["chain/p_vanish"].shape == (3, 6) and a["map/p_vanish"].shape == (2, 3)
+  # the map's cells are the tanh cells at n²σ_w²: its mean-field phase uses those variances
+  assert a["map/mean_field_phase"].shape == (2, 3)
+  np.testing.assert_allclose(a["map/p_vanish"] + a["map/p_stable"] + a["map/p_explode"], 1)
+  monkeypatch.setattr(scaled_tanh, "ensure", lambda *args, **kw: run.path)
+  files = f3_scaled_tanh.draw(quick=True, out_dir=tmp_path / "figs", store_root=tmp_path)
+  assert sorted(p.name for p in files) == ["F3_scaled_tanh.pdf", "F3_scaled_tanh.png"]
