@@ -416,3 +416,50 @@ def test_mnist_reads_local_idx_and_npz_files_only(tmp_path):
   (folder / "t10k-images-idx3-ubyte").unlink()
   with pytest.raises(FileNotFoundError, match="t10k-images"):
     data.mnist(folder)
+
+
+def test_learning_speeds_of_tiny_gradients_do_not_underflow():
+  """A gradient of ~1e-30 logs its norm (float64 numpy reference), an exactly zero one logs 0.
+
+  In float32 a plain ``sqrt(Σ g²)`` of such a gradient underflows to 0 (Σ g² ~ 1e-60), so a
+  logged 0 could not tell a dead layer from a merely tiny gradient.
+  """
+  net = vn.MLP([3, 5, 2], "linear", readout="linear")  # two segments: 3 -> 5, 5 -> 2
+  params = net.init(jax.random.key(0), members=3)
+  scales = jnp.array([1e-30, 1e-33, 0.0])[:, None, None, None]  # member 2: exactly zero
+  params = (params[0], {"w": params[1]["w"] * scales, "b": params[1]["b"] + 0.5})
+  rng = np.random.default_rng(0)
+  train_set = data.Dataset(rng.normal(size=(8, 3)).astype(np.float32), rng.integers(0, 2, 8))
+
+  def reference(m):  # float64 backprop of the mean softmax cross-entropy, by hand
+    w1, b1 = (np.asarray(params[0][k][m, 0], np.float64) for k in ("w", "b"))
+    w2, b2 = (np.asarray(params[1][k][m, 0], np.float64) for k in ("w", "b"))
+    x = np.asarray(train_set.x, np.float64)
+    h1 = x @ w1.T + b1
+    out = h1 @ w2.T + b2
+    p = np.exp(out - out.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    d_out = (p - np.eye(2)[train_set.y]) / len(x)
+    d_h1 = d_out @ w2
+    bias = [np.linalg.norm(d_h1.sum(0)), np.linalg.norm(d_out.sum(0))]
+    weight = [np.linalg.norm(d_h1.T @ x), np.linalg.norm(d_out.T @ h1)]
+    return np.array(bias), np.array(weight)
+
+  expected = [np.stack(a) for a in zip(*(reference(m) for m in range(3)), strict=True)]
+  assert 1e-33 < expected[0][0, 0] < 1e-27 and 1e-36 < expected[0][1, 0] < 1e-30
+  # the plain float32 formula loses member 0's first-layer speed entirely
+  d_h1 = np.float32(expected[0][0, 0] / np.sqrt(5)) * np.ones(5, np.float32)
+  assert np.sqrt(np.sum(d_h1**2)) == 0
+  bias, weight = training.gradient_norms(net, params, train_set)
+  result = training.train(
+    net, params, train_set, key=jax.random.key(1), batch_size=8, log="step", eval_speeds=True
+  )
+  for logged_bias, logged_weight in [
+    (bias, weight),
+    (result.log.bias_speed[:, 0], result.log.weight_speed[:, 0]),  # the applied gradient
+    (result.log.eval_bias_speed[:, 0], result.log.eval_weight_speed[:, 0]),
+  ]:
+    np.testing.assert_allclose(logged_bias[:2], expected[0][:2], rtol=1e-5)
+    np.testing.assert_allclose(logged_weight[:2], expected[1][:2], rtol=1e-5)
+    assert logged_bias[2, 0] == 0 and logged_weight[2, 0] == 0  # exactly zero stays exactly 0
+    np.testing.assert_allclose(logged_bias[2, 1], expected[0][2, 1], rtol=1e-5)
