@@ -42,7 +42,7 @@ SIZES = {
     "sigma_b2_points": 12,
     "sigma_w2_max": 9.6,
     "sigma_b2_max": 1.1,
-    "theory_stride": 1,
+    "theory_stride": 2,
   },
   "full": {
     "width": 256,

@@ -45,16 +45,22 @@ def _extent(x, y):
   return (x[0] - dx, x[-1] + dx, y[0] - dy, y[-1] + dy)
 
 
+def _computed(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """The points of a theory line on the rows where it was computed (``theory_stride``)."""
+  ok = np.isfinite(x) & np.isfinite(y)
+  return x[ok], y[ok]
+
+
 def _phase_panel(ax, a) -> None:
   sw, sb = a["sigma_w2"], a["sigma_b2"]
   rgb = outcome_rgb(a["map/p_vanish"], a["map/p_stable"], a["map/p_explode"])
   ax.imshow(rgb, origin="lower", aspect="auto", extent=_extent(sw, sb), interpolation="nearest")
-  _style.theory(ax, a["mean_field/critical"], sb, label="χ₁ = 1", linestyle="-")
-  _style.theory(ax, a["mean_field/vanish"], sb, label="χ₁ = ε^(±2/(L−1))")
-  _style.theory(ax, a["mean_field/explode"], sb)
+  _style.theory(ax, *_computed(a["mean_field/critical"], sb), label="χ₁ = 1", linestyle="-")
+  _style.theory(ax, *_computed(a["mean_field/vanish"], sb), label="χ₁ = ε^(±2/(L−1))")
+  _style.theory(ax, *_computed(a["mean_field/explode"], sb))
   finite = {"linestyle": ":", "color": "0.3"}
-  _style.theory(ax, a["mean_field_finite/vanish"], sb, label="finite width", **finite)
-  _style.theory(ax, a["mean_field_finite/explode"], sb, **finite)
+  _style.theory(ax, *_computed(a["mean_field_finite/vanish"], sb), label="finite width", **finite)
+  _style.theory(ax, *_computed(a["mean_field_finite/explode"], sb), **finite)
   _style.mc(ax, a["empirical/vanish"], sb, label="measured P = ½", color="white", mec="black")
   _style.mc(ax, a["empirical/explode"], sb, color="white", mec="black")
   ax.set_xlim(sw[0], sw[-1])

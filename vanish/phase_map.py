@@ -633,7 +633,7 @@ def _first_crossings(act, sigma_b2, targets, low, high, depth, width, q0) -> lis
           found[j] = math.exp(u)
         else:
           root = optimize.brentq(
-            lambda v, t=target: growth(v) - t, previous, u, xtol=1e-10, rtol=1e-10
+            lambda v, t=target: growth(v) - t, previous, u, xtol=1e-9, rtol=1e-9
           )
           found[j] = math.exp(root)
     if all(f is not None for f in found):
