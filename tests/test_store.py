@@ -134,3 +134,31 @@ def test_a_sigkilled_run_resumes_and_equals_an_uninterrupted_one(tmp_path):
 
 def _arange_chunk(k):
   return {"arrays": {f"a{k}": np.arange(4.0) * k}, "rows": [{"k": k}]}
+
+
+def test_a_full_disk_leaves_no_partial_file_and_the_rerun_resumes(tmp_path, monkeypatch):
+  """ENOSPC while writing chunk 2: no torn chunk or run is visible; the rerun resumes at 2."""
+  import errno
+
+  real_savez = np.savez
+  failures = {"left": 1}
+
+  def savez_on_a_full_disk(file, **arrays):
+    if "a2" in arrays and failures["left"]:
+      failures["left"] -= 1
+      file.write(b"PK\x03\x04 half a zip")  # some bytes reach the disk, then it is full
+      raise OSError(errno.ENOSPC, "No space left on device")
+    return real_savez(file, **arrays)
+
+  monkeypatch.setattr(np, "savez", savez_on_a_full_disk)
+  with pytest.raises(OSError, match="No space left"):
+    store.compute(tmp_path, "exp", {"n": 3}, _chunk, chunks=[1, 2, 3])
+  partial = next((tmp_path / "exp").glob(".partial-*"))
+  assert sorted(p.name for p in partial.iterdir()) == ["0.json", "0.npz"]  # no temp, no torn 1.*
+  assert store.find(tmp_path, "exp", {"n": 3}) is None
+  calls = []
+  outcome = store.compute(
+    tmp_path, "exp", {"n": 3}, lambda k: calls.append(k) or _chunk(k), chunks=[1, 2, 3]
+  )
+  assert calls == [2, 3] and (outcome.computed, outcome.reused) == (2, 1)
+  assert store.load(outcome.path).arrays["a2"].tolist() == [2.0] * 3
