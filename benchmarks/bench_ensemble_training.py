@@ -1,0 +1,291 @@
+"""Ensemble training: M members in one compiled step vs M sequential runs, and the logging cost.
+
+Measures, in one process on the same network, parameters, data and mini-batch order
+(issue 4, "Performance"):
+
+* **(a) Ensemble vs sequential.** ``training.train`` of M members in one call against a
+  Python loop of M one-member ``training.train`` calls (member m's own parameters), both
+  after a warm-up call that compiles them; reported as member-steps per second and the
+  ratio (target ≥ 20× on a GPU at M = 64). Two levels: the public call (includes the
+  per-epoch evaluation of the full training and test sets, input checks, the run
+  fingerprint and host transfers: what a user's loop pays) and the compiled epoch alone
+  (``training._run_epoch``: the vmapped ``lax.scan`` over mini-batches). Correctness: the
+  ensemble's member m equals the one-member run m.
+* **(b) Logging overhead.** ``training.train`` cannot turn its per-layer logging off, so
+  the baseline is a minimal plain step written here: ``value_and_grad`` of the same cost
+  through the same forward (``vanish.models.apply``), ``optax`` update, scanned over the
+  same mini-batches and vmapped over members, keeping only the loss. Compared with (i) the
+  same plain step plus the per-layer norms ``‖∂C/∂b^l‖, ‖∂C/∂W^l‖_F`` and (ii) vanish's
+  compiled epoch (``training._run_epoch``, which logs them); overhead = time / plain − 1
+  (target ≤ 10 %). Correctness: vanish's and the plain step's parameters agree.
+
+Network: Nielsen's 64-30-30-30-10 sigmoid net (``gaussian(1.0)`` weights, ``normal(1.0)``
+biases, linear readout, softmax cross-entropy), SGD η = 0.1, batches of 10, sklearn digits.
+Times are medians after one warm-up each, with ``block_until_ready``; the functions being
+compared are timed in interleaved rounds (rotating order) so load drift on a shared
+machine hits them alike; ratios of the minima are reported too.
+
+Run::
+
+  python -m benchmarks.bench_ensemble_training --quick   # CPU: 16 members, 480 images
+  python -m benchmarks.bench_ensemble_training --full    # GPU: 64 members, all 1438 images
+
+Writes ``benchmarks/results/ensemble_training_<device>.json`` (``--out`` to change).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax import lax
+
+import vanish as vn
+from benchmarks import common
+from vanish import data, models, training
+
+SCHEMA_VERSION = 1
+SIZES = {
+  "tiny": {"members": 4, "train_size": 100, "epochs": 1, "repeats": 1},
+  "quick": {"members": 16, "train_size": 480, "epochs": 1, "repeats": 3},
+  "full": {"members": 64, "train_size": None, "epochs": 1, "repeats": 5},
+}
+WIDTHS = [64, 30, 30, 30, 10]
+LEARNING_RATE = 0.1
+BATCH = 10
+COST = "cross_entropy"
+PRECISION = "highest"
+
+
+def network() -> vn.MLP:
+  return vn.MLP(WIDTHS, "sigmoid", vn.init.gaussian(1.0), vn.init.normal(1.0), readout="linear")
+
+
+def _member(params, m: int):
+  return tuple({k: v[m : m + 1] for k, v in seg.items()} for seg in params)
+
+
+def _loss(net, params, x, y):
+  out = models.apply(net, params, x, PRECISION)
+  return training.cost(COST, out, y)
+
+
+@functools.partial(jax.jit, static_argnames=("net", "log"))
+def plain_epoch(net, params, opt_state, x, y, batches, *, log: bool):
+  """The plain-JAX baseline: a scanned SGD epoch, vmapped over members.
+
+  With ``log=True`` it also returns the epoch means of the per-layer gradient norms.
+  """
+  tx = optax.sgd(LEARNING_RATE)
+
+  def one(params, opt_state):
+    def step(carry, idx):
+      p, s = carry
+      loss, g = jax.value_and_grad(functools.partial(_loss, net))(p, x[idx], y[idx])
+      row = {"loss": loss}
+      if log:
+        row["bias"] = jnp.concatenate([jnp.sqrt(jnp.sum(s_["b"] ** 2, axis=-1)) for s_ in g])
+        row["weight"] = jnp.concatenate(
+          [jnp.sqrt(jnp.sum(s_["w"] ** 2, axis=(-2, -1))) for s_ in g]
+        )
+      u, s = tx.update(g, s, p)
+      return (optax.apply_updates(p, u), s), row
+
+    (p, s), rows = lax.scan(step, (params, opt_state), batches)
+    return p, s, jax.tree.map(lambda a: jnp.mean(a, axis=0), rows)
+
+  return jax.vmap(one)(params, opt_state)
+
+
+def _vanish_epoch(net, params, opt_state, x, y, batches):
+  config = training._static(
+    training.Config(cost=COST, optimizer="sgd", learning_rate=LEARNING_RATE, batch_size=BATCH)
+  )
+  rates = (jnp.asarray(LEARNING_RATE, jnp.float32), jnp.asarray(0.0, jnp.float32))
+  return training._run_epoch(net, config, rates, params, opt_state, x, y, None, None, batches)
+
+
+def interleaved(fns: Sequence[Any], repeats: int) -> list[tuple[common.Timing, Any]]:
+  """Times each of ``fns`` after one warm-up each, in rounds (one call of each per round).
+
+  Interleaving makes a slow drift of the machine's load (shared CPUs) hit every
+  function alike, so the ratios stay fair even when the absolute times move.
+  """
+  outs, warm = [], []
+  for fn in fns:
+    start = time.perf_counter()
+    outs.append(common.block(fn()))
+    warm.append(time.perf_counter() - start)
+  times: list[list[float]] = [[] for _ in fns]
+  for r in range(repeats):
+    for i in np.roll(np.arange(len(fns)), r):  # rotate the order every round
+      start = time.perf_counter()
+      outs[i] = common.block(fns[i]())
+      times[i].append(time.perf_counter() - start)
+  return [(common.Timing(t, w), o) for t, w, o in zip(times, warm, outs, strict=True)]
+
+
+def _entry(name: str, timing: common.Timing, member_steps: int, **extra: Any) -> dict[str, Any]:
+  return {
+    "name": name,
+    **timing.as_dict(),
+    "member_steps": member_steps,
+    "member_steps_per_s": member_steps / timing.median,
+    **extra,
+  }
+
+
+def run(size: str, repeats: int | None = None) -> dict[str, Any]:
+  """Runs every entry at ``size``; returns the report (see the module docstring)."""
+  cfg = dict(SIZES[size])
+  repeats = cfg["repeats"] if repeats is None else repeats
+  members, epochs = cfg["members"], cfg["epochs"]
+  train_set, test_set = data.digits(seed=0)
+  if cfg["train_size"]:
+    train_set = data.Dataset(train_set.x[: cfg["train_size"]], train_set.y[: cfg["train_size"]])
+  net = network()
+  params = net.init(jax.random.key(0), members)
+  key = jax.random.key(1)
+  steps = epochs * (train_set.x.shape[0] // BATCH)
+  kwargs = dict(
+    key=key, epochs=epochs, cost=COST, optimizer="sgd", learning_rate=LEARNING_RATE,
+    batch_size=BATCH, precision=PRECISION,
+  )  # fmt: skip
+  entries: list[dict[str, Any]] = []
+
+  # (a) the public call: M together vs M one-member calls
+  def together():
+    return training.train(net, params, train_set, test_set, **kwargs).params
+
+  singles = [_member(params, m) for m in range(members)]
+
+  def sequential():
+    return [training.train(net, p, train_set, test_set, **kwargs).params for p in singles]
+
+  (t_together, out_together), (t_seq, out_seq) = interleaved([together, sequential], repeats)
+  member_diff = max(
+    common.max_abs_diff(a[:, None][m], b)
+    for m, single in enumerate(out_seq)
+    for a, b in zip(jax.tree.leaves(out_together), jax.tree.leaves(single), strict=True)
+  )
+  entries.append(_entry("train.ensemble", t_together, members * steps))
+  entries.append(_entry("train.sequential", t_seq, members * steps))
+
+  # (a') the compiled epoch alone, and (b) the logging overhead against a plain step
+  x = jnp.asarray(train_set.x)
+  y = jnp.asarray(train_set.y)
+  batches = training.epoch_batches(key, 0, x.shape[0], BATCH)
+  opt = jax.vmap(optax.sgd(LEARNING_RATE).init)(params)
+  opt1 = [jax.vmap(optax.sgd(LEARNING_RATE).init)(p) for p in singles]
+  epoch_steps = members * batches.shape[0]
+  timed = interleaved(
+    [
+      lambda: _vanish_epoch(net, params, opt, x, y, batches),
+      lambda: [
+        _vanish_epoch(net, p, o, x, y, batches)[0] for p, o in zip(singles, opt1, strict=True)
+      ],
+      lambda: plain_epoch(net, params, opt, x, y, batches, log=False),
+      lambda: plain_epoch(net, params, opt, x, y, batches, log=True),
+    ],
+    max(repeats, 5),
+  )
+  (t_ep, out_ep), (t_ep_seq, _), (t_plain, out_plain), (t_plain_log, out_plain_log) = timed
+  plain_vs_vanish = max(
+    common.max_abs_diff(a, b)
+    for a, b in zip(jax.tree.leaves(out_plain[0]), jax.tree.leaves(out_ep[0]), strict=True)
+  )
+  speed_diff = common.max_abs_diff(out_plain_log[2]["bias"], out_ep[2]["bias_speed"][:, 0])
+  entries.append(_entry("epoch.vanish_ensemble", t_ep, epoch_steps))
+  entries.append(_entry("epoch.vanish_sequential", t_ep_seq, epoch_steps))
+  entries.append(_entry("epoch.plain_no_logging", t_plain, epoch_steps))
+  entries.append(_entry("epoch.plain_with_logging", t_plain_log, epoch_steps))
+
+  ratios = {
+    "ensemble_speedup_train_call": t_seq.median / t_together.median,
+    "ensemble_speedup_compiled_epoch": t_ep_seq.median / t_ep.median,
+    "logging_overhead_vanish_vs_plain": t_ep.median / t_plain.median - 1,
+    "logging_overhead_plain_log_vs_plain": t_plain_log.median / t_plain.median - 1,
+    "logging_overhead_vanish_vs_plain_min": t_ep.minimum / t_plain.minimum - 1,
+    "ensemble_speedup_compiled_epoch_min": t_ep_seq.minimum / t_ep.minimum,
+  }
+  return {
+    "schema": SCHEMA_VERSION,
+    "benchmark": "ensemble_training",
+    "size": size,
+    "setting": {
+      **cfg,
+      "repeats": repeats,
+      "widths": WIDTHS,
+      "activation": "sigmoid",
+      "init": "gaussian(1.0) weights, normal(1.0) biases",
+      "cost": COST,
+      "optimizer": "sgd",
+      "learning_rate": LEARNING_RATE,
+      "batch_size": BATCH,
+      "steps_per_member": steps,
+      "train_images": int(train_set.x.shape[0]),
+      "precision": PRECISION,
+    },
+    "device": common.device_info(),
+    "versions": common.versions(),
+    "entries": entries,
+    "ratios": ratios,
+    "targets": {"ensemble_speedup_gpu_64": 20.0, "logging_overhead_max": 0.10},
+    "checks": {
+      "max_abs_diff_ensemble_member_vs_alone": member_diff,
+      "max_abs_diff_plain_vs_vanish_params": plain_vs_vanish,
+      "max_abs_diff_plain_vs_vanish_bias_speed": speed_diff,
+    },
+  }
+
+
+def default_out(device: dict[str, Any]) -> Path:
+  """``benchmarks/results/ensemble_training_<device>.json`` (``cpu``, ``h100``, …)."""
+  name = (device.get("peak_row") or device["platform"]).split()[0].lower()
+  return Path(__file__).parent / "results" / f"ensemble_training_{name}.json"
+
+
+def report_table(report: dict[str, Any]) -> str:
+  rows = [
+    [e["name"], common.fmt(e["median_s"] * 1e3), common.fmt(e["member_steps_per_s"], ".4g")]
+    for e in report["entries"]
+  ]
+  text = common.format_table(rows, ["entry", "median ms", "member-steps/s"])
+  text += "\n" + "\n".join(f"{k}: {v:.3f}" for k, v in report["ratios"].items())
+  text += "\n" + "\n".join(f"{k}: {v:.3g}" for k, v in report["checks"].items())
+  return text
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  size = parser.add_mutually_exclusive_group()
+  for name in SIZES:
+    size.add_argument(f"--{name}", action="store_const", const=name, dest="size")
+  parser.set_defaults(size="quick")
+  parser.add_argument("--repeats", type=int, help="timed repeats (default by size)")
+  parser.add_argument("--out", help="JSON path (default benchmarks/results/...<device>.json)")
+  args = parser.parse_args(argv)
+  if args.repeats is not None and args.repeats < 1:
+    parser.error(f"--repeats must be >= 1, got {args.repeats}")
+  start = time.perf_counter()
+  report = run(args.size, args.repeats)
+  report["wall_s"] = time.perf_counter() - start
+  out = Path(args.out) if args.out else default_out(report["device"])
+  common.write_json_atomic(out, report)
+  print(report_table(report))
+  print(f"wrote {out} ({report['wall_s']:.1f} s)")
+  return report
+
+
+if __name__ == "__main__":
+  main()
+  sys.exit(0)
