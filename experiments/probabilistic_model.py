@@ -45,8 +45,8 @@ ACTIVATIONS = {
 }
 SIZES = {
   "quick": {"chain_members": 4096, "chain_inputs": 4, "width": 64, "members": 64, "inputs": 4},
-  # full: 128 × 50 × 256² weights = 1.7 GB (512 members OOMs a 24 GB host: no chunking yet, issue 7)
-  "full": {"chain_members": 65536, "chain_inputs": 16, "width": 256, "members": 128, "inputs": 16},
+  # full: members are chunked to a quarter of the free memory (vanish.sharding.members_per_chunk)
+  "full": {"chain_members": 65536, "chain_inputs": 16, "width": 256, "members": 512, "inputs": 16},
 }
 
 
@@ -88,10 +88,26 @@ def _layer_samples(name, depth, sizes, key):
   activation, weights, biases = ACTIVATIONS[name]
   width = sizes["width"]
   net = vn.MLP([width] * (depth + 1), activation, weights, biases)
-  params = net.init(jax.random.fold_in(key, 2), members=sizes["members"])
   x = jax.random.normal(jax.random.fold_in(key, 3), (sizes["inputs"], width))
   cotangent = jax.random.normal(jax.random.fold_in(key, 4), (sizes["inputs"], width))
-  log_norms = np.asarray(vn.log_gradient_norms(net, params, x, cotangent), np.float64)
+  # weights plus the forward trace (h, z, φ') per input, float32; at most a quarter of
+  # the free memory per chunk (512 full-width members at once exceeded a 24 GB host)
+  per_member = 4 * depth * width * (width + 1 + 3 * sizes["inputs"])
+  chunk = vn.sharding.members_per_chunk(sizes["members"], per_member)
+  log_norms = np.concatenate(
+    [
+      np.asarray(
+        vn.log_gradient_norms(
+          net,
+          net.init(jax.random.fold_in(key, 2), members=chunk, first=start),
+          x,
+          cotangent,
+        ),
+        np.float64,
+      )
+      for start in range(0, sizes["members"], chunk)
+    ]
+  )
   log_norms = log_norms.reshape(-1, depth)
   # depth K = number of layers the gradient crossed: layer L−K+1 relative to layer L.
   return (log_norms - log_norms[:, -1:])[:, ::-1]

@@ -44,3 +44,23 @@ def test_unpadded_uneven_members_are_rejected():
   params = vn.MLP([4, 8]).init(jax.random.key(0), members=5)
   with pytest.raises(ValueError, match="multiple of the mesh size"):
     vn.sharding.shard_members(params)
+
+
+def test_an_ensemble_sampled_chunk_by_chunk_equals_one_sampled_at_once():
+  net = vn.MLP([5, 6, 6, 3], "tanh", biases=vn.init.normal(0.5))
+  key = jax.random.key(11)
+  whole = net.init(key, members=12)
+  chunk = vn.sharding.members_per_chunk(12, bytes_per_member=100, budget=450)
+  assert chunk == 4  # the largest divisor of 12 that fits 4.5 members
+  parts = [net.init(key, members=chunk, first=s) for s in range(0, 12, chunk)]
+  for segment, pieces in zip(whole, zip(*parts, strict=True), strict=True):
+    for name in ("w", "b"):
+      np.testing.assert_array_equal(
+        np.asarray(segment[name]), np.concatenate([np.asarray(p[name]) for p in pieces])
+      )
+  with pytest.raises(ValueError, match="members must be an integer >= 1"):
+    vn.sharding.members_per_chunk(0, bytes_per_member=1)
+  with pytest.raises(ValueError, match="fraction must be in"):
+    vn.sharding.members_per_chunk(4, bytes_per_member=1, fraction=0)
+  with pytest.raises(ValueError, match="first must be an integer >= 0"):
+    net.init(key, members=2, first=-1)

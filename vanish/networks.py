@@ -101,7 +101,7 @@ class Network:
     return tuple(s.layer for s in self.segments for _ in range(s.depth))
 
   def init(
-    self, key: jax.Array, members: int = 1, *, dtype: Any = jnp.float32
+    self, key: jax.Array, members: int = 1, *, dtype: Any = jnp.float32, first: int = 0
   ) -> tuple[dict[str, jax.Array], ...]:
     """Samples an ensemble of ``members`` networks.
 
@@ -110,6 +110,9 @@ class Network:
       members: ensemble size M ≥ 1.
       dtype: parameter dtype (``jnp.float64`` under ``jax.enable_x64`` for
         reference checks).
+      first: index of the first member: ``init(key, M, first=s)`` is members
+        ``s … s + M − 1`` of any larger ensemble, so a big ensemble can be sampled
+        chunk by chunk (one compilation for every chunk of the same size).
 
     Returns:
       One dict per segment, ``{"w": [M, L_s, fan_out, fan_in], "b": [M, L_s,
@@ -117,15 +120,17 @@ class Network:
     """
     if isinstance(members, bool) or int(members) != members or members < 1:
       raise ValueError(f"members must be an integer >= 1, got {members!r}")
+    if isinstance(first, bool) or int(first) != first or first < 0:
+      raise ValueError(f"first must be an integer >= 0, got {first!r}")
     _check_key(key)
     dtype = jnp.dtype(dtype)
     if not jnp.issubdtype(dtype, jnp.floating):
       raise TypeError(f"dtype must be a floating dtype, got {dtype}")
     if isinstance(self.biases, _init.Centered):  # the biases depend on the whole network
-      return _init_members(self, key, int(members), dtype)
+      return _init_members(self, key, int(members), dtype, jnp.uint32(first))
     # Otherwise sampling depends only on the initializers and the segment shapes: networks
     # that differ in activation or layer type share one compiled sampler.
-    return _init_members(_Sampler.of(self), key, int(members), dtype)
+    return _init_members(_Sampler.of(self), key, int(members), dtype, jnp.uint32(first))
 
   def _init_member(self, key: jax.Array, dtype: Any) -> tuple[dict[str, jax.Array], ...]:
     sampler = _Sampler(self.weights, self.biases, self.segments)  # centered biases need layers
@@ -167,9 +172,12 @@ class _Sampler:
 
 
 @functools.partial(jax.jit, static_argnums=(0, 2, 3))
-def _init_members(sampler: Network | _Sampler, key: jax.Array, members: int, dtype: Any):
+def _init_members(
+  sampler: Network | _Sampler, key: jax.Array, members: int, dtype: Any, first: jax.Array
+):
   """One compiled sampler per (sampler, M, dtype); member m draws from ``fold_in(key, m)``."""
-  member_keys = jax.vmap(lambda m: jax.random.fold_in(key, m))(jnp.arange(members))
+  index = first + jnp.arange(members, dtype=jnp.uint32)
+  member_keys = jax.vmap(lambda m: jax.random.fold_in(key, m))(index)
   return jax.vmap(sampler._init_member, in_axes=(0, None))(member_keys, dtype)
 
 

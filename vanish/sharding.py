@@ -28,7 +28,14 @@ import jax.numpy as jnp
 from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-__all__ = ["member_mesh", "pad_members", "shard_members", "sharded"]
+__all__ = [
+  "free_memory",
+  "member_mesh",
+  "members_per_chunk",
+  "pad_members",
+  "shard_members",
+  "sharded",
+]
 
 AXIS = "members"
 
@@ -96,3 +103,60 @@ def sharded(
   padded, members = pad_members(params, mesh.shape[AXIS])
   out = chain(net, shard_members(padded, mesh), x, *args, **kwargs)
   return jax.tree.map(lambda leaf: leaf[:members], out)
+
+
+def free_memory(device: jax.Device | None = None) -> int:
+  """Bytes free on ``device`` (default: the first): accelerator memory not in use, or on
+  a CPU the host's available memory (``MemAvailable`` in ``/proc/meminfo``).
+
+  Example:
+    >>> free_memory() > 0
+    True
+  """
+  device = jax.devices()[0] if device is None else device
+  if device.platform != "cpu":
+    stats = device.memory_stats() or {}
+    if "bytes_limit" in stats:
+      return int(stats["bytes_limit"] - stats.get("bytes_in_use", 0))
+  try:
+    with open("/proc/meminfo") as handle:
+      for line in handle:
+        if line.startswith("MemAvailable:"):
+          return int(line.split()[1]) * 1024
+  except OSError:
+    pass
+  import os
+
+  return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+
+
+def members_per_chunk(
+  members: int, bytes_per_member: int, *, fraction: float = 0.25, budget: int | None = None
+) -> int:
+  """The largest divisor of ``members`` whose chunk fits in ``fraction`` of the free memory.
+
+  A divisor, so every chunk has the same shape and compiles once. Use it to run an
+  ensemble too big for the device chunk by chunk (with ``net.init(key, c, first=s)``).
+
+  Args:
+    members: the ensemble size M ≥ 1.
+    bytes_per_member: the memory one member needs (parameters, traces), > 0.
+    fraction: the share of :func:`free_memory` a chunk may use, in (0, 1].
+    budget: bytes a chunk may use, instead of ``fraction`` of the free memory.
+
+  Example:
+    >>> members_per_chunk(512, bytes_per_member=50 * 256 * 256 * 4 * 3, budget=8 * 2**30)
+    128
+    >>> members_per_chunk(7, bytes_per_member=10, budget=35)   # divisors of 7: 1 and 7
+    1
+  """
+  if isinstance(members, bool) or int(members) != members or members < 1:
+    raise ValueError(f"members must be an integer >= 1, got {members!r}")
+  if not bytes_per_member > 0:
+    raise ValueError(f"bytes_per_member must be > 0, got {bytes_per_member!r}")
+  if budget is None:
+    if not 0 < fraction <= 1:
+      raise ValueError(f"fraction must be in (0, 1], got {fraction!r}")
+    budget = int(fraction * free_memory())
+  fit = max(1, budget // bytes_per_member)
+  return max(d for d in range(1, int(members) + 1) if members % d == 0 and d <= fit)
