@@ -1,13 +1,19 @@
-"""The Markov model of the gradient during training: is vanishing a one-way street?
+"""Markov model of the gradient in training: a one-way street only where the gradient is exactly 0.
 
-Ensembles of a tanh network (16 → 32 × 4 → 4) trained on a teacher–student task;
-g = ‖∂C/∂b^1‖ / ‖∂C/∂b^L‖ of the full training set after every step (filled) or of the
-applied mini-batch gradient (open), and ``[g ≈ 0]`` iff g < ε. (a) log₁₀ g over
-training: median and 10–90 % band per setting; the dotted line is ε = 10⁻³. (b) The
-escape probability P(≈ → ≉) with 95 % Wilson intervals against ε; the one-way street
-claims it is ≈ 0 (below the dashed q0 = 0.01). (c) The vanishing rate P(≉ → ≈).
-(d) Survival of the first-passage time into ``[g ≈ 0]`` at ε = 10⁻³ (full-set g), with
-95 % intervals, against the geometric prediction (1 − p̂)^k of the fitted chain (dashed).
+Ensembles of a tanh network (16 → 32 × 4 → 4) under SGD (η = 1, 10, 100) and Adam, and
+of a narrow ReLU network (16 → 8 × 6 → 4, He init) under SGD with η = 1, trained on a
+teacher–student task; g = ‖∂C/∂b^1‖ / ‖∂C/∂b^L‖ of the full training set after every
+step (filled) or of the applied mini-batch gradient (open), and ``[g ≈ 0]`` iff g < ε.
+(a) log₁₀ g over training: median and 10–90 % band per setting (g = 0 drawn at 10⁻²⁵);
+the dotted line is ε = 10⁻⁴. (b) The escape probability P(≈ → ≉) with 95 % Wilson
+intervals against ε; the one-way street claims it is ≈ 0 (below the dashed q0 = 0.01).
+(c) The vanishing rate P(≉ → ≈). (d) Survival of the first-passage time into
+``[g ≈ 0]`` at ε = 10⁻⁴ (full-set g), with 95 % intervals, against the geometric
+prediction (1 − p̂)^k of the fitted chain (dashed). (e) The test per setting at
+ε = 10⁻⁴: P̂(≈ → ≉) with its 95 % interval and the one-sided 95 % upper bound (bar);
+"holds" where H0: q ≤ q0 is not rejected. Only the ReLU net's full-set g, where
+``[g ≈ 0]`` is a dead layer with an exactly zero gradient, never escapes. (f) The share
+of members in ``[g ≈ 0]`` (ε = 10⁻⁴, full set): it only grows where the state absorbs.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from experiments import markov as experiment
 from paper_figs import _style, figure_main
 from vanish import store
 
-EPSILON = 1e-3
+EPSILON = 1e-4
 
 
 def _rows(run, setting, signal):
@@ -34,12 +40,50 @@ def _column(rows, name):
   return np.array([float(r[name]) for r in rows])
 
 
+def _short(name):
+  """A tick label: the setting's label on two lines."""
+  network, optimizer, rate = experiment.SETTINGS[name]
+  return f"{network}\n{'Adam' if optimizer == 'adam' else 'SGD'} {rate:g}"
+
+
+def _forest(ax, run, name, i, color):
+  """Setting ``i``'s escape estimate at EPSILON, full set (filled) and mini-batch (open)."""
+  for signal, dx, fill in (("full_ratio", -0.15, color), ("minibatch_ratio", 0.15, "none")):
+    (row,) = [r for r in _rows(run, name, signal) if float(r["threshold"]) == EPSILON]
+    x = i + dx
+    if int(row["n_vanished"]) == 0:
+      ax.text(x, 0.001, "never ≈ 0", ha="center", va="bottom", rotation=90, fontsize=5, color=color)
+      continue
+    q = float(row["q_escape"])
+    _style.mc(
+      ax,
+      [x],
+      [q],
+      [float(row["q_escape_lo"])],
+      [float(row["q_escape_hi"])],
+      color=color,
+      markerfacecolor=fill,
+    )
+    ax.plot([x - 0.08, x + 0.08], [float(row["q_escape_upper95"])] * 2, color=color, lw=1.5)
+    verdict = "rejected" if row["one_way_rejected"] == "True" else "holds"
+    ax.text(
+      x,
+      1.35,
+      f"{verdict} {row['escapes']}/{row['n_vanished']}",
+      ha="center",
+      va="top",
+      rotation=90,
+      fontsize=5,
+      color=color,
+    )
+
+
 def draw(*, quick: bool, out_dir, store_root, force: bool = False) -> list[Path]:
   path = experiment.ensure("quick" if quick else "full", store_root, force=force)
   run = store.load(path)
-  settings = list(run.config["settings"])
-  fig, axes = _style.figure(2, 2, width=_style.PAGE, height=4.6)
-  (traj, escape), (vanish, survival) = axes
+  settings = [name for name in experiment.SETTINGS if name in run.config["settings"]]
+  fig, axes = _style.figure(2, 3, width=_style.PAGE, height=4.8)
+  (traj, escape, vanish), (survival, forest, share) = axes
   for i, name in enumerate(settings):
     color, label = _style.color(name, i), experiment.LABELS.get(name, name)
     log_g = run.arrays[f"{name}/full_ratio/log_g"].astype(np.float64) / np.log(10)
@@ -65,7 +109,9 @@ def draw(*, quick: bool, out_dir, store_root, force: bool = False) -> list[Path]
           markerfacecolor=fill,
           label=label if signal == "full_ratio" else None,
         )
+    _forest(forest, run, name, i, color)
     prefix = f"{name}/full_ratio/eps{EPSILON:g}"
+    share.plot(run.arrays[f"{prefix}/vanished_fraction"], color=color)
     surv, band = run.arrays[f"{prefix}/survival"], run.arrays[f"{prefix}/survival_interval"]
     if np.isfinite(surv).all() and surv[-1] < 1:
       k = np.arange(len(surv))
@@ -77,7 +123,6 @@ def draw(*, quick: bool, out_dir, store_root, force: bool = False) -> list[Path]
         band[::every, 0],
         band[::every, 1],
         color=color,
-        label=label,
         markersize=2.5,
       )
       _style.theory(survival, k, run.arrays[f"{prefix}/geometric_survival"], color=color)
@@ -98,8 +143,15 @@ def draw(*, quick: bool, out_dir, store_root, force: bool = False) -> list[Path]
     ax.set_yscale("symlog", linthresh=1e-2)
     ax.set_ylim(0, 1.3)
   survival.plot([], [], **_style.THEORY_STYLE, label="geometric")
-  survival.set(xlabel="step k", ylabel="P(τ > k),  ε = 1e-3", ylim=(0, 1.05))
-  survival.legend(loc="upper right")
+  survival.set(xlabel="step k", ylabel=f"P(τ > k),  ε = {EPSILON:g}", ylim=(0, 1.05))
+  forest.axhline(experiment.Q0, **_style.THEORY_STYLE)
+  forest.set_yscale("symlog", linthresh=1e-2)
+  forest.set(
+    ylim=(0, 1.4), ylabel=f"escape  P(≈ → ≉),  ε = {EPSILON:g}", xlim=(-0.6, len(settings) - 0.4)
+  )
+  forest.set_xticks(range(len(settings)), [_short(n) for n in settings], fontsize=5.5)
+  share.set(xlabel="training step", ylabel=f"share in [g ≈ 0],  ε = {EPSILON:g}", ylim=(0, 1))
+  survival.legend(loc="lower left", bbox_to_anchor=(0.3, 0.12))
   handles = [
     Line2D([], [], color=_style.color(name, i), marker="o", label=experiment.LABELS.get(name, name))
     for i, name in enumerate(settings)

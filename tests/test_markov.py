@@ -200,3 +200,27 @@ def test_states_and_speeds():
 def test_bad_input_raises(call, match):
   with pytest.raises(ValueError, match=match):
     call()
+
+
+def test_markov_experiment_smoke_and_dead_relu_layers_never_revive(tmp_path):
+  """Tiny run of experiments.markov: complete table, consistent counts, exact absorption."""
+  from experiments import markov as experiment
+  from vanish import store
+
+  argv = ["--members", "16", "--epochs", "4", "--n-train", "64", "--out", str(tmp_path)]
+  argv += ["--settings", "relu_sgd_lr1", "--thresholds", "1e-3", "1e-6"]
+  run = store.load(experiment.cached(experiment.parse_args(argv)))
+  rows = run.tables["markov"]
+  assert len(rows) == len(experiment.SIGNALS) * 2
+  steps = 4 * 64 // experiment.BATCH_SIZE
+  for r in rows:  # every member's transitions are counted once (full set: T + 1 evaluations)
+    t = steps + 1 if r["signal"].startswith("full") else steps
+    members = 16 - int(r["diverged_members"])
+    assert int(r["n_healthy"]) + int(r["n_vanished"]) == members * (t - 1)
+  speed = run.arrays["relu_sgd_lr1/eval_bias_speed"][:, :, 0]  # [M, T + 1] first layer, full set
+  dead = speed == 0
+  assert dead[:, :-2].any()  # seed 0: a member dies early (not vacuous)
+  # SGD cannot revive a layer that outputs 0 on every input: zero stays zero
+  assert not (dead[:, :-1] & ~dead[:, 1:]).any()
+  with pytest.raises(SystemExit):
+    experiment.parse_args(["--n-train", "4"])
