@@ -27,8 +27,8 @@ machine hits them alike; ratios of the minima are reported too.
 
 Run::
 
-  python -m benchmarks.bench_ensemble_training --quick   # CPU: 16 members, 480 images
-  python -m benchmarks.bench_ensemble_training --full    # GPU: 64 members, all 1438 images
+  python -m benchmarks.bench_ensemble_training --quick   # CPU: 16 members, 1 epoch
+  python -m benchmarks.bench_ensemble_training --full    # GPU: 64 members, 1 epoch
 
 Writes ``benchmarks/results/ensemble_training_<device>.json`` (``--out`` to change).
 """
@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -56,7 +57,7 @@ from vanish import data, models, training
 SCHEMA_VERSION = 1
 SIZES = {
   "tiny": {"members": 4, "train_size": 100, "epochs": 1, "repeats": 1},
-  "quick": {"members": 16, "train_size": 480, "epochs": 1, "repeats": 3},
+  "quick": {"members": 16, "train_size": None, "epochs": 1, "repeats": 7},
   "full": {"members": 64, "train_size": None, "epochs": 1, "repeats": 5},
 }
 WIDTHS = [64, 30, 30, 30, 10]
@@ -236,6 +237,8 @@ def run(size: str, repeats: int | None = None) -> dict[str, Any]:
       "precision": PRECISION,
     },
     "device": common.device_info(),
+    # 1/5/15-minute load averages at the end: on a shared CPU the timings are only indicative
+    "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
     "versions": common.versions(),
     "entries": entries,
     "ratios": ratios,
