@@ -1,14 +1,20 @@
 """Every paper figure draws in quick mode from data in the results store (issue 5).
 
-One ``vanish reproduce --quick`` into a temporary store draws all figures whose script
-exists (the same run as the README's first command); each must then be a non-empty PDF and
-PNG whose metadata names the store folder its data came from, and a second run must reuse
-the store instead of recomputing. A figure without a script must be reported as missing.
+One ``vanish reproduce --quick`` draws all figures whose script exists (the same run as the
+README's first command); each must then be a non-empty PDF and PNG whose metadata names the
+store folder its data came from, and a second run must reuse the store instead of
+recomputing. A figure without a script must be reported as missing.
+
+The store is a fresh temporary folder, unless ``VANISH_TEST_STORE`` names the store of a
+``vanish reproduce --quick`` that has just run (CI runs the README's first command before
+the tests and points here to its store, so the experiments are not computed twice; every
+figure is still drawn again from that store).
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import matplotlib.image
@@ -24,9 +30,8 @@ READY = [name for name, figure in cli.FIGURES.items() if figure.module]
 def reproduced(tmp_path_factory):
   """The summary of one quick reproduction of every figure into a fresh store."""
   root = tmp_path_factory.mktemp("reproduce")
-  status = cli.main(
-    ["reproduce", "--quick", "--store", str(root / "store"), "--out", str(root / "figs")]
-  )
+  store_root = os.environ.get("VANISH_TEST_STORE") or str(root / "store")
+  status = cli.main(["reproduce", "--quick", "--store", store_root, "--out", str(root / "figs")])
   summary = json.loads((root / "figs" / "reproduce_summary.json").read_text())
   summary["status"] = status
   return {figure["figure"]: figure for figure in summary["figures"]} | {"_summary": summary}
