@@ -4,10 +4,11 @@ Every activation is trained on scikit-learn's bundled 8×8 digits (no download) 
 depths, from the SAME initial weights and biases per depth (one draw per depth, shared by
 every activation: weights N(0, 1/n_in), biases N(0, 1), Nielsen's ch. 5 initialization),
 so the activation is the only difference. Since a tanh(n·x) network with parameters α is a
-tanh(x) network with parameters n·α trained with learning rate η·n² (MISSION.md §4), the
-tanh(n·x) rows are also tanh(x) networks started at n times these weights with n² times the
-learning rate. Networks: 64 → 30 × depth hidden layers → 10 (linear readout, softmax
-cross-entropy), mini-batch SGD (η = 0.1, batches of 10), an ensemble of members per depth.
+tanh(x) network with parameters n·α (MISSION.md §4), the tanh(n·x) rows are also tanh(x)
+networks whose hidden-layer weights and biases start n times larger and learn with rate
+η·n² (the linear readout keeps its parameters and η). Networks: 64 → 30 × depth hidden
+layers → 10 (linear readout, softmax cross-entropy), mini-batch SGD (η = 0.1, batches of
+10), an ensemble of members per depth.
 
 Stored per (activation, depth): the training curves (full training and test sets: loss and
 accuracy at initialization and after every epoch; the mini-batch loss per epoch), and the
@@ -18,7 +19,8 @@ of the first to the last hidden layer's speed (geometric mean over members; < 1 
 first layer learns slower), at initialization and at the end.
 
 Run:  python -m experiments.activation_depth --quick   (sigmoid, tanh(2x) at depths 5, 20;
-                                                          2 epochs; 4 nets; ~20 s idle CPU)
+                                                          2 epochs; 4 nets; ~30 s CPU, nearly
+                                                          all compiling 4 networks)
       python -m experiments.activation_depth --full    (all 7 activations at depths 5, 10, 15,
                                                           20; 30 epochs; 32 nets; one GPU)
 Results: results/activation_depth/<config hash>/ (arrays.npz, curves.csv, run.json).
@@ -63,7 +65,7 @@ INIT = "weights N(0, 1/n_in), biases N(0, 1), one draw per depth shared by every
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-  parser = experiment_parser(__doc__, quick_help="CPU, CI (~20 s)", full_help="one GPU")
+  parser = experiment_parser(__doc__, quick_help="CPU, CI (~30 s)", full_help="one GPU")
   parser.add_argument("--epochs", type=positive_int, help="override the size's epoch count")
   parser.add_argument("--members", type=positive_int, help="override the size's ensemble size")
   parser.add_argument(

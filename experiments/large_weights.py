@@ -59,7 +59,7 @@ ALIVE = 1e-2  # σ'(z) above this counts as an unsaturated unit (σ' ≤ 1/4)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-  parser = experiment_parser(__doc__, quick_help="CPU, CI (~15 s)", full_help="one GPU")
+  parser = experiment_parser(__doc__, quick_help="CPU, CI (~10 s)", full_help="one GPU")
   parser.add_argument("--epochs", type=positive_int, help="override the size's epoch count")
   parser.add_argument(
     "--depths", type=positive_int, nargs="+", help="numbers of hidden layers (default by size)"
