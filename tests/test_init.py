@@ -36,13 +36,14 @@ def test_orthogonal_is_haar_distributed():
   assert abs((first**2).mean() - 0.25) < 5 * (first**2).std() / math.sqrt(first.size)
 
 
-def test_centered_biases_zero_every_preactivation_at_the_reference():
+@pytest.mark.parametrize("readout", ["activation", "linear"])
+def test_centered_biases_zero_every_preactivation_at_the_reference(readout):
   reference = jnp.asarray([0.3, -0.2, 0.9])
   weights, biases = vn.init.large_centered(100.0, reference=reference)
-  net = vn.MLP([3, 5, 5, 5, 2], "sigmoid", weights, biases)
+  net = vn.MLP([3, 5, 5, 5, 2], "sigmoid", weights, biases, readout=readout)
   params = net.init(jax.random.key(0), members=2)
   pre = vn.preactivations(net, params, reference)
-  assert max(float(jnp.abs(z).max()) for z in pre) < 1e-3
+  assert max(float(jnp.abs(z).max()) for z in pre) < 1e-3  # the linear readout's too
   # and the seed's factor per layer is w·σ'(0) = 25: the gradient explodes.
   log_g = vn.log_gradient_norms(net, params, reference)
   assert bool(jnp.all(jnp.diff(log_g, axis=-1) < 0))  # deeper layers smaller: early ones explode

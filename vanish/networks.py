@@ -260,8 +260,9 @@ class MLP(Network):
       object.__setattr__(self, name, value)
 
   def _centered_biases(self, segment, w, dtype):
-    # z^1 = 0 at x_ref makes every later input φ(0)·1, so b^l = −W^l φ(0)·1 for l ≥ 2.
-    resting = segment.layer.activation(jnp.zeros((), dtype))
+    # z^1 = 0 at x_ref makes every later input φ(0)·1, so b^l = −W^l φ(0)·1 for l ≥ 2;
+    # φ is the hidden activation (the layer before), also for a linear readout.
+    resting = self.activation(jnp.zeros((), dtype))
     incoming = jnp.full((segment.depth, segment.fan_in), resting, dtype)
     if segment.start == 0:
       reference = jnp.asarray(self.biases.reference, dtype)
