@@ -12,7 +12,7 @@ def test_eight_devices_are_available():
   assert jax.device_count() == 8
 
 
-@pytest.mark.parametrize("members", [16, 13])  # divisible and not
+@pytest.mark.parametrize("members", [13])  # not divisible by the 8 devices: padded
 def test_sharded_chains_equal_single_device(members):
   net = vn.MLP([6, 10, 10, 10, 10], "tanh", vn.init.gaussian(1.5), vn.init.normal(0.2))
   params = net.init(jax.random.key(0), members=members)
