@@ -26,9 +26,12 @@ GALLERY_DPI = 110
 
 
 def caption(script: Path) -> str:
-  """The first paragraph of a figure script's docstring, on one line."""
+  """A figure script's docstring's first paragraph, and its second when the first is a title."""
   doc = ast.get_docstring(ast.parse(script.read_text(encoding="utf-8"))) or ""
-  return " ".join(doc.split("\n\n")[0].split())
+  paragraphs = [" ".join(p.split()) for p in doc.split("\n\n") if p.strip()]
+  if len(paragraphs) > 1 and len(paragraphs[0]) < 150:
+    return f"{paragraphs[0]} {paragraphs[1]}"
+  return paragraphs[0] if paragraphs else ""
 
 
 def _thumbnail(png: Path, target: Path) -> None:
@@ -51,9 +54,9 @@ def write(figures_dir: Path) -> Path:
     "numbers in the script): `vanish reproduce --quick` draws them all on a CPU,",
     "`vanish reproduce --full` at paper scale on one GPU, `--only F4 F6` some of them.",
     f"The images below come from `vanish reproduce --{summary['size']}` "
-    f"({summary['wall_time_s'] / 60:.1f} min in all on the machine that made them); this page",
-    "is written by `python -m paper_figs.write_readme results/figures` from that run, and",
-    "each caption is the first paragraph of the figure script's docstring.",
+    f"({summary['wall_time_s'] / 60:.1f} min in all, 2-core CPU); this page is written by",
+    "`python -m paper_figs.write_readme results/figures` from that run, and each caption",
+    "is taken from the figure script's docstring.",
     "",
   ]
   for record in summary["figures"]:
@@ -64,7 +67,7 @@ def write(figures_dir: Path) -> Path:
     if not scripts or record["status"] != "drawn":
       lines += [f"Not drawn: {record.get('reason', record['status'])}.", ""]
       continue
-    png = next(Path(f) for f in record["files"] if f.endswith(".png"))
+    png = figures_dir / next(Path(f).name for f in record["files"] if f.endswith(".png"))
     _thumbnail(png, gallery / f"{name}.png")
     experiments = ", ".join(
       f"`{Path(run['path']).parent.name}/{Path(run['path']).name}`" for run in record["experiments"]
