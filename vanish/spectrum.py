@@ -197,9 +197,12 @@ def lyapunov_spectrum(
       ``"highest"``, whatever ``precision`` is.
 
   Returns:
-    ``[M, (batch,) L, k]`` natural logs, descending along the last axis. Exactly
-    singular directions (e.g. dead ReLU layers) sit at the dtype's floor,
-    ``log(finfo.tiny)`` per such layer, never at −inf or NaN.
+    ``[M, (batch,) L, k]`` natural logs, descending along the last axis. An exactly
+    singular direction (e.g. a dead ReLU unit) comes out at the roundoff level of
+    the QR, about ``log(ε · σ_max)`` per such layer (ε the dtype's machine epsilon;
+    as in any floating-point SVD), or at the dtype's floor ``log(finfo.tiny)`` when
+    its factor is exactly zero; never −inf or NaN. Count such directions with a
+    threshold relative to the top value.
   """
   x, batched = check_call(net, params, x, key, precision)
   k_max = min(net.widths)
