@@ -62,6 +62,7 @@ __all__ = [
   "MeanFieldBoundaries",
   "PhaseMap",
   "boundary_disagreement",
+  "cell_log_growth",
   "common_random_numbers",
   "default_chunk_size",
   "empirical_boundary",
@@ -285,12 +286,87 @@ def log_growth(
     ``[B, A, members, inputs]``; ``−inf`` where the gradient is exactly zero.
   """
   sigma_w2, sigma_b2 = _grid("sigma_w2", sigma_w2), _grid("sigma_b2", sigma_b2)
+  cell_w2, cell_b2 = np.meshgrid(sigma_w2, sigma_b2)  # [B, A]
+  return cell_log_growth(
+    activation,
+    cell_w2,
+    cell_b2,
+    width=width,
+    depth=depth,
+    members=members,
+    key=key,
+    inputs=inputs,
+    chunk_size=chunk_size,
+    precision=precision,
+    dtype=dtype,
+  )
+
+
+def _cell_values(name: str, values: ArrayLike) -> np.ndarray:
+  """A non-empty float64 array of finite values ≥ 0."""
+  try:
+    array = np.asarray(values, np.float64)
+  except (TypeError, ValueError):
+    raise ValueError(f"{name} must be real numbers, got {values!r}") from None
+  if array.size == 0:
+    raise ValueError(f"{name} must not be empty")
+  bad = ~np.isfinite(array) | (array < 0)
+  if bad.any():
+    raise ValueError(f"{name} must be finite and >= 0, got {array.ravel()[bad.ravel()][:5]}")
+  return array
+
+
+def cell_log_growth(
+  activation: str | _activations.Activation,
+  sigma_w2: ArrayLike,
+  sigma_b2: ArrayLike,
+  *,
+  width: int,
+  depth: int,
+  members: int,
+  key: jax.Array,
+  inputs: int = 1,
+  chunk_size: int | None = None,
+  precision: str = "highest",
+  dtype: Any = jnp.float32,
+) -> jax.Array:
+  """The log-growth ``log ‖δ^1‖ − log ‖δ^L‖`` at arbitrary (σ_w², σ_b²) cells, one jitted call.
+
+  :func:`log_growth` for cells that need not form an outer-product grid (e.g. the rays
+  ``n²(σ_w², σ_b²)`` of a tanh(n·x) map, :mod:`vanish.scale_map`). Every cell uses the
+  same standard-normal draws of :func:`common_random_numbers` (``key``), scaled by
+  ``(√σ_w², √σ_b²)``, so a cell equal to a grid point of ``log_growth(..., key=key)``
+  gives the same numbers.
+
+  Args:
+    activation: a name or an :class:`~vanish.activations.Activation`.
+    sigma_w2: ``[*S]`` weight variances ≥ 0 (weights ``N(0, σ_w²/width)``).
+    sigma_b2: ``[*S]`` bias variances ≥ 0 (same shape as ``sigma_w2``).
+    width, depth, members, key, inputs, chunk_size, precision, dtype: as for
+      :func:`log_growth`.
+
+  Returns:
+    ``[*S, members, inputs]``; ``−inf`` where the gradient is exactly zero.
+
+  Example:
+    >>> import jax
+    >>> g = cell_log_growth("tanh", [[0.25, 1.0, 4.0]], [[0.0, 0.0, 0.0]], width=8, depth=10,
+    ...                     members=8, key=jax.random.key(0))
+    >>> g.shape, bool((g[0, 0] < g[0, 2]).all())
+    ((1, 3, 8, 1), True)
+  """
+  sigma_w2 = _cell_values("sigma_w2", sigma_w2)
+  sigma_b2 = _cell_values("sigma_b2", sigma_b2)
+  if sigma_w2.shape != sigma_b2.shape:
+    raise ValueError(
+      f"sigma_w2 and sigma_b2 must have the same shape, got {sigma_w2.shape} and {sigma_b2.shape}"
+    )
   width = _integer("width", width)
   depth = _integer("depth", depth)
   members = _integer("members", members)
   inputs = _integer("inputs", inputs)
   _engine.check_precision(precision)
-  cells = sigma_b2.size * sigma_w2.size
+  cells = sigma_w2.size
   if chunk_size is None:
     itemsize = jnp.dtype(dtype).itemsize
     chunk_size = default_chunk_size(
@@ -306,9 +382,7 @@ def log_growth(
   )
   chunks = -(-cells // chunk_size)
   chunk_size = -(-cells // chunks)  # balanced chunks; pad the last with copies of a cell
-  scale_w = np.broadcast_to(np.sqrt(sigma_w2)[None, :], (sigma_b2.size, sigma_w2.size))
-  scale_b = np.broadcast_to(np.sqrt(sigma_b2)[:, None], (sigma_b2.size, sigma_w2.size))
-  scales = np.stack([scale_w.ravel(), scale_b.ravel()], axis=1)
+  scales = np.stack([np.sqrt(sigma_w2).ravel(), np.sqrt(sigma_b2).ravel()], axis=1)
   scales = np.concatenate([scales, np.repeat(scales[-1:], chunks * chunk_size - cells, axis=0)])
   out = _log_growth(
     chain,
@@ -320,7 +394,7 @@ def log_growth(
     precision=precision,
     chunk_size=chunk_size,
   )
-  return out[:cells].reshape(sigma_b2.size, sigma_w2.size, members, inputs)
+  return out[:cells].reshape(*sigma_w2.shape, members, inputs)
 
 
 # --------------------------------------------------------------------------- the map

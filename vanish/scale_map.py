@@ -41,7 +41,6 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from typing import Any, NamedTuple
 
@@ -54,6 +53,7 @@ from vanish import _engine, chains, phase_map
 from vanish import activations as _activations
 from vanish import init as _init
 from vanish.networks import MLP, _check_key
+from vanish.phase_map import cell_log_growth  # re-exported: the per-cell engine of every map
 
 __all__ = [
   "CellMap",
@@ -117,91 +117,6 @@ def _deterministic(activation: Any) -> _activations.Activation:
 
 
 # --------------------------------------------------------------------------- Monte Carlo maps
-
-
-def cell_log_growth(
-  activation: str | _activations.Activation,
-  sigma_w2: ArrayLike,
-  sigma_b2: ArrayLike,
-  *,
-  width: int,
-  depth: int,
-  members: int,
-  key: jax.Array,
-  inputs: int = 1,
-  chunk_size: int | None = None,
-  precision: str = "highest",
-  dtype: Any = jnp.float32,
-) -> jax.Array:
-  """The log-growth ``log ‖δ^1‖ − log ‖δ^L‖`` at arbitrary (σ_w², σ_b²) cells, one jitted call.
-
-  :func:`vanish.phase_map.log_growth` for cells that need not form an outer-product
-  grid (e.g. the rays ``n²(σ_w², σ_b²)`` of a tanh(n·x) map). Every cell uses the
-  same standard-normal draws of :func:`vanish.phase_map.common_random_numbers`
-  (``key``), scaled by ``(√σ_w², √σ_b²)``, so cells equal to grid points of
-  ``phase_map.log_growth(..., key=key)`` give the same numbers.
-
-  Args:
-    activation: a name or an :class:`~vanish.activations.Activation`.
-    sigma_w2: ``[*S]`` weight variances ≥ 0 (weights ``N(0, σ_w²/width)``).
-    sigma_b2: ``[*S]`` bias variances ≥ 0 (same shape as ``sigma_w2``).
-    width, depth, members, key, inputs, chunk_size, precision, dtype: as for
-      :func:`vanish.phase_map.log_growth`.
-
-  Returns:
-    ``[*S, members, inputs]``; ``−inf`` where the gradient is exactly zero.
-
-  Example:
-    >>> import jax
-    >>> g = cell_log_growth("tanh", [[0.25, 1.0, 4.0]], [[0.0, 0.0, 0.0]], width=8, depth=10,
-    ...                     members=8, key=jax.random.key(0))
-    >>> g.shape, bool((g[0, 0] < g[0, 2]).all())
-    ((1, 3, 8, 1), True)
-  """
-  sigma_w2 = _values("sigma_w2", sigma_w2)
-  sigma_b2 = _values("sigma_b2", sigma_b2)
-  if sigma_w2.shape != sigma_b2.shape:
-    raise ValueError(
-      f"sigma_w2 and sigma_b2 must have the same shape, got {sigma_w2.shape} and {sigma_b2.shape}"
-    )
-  width = _integer("width", width)
-  depth = _integer("depth", depth)
-  members = _integer("members", members)
-  inputs = _integer("inputs", inputs)
-  _engine.check_precision(precision)
-  cells = sigma_w2.size
-  if chunk_size is None:
-    chunk_size = phase_map.default_chunk_size(
-      cells,
-      width=width,
-      depth=depth,
-      members=members,
-      inputs=inputs,
-      itemsize=jnp.dtype(dtype).itemsize,
-    )
-  chunk_size = min(_integer("chunk_size", chunk_size), cells)
-  crn = phase_map.common_random_numbers(
-    activation, width=width, depth=depth, members=members, key=key, inputs=inputs, dtype=dtype
-  )
-  (segment,) = crn.net.segments
-  chain = phase_map._ScaledChain(
-    (dataclasses.replace(segment, layer=phase_map._ScaledDense(segment.layer.activation)),)
-  )
-  chunks = -(-cells // chunk_size)
-  chunk_size = -(-cells // chunks)
-  scales = np.stack([np.sqrt(sigma_w2).ravel(), np.sqrt(sigma_b2).ravel()], axis=1)
-  scales = np.concatenate([scales, np.repeat(scales[-1:], chunks * chunk_size - cells, axis=0)])
-  out = phase_map._log_growth(
-    chain,
-    crn.params,
-    crn.x,
-    crn.cotangent,
-    crn.noise_key,
-    jnp.asarray(scales, dtype),
-    precision=precision,
-    chunk_size=chunk_size,
-  )
-  return out[:cells].reshape(*sigma_w2.shape, members, inputs)
 
 
 def outcome_classes(p_vanish: ArrayLike, p_stable: ArrayLike, p_explode: ArrayLike) -> np.ndarray:
