@@ -67,6 +67,23 @@ def cached_run(
   return outcome.path
 
 
+def default_ensure(
+  parse_args: Callable[[Sequence[str]], argparse.Namespace],
+  cached: Callable[[argparse.Namespace], Path],
+) -> Callable[..., Path]:
+  """An experiment's ``ensure(size="quick", out="results", *, force=False) -> Path``.
+
+  ``ensure`` runs (or finds in the store) the ``size`` configuration with the default
+  options and returns its run folder; the figure scripts call it.
+  """
+
+  def ensure(size: str = "quick", out: str | Path = "results", *, force: bool = False) -> Path:
+    """Runs (or finds) the ``size`` configuration with default options; returns its folder."""
+    return cached(parse_args([f"--{size}", "--out", str(out), *(["--force"] if force else [])]))
+
+  return ensure
+
+
 def experiment_parser(doc: str, *, quick_help: str, full_help: str) -> argparse.ArgumentParser:
   """The options every experiment has: ``--quick | --full``, ``--seed``, ``--out``, ``--force``."""
   parser = argparse.ArgumentParser(

@@ -40,7 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import vanish as vn
-from experiments._common import cached_run, experiment_parser, positive_int
+from experiments._common import cached_run, default_ensure, experiment_parser, positive_int
 from vanish import store, theory
 
 TANH_SIGMA_B2 = 0.05
@@ -214,9 +214,7 @@ def cached(args: argparse.Namespace) -> Path:
   )
 
 
-def ensure(size: str = "quick", out: str | Path = "results", *, force: bool = False) -> Path:
-  """Runs (or finds) the ``size`` configuration with default options; returns its folder."""
-  return cached(parse_args([f"--{size}", "--out", str(out), *(["--force"] if force else [])]))
+ensure = default_ensure(parse_args, cached)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

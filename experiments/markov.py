@@ -44,7 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import vanish as vn
-from experiments._common import cached_run, experiment_parser, positive_int
+from experiments._common import cached_run, default_ensure, experiment_parser, positive_int
 from vanish import data, markov, store, training
 
 # network -> (widths, activation, σ_w² of the weights N(0, σ_w²/n_in)); biases 0.
@@ -305,9 +305,7 @@ def cached(args: argparse.Namespace) -> Path:
   )
 
 
-def ensure(size: str = "quick", out: str | Path = "results", *, force: bool = False) -> Path:
-  """Runs (or finds) the ``size`` configuration with default options; returns its folder."""
-  return cached(parse_args([f"--{size}", "--out", str(out), *(["--force"] if force else [])]))
+ensure = default_ensure(parse_args, cached)
 
 
 def _fmt(value: str) -> str:

@@ -29,7 +29,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from experiments._common import cached_run, experiment_parser, positive_int
+from experiments._common import cached_run, default_ensure, experiment_parser, positive_int
 from vanish import parameter_map, store
 
 SIZES = {
@@ -265,9 +265,7 @@ def cached(args: argparse.Namespace) -> Path:
   )
 
 
-def ensure(size: str = "quick", out: str | Path = "results", *, force: bool = False) -> Path:
-  """Runs (or finds) the ``size`` configuration with default options; returns its folder."""
-  return cached(parse_args([f"--{size}", "--out", str(out), *(["--force"] if force else [])]))
+ensure = default_ensure(parse_args, cached)
 
 
 def summarize(path: Path, args: argparse.Namespace) -> None:

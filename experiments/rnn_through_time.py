@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from experiments._common import cached_run, experiment_parser, positive_int
+from experiments._common import cached_run, default_ensure, experiment_parser, positive_int
 from vanish import init, recurrent, store, theory
 
 INPUT_VARIANCE = 0.1  # σ_u² of U ~ N(0, σ_u²/d), with x_t ~ N(0, I_d)
@@ -231,9 +231,7 @@ def cached(args: argparse.Namespace) -> Path:
   )
 
 
-def ensure(size: str = "quick", out: str | Path = "results", *, force: bool = False) -> Path:
-  """Runs (or finds) the ``size`` configuration with default options; returns its folder."""
-  return cached(parse_args([f"--{size}", "--out", str(out), *(["--force"] if force else [])]))
+ensure = default_ensure(parse_args, cached)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -45,7 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import vanish as vn
-from experiments._common import cached_run, experiment_parser, positive_int
+from experiments._common import cached_run, default_ensure, experiment_parser, positive_int
 from vanish import data, store, theory, training
 
 SIGMA_B2 = 0.05  # Schoenholz et al. (2017), Fig. 6
@@ -299,9 +299,7 @@ def cached(args: argparse.Namespace) -> Path:
   )
 
 
-def ensure(size: str = "quick", out: str | Path = "results", *, force: bool = False) -> Path:
-  """Runs (or finds) the ``size`` configuration with default options; returns its folder."""
-  return cached(parse_args([f"--{size}", "--out", str(out), *(["--force"] if force else [])]))
+ensure = default_ensure(parse_args, cached)
 
 
 def bound_agreement(rows: Sequence[dict]) -> dict[str, int]:
