@@ -14,12 +14,12 @@ gradient of that layer and of every layer below it, so no later SGD step can cha
 them and the layer stays dead. ``g`` comes from the logged learning speeds
 (Nielsen ch. 5) of the very gradients applied: the first layer's ``‖∂C/∂b^1‖``
 (signal ``"first"``) or its ratio to the last layer's (``"ratio"``: the
-backpropagated product alone). For every setting, signal and threshold ε
-(``[g ≈ 0]`` iff ``g < ε``) it estimates with :mod:`vanish.markov` the 2×2
-transition matrix with 95 % Wilson intervals, the absorption (first-passage) time
-into ``[g ≈ 0]`` against its geometric prediction, the exact binomial test of the
-one-way street ``H0: P(≈ → ≉) ≤ q0``, and a likelihood-ratio test that the chain is
-time-homogeneous.
+backpropagated product alone, logged by training as ``Log.log_g`` / ``eval_log_g``).
+For every setting, signal and threshold ε (``[g ≈ 0]`` iff ``g < ε``) it estimates
+with :mod:`vanish.markov` the 2×2 transition matrix with 95 % Wilson intervals, the
+absorption (first-passage) time into ``[g ≈ 0]`` against its geometric prediction,
+the exact binomial test of the one-way street ``H0: P(≈ → ≉) ≤ q0``, and a
+likelihood-ratio test that the chain is time-homogeneous.
 
 Run:  python -m experiments.markov --quick   (5 settings × 32 nets × 160 steps; ~29 s CPU)
       python -m experiments.markov --full    (256 nets × 2560 steps; one GPU)
@@ -258,11 +258,16 @@ def run(args: argparse.Namespace, sizes: dict, name: str) -> dict:
   if not finite.any():
     raise RuntimeError(f"setting {name}: every member diverged; nothing to analyse")
   speeds = {"full": log.eval_bias_speed[finite], "minibatch": log.bias_speed[finite]}
+  # the gradient-product state that training logs in the step: log ‖∂C/∂b^1‖/‖∂C/∂b^L‖
+  ratios = {"full": log.eval_log_g[finite], "minibatch": log.log_g[finite]}
   arrays[f"{name}/eval_bias_speed"] = log.eval_bias_speed.astype(np.float32)
   arrays[f"{name}/finite_members"] = finite
   for signal in SIGNALS:
     gradient, measure = signal.split("_")
-    log_g = markov.log_first_layer_speed(speeds[gradient], relative_to_last=measure == "ratio")
+    if measure == "ratio":
+      log_g = np.asarray(ratios[gradient], np.float64)
+    else:
+      log_g = markov.log_first_layer_speed(speeds[gradient])
     arrays[f"{name}/{signal}/log_g"] = log_g.astype(np.float32)
     more, new_rows = _analyse(name, signal, log_g, args.thresholds)
     arrays |= more

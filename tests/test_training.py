@@ -18,7 +18,7 @@ import pytest
 from flax import nnx
 
 import vanish as vn
-from vanish import data, models, training
+from vanish import data, markov, models, training
 
 
 @pytest.fixture(scope="module")
@@ -120,6 +120,12 @@ def _norms(arrays):
   return [np.linalg.norm(np.asarray(a)) for a in arrays]
 
 
+def _log_ratio(bias_grads):
+  """log(‖∂C/∂b^1‖ / ‖∂C/∂b^L‖) in float64 from per-layer bias gradients."""
+  first, last = (np.linalg.norm(np.asarray(bias_grads[i], np.float64)) for i in (0, -1))
+  return np.log(first / last)
+
+
 def test_logged_learning_speeds_are_the_applied_gradients(subset):
   params = NET.init(jax.random.key(3))
   key, eta = jax.random.key(4), 0.5
@@ -135,10 +141,13 @@ def test_logged_learning_speeds_are_the_applied_gradients(subset):
     if t == 0:  # Nielsen's measurement at initialization: the full set's gradient
       _, (_, gb) = loss_and_grad(ws, bs, x, y)
       np.testing.assert_allclose(log.eval_bias_speed[0, 0], _norms(gb), rtol=1e-5)
+      np.testing.assert_allclose(log.eval_log_g[0, 0], _log_ratio(gb), rtol=0, atol=1e-5)
     loss, (gw, gb) = loss_and_grad(ws, bs, x[batch], y[batch])
     np.testing.assert_allclose(log.loss[0, t], loss, rtol=1e-5)
     np.testing.assert_allclose(log.bias_speed[0, t], _norms(gb), rtol=1e-5)
     np.testing.assert_allclose(log.weight_speed[0, t], _norms(gw), rtol=1e-5)
+    # the Markov model's gradient-product state: log ‖∂C/∂b^1‖/‖∂C/∂b^L‖ of the same step
+    np.testing.assert_allclose(log.log_g[0, t], _log_ratio(gb), rtol=0, atol=1e-5)
     ws = [w - eta * np.asarray(g) for w, g in zip(ws, gw, strict=True)]
     bs = [b - eta * np.asarray(g) for b, g in zip(bs, gb, strict=True)]
   assert _relative(_unstack(stepwise.params), (ws, bs)) < 1e-5
@@ -147,6 +156,7 @@ def test_logged_learning_speeds_are_the_applied_gradients(subset):
   per_epoch = training.train(NET, params, subset, log="epoch", **kw)
   np.testing.assert_allclose(per_epoch.log.bias_speed[:, 0], log.bias_speed.mean(axis=1), 1e-5)
   np.testing.assert_allclose(per_epoch.log.loss[:, 0], log.loss.mean(axis=1), 1e-5)
+  np.testing.assert_allclose(per_epoch.log.log_g[:, 0], log.log_g.mean(axis=1), atol=1e-5)
   np.testing.assert_allclose(per_epoch.log.train_loss[:, -1], log.train_loss[:, -1], 1e-6)
   assert _relative(per_epoch.params, stepwise.params) < 1e-6
 
@@ -463,3 +473,42 @@ def test_learning_speeds_of_tiny_gradients_do_not_underflow():
     np.testing.assert_allclose(logged_weight[:2], expected[1][:2], rtol=1e-5)
     assert logged_bias[2, 0] == 0 and logged_weight[2, 0] == 0  # exactly zero stays exactly 0
     np.testing.assert_allclose(logged_bias[2, 1], expected[0][2, 1], rtol=1e-5)
+  # the gradient-product state: finite down to 1e-30, -inf only for the exactly zero one
+  want = np.log(expected[0][:2, 0] / expected[0][:2, 1])
+  for log_g in (result.log.log_g[:, 0], result.log.eval_log_g[:, 0]):
+    np.testing.assert_allclose(log_g[:2], want, rtol=1e-6)
+    assert log_g[2] == -np.inf
+  np.testing.assert_allclose(
+    result.log.log_g,
+    markov.log_first_layer_speed(result.log.bias_speed, relative_to_last=True),
+    rtol=1e-6,
+  )
+
+
+def test_compiled_epoch_branches_once_for_all_members_not_per_member():
+  """The cheap norm path is a real ``lax.cond`` (a per-member predicate would make it a select
+  that computes both paths), and it agrees with the scaled path on ordinary gradients."""
+  params = tuple(  # traced only: shapes suffice, no net.init compilation
+    {"w": jnp.zeros((2, s.depth, s.fan_out, s.fan_in)), "b": jnp.zeros((2, s.depth, s.fan_out))}
+    for s in SHALLOW.segments
+  )
+  x = jnp.zeros((20, 64), jnp.float32)
+  y = jnp.zeros((20,), jnp.int32)
+  config = training._static(training.Config())
+  opt_state = jax.vmap(training._optimizer(config).init)(params)
+  rates = (jnp.float32(0.1), jnp.float32(0.0))
+  batches = training.epoch_batches(jax.random.key(1), 0, 20, 10)
+  jaxpr = str(
+    jax.make_jaxpr(training._run_epoch, static_argnums=(0, 1))(
+      SHALLOW, config, rates, params, opt_state, x, y, None, None, batches
+    )
+  )
+  assert "cond[" in jaxpr and "pmin" in jaxpr
+  grads = ({"w": jnp.full((1, 3, 4), 0.5), "b": jnp.arange(3.0)[None]},)
+  plain = jax.jit(training._layer_norms)(grads)  # sums in the safe range: the plain path
+  scaled = (
+    training._scaled_norm(grads[0]["b"], (-1,)),
+    training._scaled_norm(grads[0]["w"], (-2, -1)),
+  )
+  np.testing.assert_allclose(plain, scaled, rtol=1e-6)
+  np.testing.assert_allclose(plain, ([5**0.5], [12**0.5 * 0.5]), rtol=1e-6)

@@ -16,13 +16,29 @@ of every layer (Nielsen, *Neural Networks and Deep Learning*, ch. 5)
 
     ‖∂C/∂b^l‖  and  ‖∂C/∂W^l‖_F,   l = 1..L,
 
-taken from the very gradients the optimizer applies (no second backward pass; the
-overhead was within timing noise, < 5 %, in the benchmark above). The norms are
-scaled by the largest entry before squaring, so they do not underflow: a logged 0
-means an exactly zero gradient (e.g. a dead ReLU layer), not one below ~1e-23.
-With ``log="epoch"`` they are averaged over the epoch's steps and the full
-training and test sets are evaluated once per epoch; with ``log="step"`` every
-step is a row and the evaluation runs after every step.
+taken from the very gradients the optimizer applies (no second backward pass). A
+logged 0 means an exactly zero gradient (e.g. a dead ReLU layer), not one whose
+squares underflow float32 (below ~1e-19): the plain ``sqrt(Σ g²)`` is used when
+every member's sums of squares lie safely inside the float32 range, and otherwise
+(a ``lax.cond`` shared by the ensemble) the norms are recomputed scaled by the
+largest entry (:func:`_scaled_norm`). The logging costs +2 % of a plain step on CPU
+(``benchmarks/bench_ensemble_training.py``), +12 % in steps that take the scaled path.
+
+Each step also logs the *gradient-product state* of the Markov model of
+:mod:`vanish.markov`,
+
+    log g = log(‖∂C/∂b^1‖ / ‖∂C/∂b^L‖),
+
+the log size of the backpropagated product ``δ^1 = Σ'(z^1) (W^2)ᵀ ⋯ Σ'(z^L) ∇_a C``
+relative to its last factor (``−inf`` when the first layer's gradient is exactly 0,
+``+inf`` when only the last layer's is): ``markov.states(log.log_g, log(ε))`` is the
+chain ``[g ≈ 0]`` of the applied gradients, ``markov.states(log.eval_log_g, …)`` that
+of the full training set's gradient (with ``eval_speeds=True``).
+
+With ``log="epoch"`` the per-step values are averaged over the epoch's steps (so
+``log_g`` is the mean log, a geometric mean of the ratio) and the full training and
+test sets are evaluated once per epoch; with ``log="step"`` every step is a row and
+the evaluation runs after every step.
 
 Costs (on the network output ``a = h^L``, averaged over the mini-batch):
 
@@ -55,6 +71,8 @@ Example:
   (3, 3, 2)
   >>> result.log.test_accuracy.shape       # [M, 1 + epochs]: at init, then each epoch
   (3, 4)
+  >>> result.log.log_g.shape               # [M, epochs]: log ‖∂C/∂b^1‖/‖∂C/∂b^L‖
+  (3, 3)
   >>> bool((result.log.train_loss[:, -1] < result.log.train_loss[:, 0]).all())
   True
 """
@@ -101,7 +119,7 @@ __all__ = [
 COSTS = ("quadratic", "cross_entropy", "sigmoid_cross_entropy")
 OPTIMIZERS = ("sgd", "momentum", "adam")
 _LOGS = ("epoch", "step")
-_CHECKPOINT_VERSION = 1
+_CHECKPOINT_VERSION = 2  # 2: the log holds log_g
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,17 +180,23 @@ class Log(NamedTuple):
     loss: ``[M, T]`` mini-batch loss of the step (epoch mean for ``log="epoch"``).
     bias_speed: ``[M, T, L]`` ``‖∂C/∂b^l‖`` of the applied gradient (epoch mean).
     weight_speed: ``[M, T, L]`` ``‖∂C/∂W^l‖_F`` of the applied gradient (epoch mean).
+    log_g: ``[M, T]`` the gradient-product state ``log(‖∂C/∂b^1‖ / ‖∂C/∂b^L‖)`` of
+      the applied gradient (epoch mean of the log), what :func:`vanish.markov.states`
+      classifies.
     eval_step: ``[T + 1]``: 0 (initialization), then ``step``.
     train_loss, train_accuracy, test_loss, test_accuracy: ``[M, T + 1]`` on the
       full sets (NaN without a test set).
     eval_bias_speed, eval_weight_speed: ``[M, T + 1, L]`` learning speeds of the
       full training set's cost, or None unless ``eval_speeds=True``.
+    eval_log_g: ``[M, T + 1]`` the gradient-product state of the full training
+      set's cost, or None unless ``eval_speeds=True``.
   """
 
   step: np.ndarray
   loss: np.ndarray
   bias_speed: np.ndarray
   weight_speed: np.ndarray
+  log_g: np.ndarray
   eval_step: np.ndarray
   train_loss: np.ndarray
   train_accuracy: np.ndarray
@@ -180,6 +204,7 @@ class Log(NamedTuple):
   test_accuracy: np.ndarray
   eval_bias_speed: np.ndarray | None = None
   eval_weight_speed: np.ndarray | None = None
+  eval_log_g: np.ndarray | None = None
 
   def arrays(self) -> dict[str, np.ndarray]:
     """The fields that are not None, by name (for ``np.savez`` or the results store)."""
@@ -286,14 +311,45 @@ def _scaled_norm(g: jax.Array, axis: tuple[int, ...]) -> jax.Array:
   return jnp.squeeze(jnp.where(finite, scale * norm, scale), axis=axis)
 
 
-def _layer_norms(grads) -> tuple[jax.Array, jax.Array]:
+# A sum of squares at least this large lost at most n·2^-126 to float32 squares flushed
+# to zero (XLA on CPU flushes subnormals): a relative n·2^-66, below rounding.
+_SAFE_SQUARE_SUM = 2.0**-60
+
+
+def _layer_norms(grads, axis_name: str | None = None) -> tuple[jax.Array, jax.Array]:
   """Per-layer ``(‖∂C/∂b^l‖, ‖∂C/∂W^l‖_F)``, each ``[L]``, from segment-stacked gradients.
 
-  Computed by :func:`_scaled_norm`, so a gradient of 1e-30 logs ~1e-30, not 0.
+  The plain ``sqrt(Σ g²)`` where every sum of squares lies in
+  ``[_SAFE_SQUARE_SUM, inf)``, else :func:`_scaled_norm` for all of them (so a
+  gradient of 1e-30 logs ~1e-30, not 0, and NaN or inf propagate). Under
+  ``vmap(..., axis_name=axis_name)`` the choice is made once for all members
+  (``lax.pmin``), so it stays a real ``lax.cond`` and the common case pays for one
+  reduction per array instead of two passes (a batched predicate would turn the
+  cond into a select that computes both).
   """
-  bias = jnp.concatenate([_scaled_norm(g["b"], (-1,)) for g in grads])
-  weight = jnp.concatenate([_scaled_norm(g["w"], (-2, -1)) for g in grads])
-  return bias, weight
+  bias_sums = [jnp.sum(jnp.square(g["b"]), axis=-1) for g in grads]
+  weight_sums = [jnp.sum(jnp.square(g["w"]), axis=(-2, -1)) for g in grads]
+  sums = jnp.concatenate(bias_sums + weight_sums)
+  plain = jnp.all(jnp.isfinite(sums) & (sums >= _SAFE_SQUARE_SUM))
+  if axis_name is not None:
+    plain = lax.pmin(plain.astype(jnp.int32), axis_name) > 0
+
+  def plain_norms():
+    return jnp.sqrt(jnp.concatenate(bias_sums)), jnp.sqrt(jnp.concatenate(weight_sums))
+
+  def scaled_norms():
+    bias = jnp.concatenate([_scaled_norm(g["b"], (-1,)) for g in grads])
+    weight = jnp.concatenate([_scaled_norm(g["w"], (-2, -1)) for g in grads])
+    return bias, weight
+
+  return lax.cond(plain, plain_norms, scaled_norms)
+
+
+def _log_g(bias_speed: jax.Array) -> jax.Array:
+  """``log(‖∂C/∂b^1‖ / ‖∂C/∂b^L‖)`` from ``[..., L]`` speeds, with the conventions of
+  :func:`vanish.markov.log_first_layer_speed`: ``−inf`` where the first is 0 (also 0/0)."""
+  first, last = bias_speed[..., 0], bias_speed[..., -1]
+  return jnp.where(first == 0, -jnp.inf, jnp.log(first) - jnp.log(last))
 
 
 def _loss_and_outputs(net, config, params, x, y):
@@ -305,14 +361,14 @@ def _accuracy(out, y):
   return jnp.mean(jnp.argmax(out, axis=-1) == y)
 
 
-def _evaluate(net, config, params, x, y, x_test, y_test):
+def _evaluate(net, config, params, x, y, x_test, y_test, axis_name=None):
   """Full-set metrics of ONE member (plus its full-batch learning speeds if asked)."""
   if config.eval_speeds:
     (loss, out), grads = jax.value_and_grad(_loss_and_outputs, argnums=2, has_aux=True)(
       net, config, params, x, y
     )
-    bias, weight = _layer_norms(grads)
-    row = {"eval_bias_speed": bias, "eval_weight_speed": weight}
+    bias, weight = _layer_norms(grads, axis_name)
+    row = {"eval_bias_speed": bias, "eval_weight_speed": weight, "eval_log_g": _log_g(bias)}
   else:
     loss, out = _loss_and_outputs(net, config, params, x, y)
     row = {}
@@ -326,20 +382,23 @@ def _evaluate(net, config, params, x, y, x_test, y_test):
   return row
 
 
+_MEMBERS = "members"  # the vmap axis name of the ensemble in the compiled epoch
+
+
 def _epoch(net, config, rates, params, opt_state, x, y, x_test, y_test, batches):
-  """One epoch of ONE member: scan over mini-batches; returns the new state and log rows."""
+  """One epoch of ONE member (vmapped over axis ``_MEMBERS``): scan over mini-batches."""
   tx = _optimizer(config, rates)
   grad_fn = jax.value_and_grad(_loss_and_outputs, argnums=2, has_aux=True)
 
   def step(carry, indices):
     params, opt_state = carry
     (loss, _), grads = grad_fn(net, config, params, x[indices], y[indices])
-    bias, weight = _layer_norms(grads)  # the gradients that are applied next
+    bias, weight = _layer_norms(grads, _MEMBERS)  # the gradients that are applied next
     updates, opt_state = tx.update(grads, opt_state, params)
     params = optax.apply_updates(params, updates)
-    row = {"loss": loss, "bias_speed": bias, "weight_speed": weight}
+    row = {"loss": loss, "bias_speed": bias, "weight_speed": weight, "log_g": _log_g(bias)}
     if config.log == "step":
-      row |= _evaluate(net, config, params, x, y, x_test, y_test)
+      row |= _evaluate(net, config, params, x, y, x_test, y_test, _MEMBERS)
     return (params, opt_state), row
 
   (params, opt_state), rows = lax.scan(step, (params, opt_state), batches)
@@ -351,15 +410,17 @@ def _epoch(net, config, rates, params, opt_state, x, y, x_test, y_test, batches)
 @functools.partial(jax.jit, static_argnames=("net", "config"))
 def _run_epoch(net, config, rates, params, opt_state, x, y, x_test, y_test, batches):
   per_member = functools.partial(_epoch, net, config, rates)
-  return jax.vmap(per_member, in_axes=(0, 0) + (None,) * 5)(
+  return jax.vmap(per_member, in_axes=(0, 0) + (None,) * 5, axis_name=_MEMBERS)(
     params, opt_state, x, y, x_test, y_test, batches
   )
 
 
 @functools.partial(jax.jit, static_argnames=("net", "config"))
 def _evaluate_members(net, config, params, x, y, x_test, y_test):
-  per_member = functools.partial(_evaluate, net, config)
-  return jax.vmap(per_member, in_axes=(0,) + (None,) * 4)(params, x, y, x_test, y_test)
+  def per_member(params):
+    return _evaluate(net, config, params, x, y, x_test, y_test, _MEMBERS)
+
+  return jax.vmap(per_member, axis_name=_MEMBERS)(params)
 
 
 @functools.partial(jax.jit, static_argnames=("net", "config"))
@@ -591,6 +652,7 @@ def _assemble_log(rows: list[dict[str, np.ndarray]], config: Config, net: MLP, s
     "loss": np.zeros((m, 0), np.float32),
     "bias_speed": np.zeros((m, 0, net.depth), np.float32),
     "weight_speed": np.zeros((m, 0, net.depth), np.float32),
+    "log_g": np.zeros((m, 0), np.float32),
   }
   joined = {
     name: np.concatenate([r[name] for r in trained], axis=1) if trained else empty[name]
