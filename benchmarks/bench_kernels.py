@@ -1,0 +1,346 @@
+"""vanish's Pallas kernels against the plain-JAX baselines, in one process on the same data.
+
+Two hot paths of issue 6:
+
+* **one-neuron chain Monte Carlo** (point 4, target ≥ 3·10¹¹ factors/s): the baseline samples
+  ``w, b ~ N(0, 1)`` with ``jax.random.normal`` and runs the plain ``lax.scan`` chain
+  (``bench_chains.plain_scalar_monte_carlo``, which writes ``log|g|`` and ``sign g`` for every
+  depth); ours is ``vanish.kernels.scalar_chain.monte_carlo`` with in-kernel Philox sampling,
+  writing every depth (``all``), only the last (``final``) or per-depth moments (``moments``).
+  Independent draws, so they are compared by statistics (z-score of the mean of ``log|g_L|``);
+  the kernel is compared exactly with its jnp reference (same generator) on the first chains.
+* **small-width Jacobian chain** (point 3, target ≥ 8× the plain chain at 16384 × 32 × 50): the
+  baseline is ``bench_chains.plain_chain`` (``lax.scan`` of ``J ← diag(1 − h²) W J``, vmapped),
+  ours is ``vanish.kernels.small_chain.jacobian``, both on ``net.init``'s weights and one x.
+
+Each entry: median time, factors/s or TFLOP/s and GB/s with % of the device's peak, the ratio
+to the baseline, the path that ran (``pallas_triton``, ``pallas_interpret`` or ``reference``),
+and a correctness check. On a CPU (``--size tiny``) the kernels run in the Pallas interpreter
+or fall back to the reference: the report says so and the times are **not timings**.
+
+Usage::
+
+  python -m benchmarks.bench_kernels --size tiny --out /tmp/kernels.json          # CPU smoke run
+  python -m benchmarks.bench_kernels --size paper --out benchmarks/results/kernels_h100.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+
+import vanish as vn
+from benchmarks import bench_chains, common
+from vanish import kernels
+from vanish.kernels import scalar_chain as ksc
+from vanish.kernels import small_chain
+
+SCHEMA_VERSION = 1
+SCALAR_TARGET = 3e11  # factors per second (issue 6, point 4)
+SMALL_SPEEDUP_TARGET = 8.0  # × the plain chain (issue 6, point 3)
+
+
+@dataclasses.dataclass(frozen=True)
+class Size:
+  scalar: tuple[tuple[int, int], ...]  # (chains, depth)
+  small: tuple[tuple[int, int, int], ...]  # (members, width, depth)
+  precisions: tuple[str, ...]
+  repeats: int
+  check_chains: int  # chains compared exactly with the reference path
+
+
+SIZES = {
+  "tiny": Size(((2048, 10),), ((16, 32, 5),), ("highest",), 2, 256),
+  "paper": Size(
+    ((2**20, 50), (2**24, 50)),
+    ((16384, 32, 50), (4096, 64, 50), (16384, 16, 50)),
+    ("highest", "default"),
+    10,
+    2**16,
+  ),
+}
+
+
+def _entry(
+  name: str, impl: str, path: str | None, fn: Callable[[], Any], repeats: int
+) -> tuple[dict[str, Any], Any]:
+  entry: dict[str, Any] = {"name": name, "impl": impl, "path": path}
+  try:
+    timing, out = common.time_fn(fn, repeats=repeats)
+  except Exception as err:  # noqa: BLE001 - one failing entry must not lose the others
+    entry["error"] = f"{type(err).__name__}: {str(err)[:800]}"
+    print(f"  {name}: ERROR {entry['error'][:200]}", flush=True)
+    return entry, None
+  entry.update(timing.as_dict())
+  entry["seconds"] = timing.median
+  print(f"  {name} [{path}]: {timing.median * 1e3:.4g} ms (warm-up {timing.warmup_s:.3g} s)")
+  return entry, out
+
+
+def run_scalar(chains: int, depth: int, size: Size, device: dict[str, Any], use_kernel: str):
+  """One-neuron sigmoid chains, w, b ~ N(0, 1), x = 1."""
+  net = vn.MLP(
+    widths=[1] * (depth + 1),
+    activation="sigmoid",
+    weights=vn.init.normal(1.0),
+    biases=vn.init.normal(1.0),
+  )
+  key = jax.random.key(0)
+  factors = float(chains) * depth
+  hbm = (device.get("peaks") or {}).get("hbm_gbs")
+  entries, outs = [], {}
+  base, base_out = _entry(
+    "jax.scalar_monte_carlo",
+    "baseline",
+    "plain jax",
+    lambda: bench_chains.plain_scalar_monte_carlo(key, 1.0, chains=chains, depth=depth),
+    size.repeats,
+  )
+  entries.append(base)
+  written = {"final": 5.0 * chains, "all": 5.0 * factors, "moments": None}
+  for output in ksc.OUTPUTS:
+    path = kernels.resolve(use_kernel)
+    entry, out = _entry(
+      f"kernels.scalar_chain[{output}]",
+      "vanish",
+      path,
+      lambda output=output: ksc.monte_carlo(
+        net, key, chains, 1.0, output=output, use_kernel=use_kernel
+      )[:4],
+      size.repeats,
+    )
+    entries.append(entry)
+    outs[output] = out
+  for e in entries:
+    if "seconds" in e:
+      e["factors_per_s"] = factors / e["seconds"]
+      e["of_target"] = e["factors_per_s"] / SCALAR_TARGET
+      if "seconds" in base and e is not base:
+        e["speedup_vs_baseline"] = base["seconds"] / e["seconds"]
+  for output, e in zip(ksc.OUTPUTS, entries[1:], strict=True):
+    if "seconds" in e and written[output]:
+      e["written_gbs"] = written[output] / e["seconds"] / 1e9
+      e["pct_hbm_peak"] = None if hbm is None else 100 * e["written_gbs"] / hbm
+  checks: dict[str, Any] = {}
+  final = outs.get("final")
+  if final is not None and base_out is not None:
+    checks["final_vs_baseline_statistics"] = bench_chains.sample_statistics(
+      common.to_numpy(final[0]), common.to_numpy(base_out[0])[:, -1]
+    )
+  if final is not None:
+    n = min(chains, size.check_chains)
+    ref = ksc.monte_carlo(net, key, n, 1.0, output="final", use_kernel="reference")
+    checks["final_vs_reference_same_draws"] = {
+      "chains": n,
+      "max_abs_diff_log_abs_g": common.max_abs_diff(final[0][:n], ref.log_abs_g),
+      "sign_mismatches": int(np.sum(common.to_numpy(final[1][:n]) != common.to_numpy(ref.sign))),
+    }
+  moments = outs.get("moments")
+  if moments is not None and final is not None:
+    last = common.to_numpy(final[0])
+    checks["moments_vs_final"] = {
+      "mean_diff": float(common.to_numpy(moments[2])[-1] - last.mean()),
+      "var_rel_diff": float(common.to_numpy(moments[3])[-1] / last.var() - 1),
+    }
+  return {
+    "chains": chains,
+    "depth": depth,
+    "factors": factors,
+    "entries": entries,
+    "checks": checks,
+  }
+
+
+def run_small(
+  members: int, width: int, depth: int, size: Size, device: dict[str, Any], use_kernel: str
+):
+  """tanh MLP, weights N(0, 1/N), zero biases: the chain of bench_chains at this shape."""
+  net = vn.MLP(widths=[width] * (depth + 1), activation="tanh", weights=vn.init.gaussian(1.0))
+  params = net.init(jax.random.key(0), members=members)
+  w, b = params[0]["w"], params[0]["b"]
+  x = jax.random.normal(jax.random.key(1), (width,))
+  flops = 2.0 * members * depth * width**3
+  weight_bytes = 4.0 * members * depth * (width * width + width)
+  hbm = (device.get("peaks") or {}).get("hbm_gbs")
+  entries = []
+  for precision in size.precisions:
+    base, base_out = _entry(
+      f"jax.chain[{precision}]",
+      "baseline",
+      "plain jax",
+      lambda precision=precision: bench_chains.plain_chain(w, b, x, precision),
+      size.repeats,
+    )
+    ours, out = _entry(
+      f"kernels.small_chain[{precision}]",
+      "vanish",
+      None,
+      lambda precision=precision: small_chain.jacobian(
+        net, params, x, precision=precision, use_kernel=use_kernel
+      ),
+      size.repeats,
+    )
+    if out is not None:
+      ours["path"] = out.path
+      if base_out is not None:
+        ours["check"] = {
+          "against": base["name"],
+          "rel_diff": common.rel_diff(out.jacobian, base_out),
+        }
+    for e in (base, ours):
+      e["precision"] = precision
+      if "seconds" in e:
+        e["tflops"] = flops / e["seconds"] / 1e12
+        peak = common.peak_tflops(device, precision)
+        e["pct_peak"] = None if peak is None else 100 * e["tflops"] / peak
+        e["weights_gbs"] = weight_bytes / e["seconds"] / 1e9
+        e["pct_hbm_peak"] = None if hbm is None else 100 * e["weights_gbs"] / hbm
+    if "seconds" in base and "seconds" in ours:
+      ours["speedup_vs_baseline"] = base["seconds"] / ours["seconds"]
+    entries += [base, ours]
+  return {
+    "members": members,
+    "width": width,
+    "depth": depth,
+    "flops": flops,
+    "weight_bytes": weight_bytes,
+    "entries": entries,
+  }
+
+
+def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
+  """Issue 6's points 3 and 4 with the measured figures (meaningful only on a GPU)."""
+  out = []
+  if report["path"] != "pallas_triton":
+    return [
+      {
+        "target": "issue 6 points 3 and 4",
+        "measured": None,
+        "met": None,
+        "note": report["timing_note"],
+      }
+    ]
+  for s in report["scalar"]:
+    best = max(
+      (e.get("factors_per_s", 0) for e in s["entries"] if e["impl"] == "vanish"), default=0
+    )
+    out.append(
+      {
+        "target": f"one-neuron chain ≥ {SCALAR_TARGET:.0e} factors/s ({s['chains']}×{s['depth']})",
+        "measured": best,
+        "met": best >= SCALAR_TARGET,
+      }
+    )
+  for s in report["small"]:
+    if (s["members"], s["width"], s["depth"]) != (16384, 32, 50):
+      continue
+    for e in s["entries"]:
+      if e["impl"] == "vanish" and "speedup_vs_baseline" in e:
+        out.append(
+          {
+            "target": f"small width ≥ {SMALL_SPEEDUP_TARGET}× plain chain [{e['precision']}]",
+            "measured": e["speedup_vs_baseline"],
+            "met": e["speedup_vs_baseline"] >= SMALL_SPEEDUP_TARGET,
+          }
+        )
+  return out
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+  """Runs the benchmark, prints a table and writes the JSON report."""
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--size", choices=sorted(SIZES), default="tiny")
+  parser.add_argument("--out", default=None, help="JSON path (default: print only)")
+  parser.add_argument("--repeats", type=int, default=None)
+  parser.add_argument(
+    "--use-kernel",
+    default=None,
+    choices=["auto", "pallas", "interpret", "reference"],
+    help="default: 'pallas' on a supported GPU, else 'interpret' (CPU: a correctness run)",
+  )
+  args = parser.parse_args(argv)
+  size = SIZES[args.size]
+  if args.repeats:
+    size = dataclasses.replace(size, repeats=args.repeats)
+  use_kernel = args.use_kernel or ("pallas" if kernels.available() else "interpret")
+  device = common.device_info()
+  start = time.perf_counter()
+  timing_note = (
+    "GPU timings"
+    if kernels.resolve(use_kernel) == "pallas_triton"
+    else f"NOT A TIMING: the kernels ran as {kernels.resolve(use_kernel)!r} on "
+    f"{device['platform']} ({kernels.unavailable_reason() or 'by request'})"
+  )
+  report: dict[str, Any] = {
+    "schema": SCHEMA_VERSION,
+    "benchmark": "kernels",
+    "size": args.size,
+    "device": device,
+    "versions": common.versions(),
+    "use_kernel": use_kernel,
+    "path": kernels.resolve(use_kernel),
+    "timing_note": timing_note,
+    "timing": "median wall time of the repeats after one warm-up, block_until_ready each",
+    "scalar": [],
+    "small": [],
+  }
+  print(timing_note, flush=True)
+
+  def save():
+    report["targets"] = targets(report)
+    report["wall_s"] = time.perf_counter() - start
+    if args.out:
+      common.write_json_atomic(args.out, report)
+
+  for chains, depth in size.scalar:
+    print(f"scalar chain {chains}×{depth}", flush=True)
+    report["scalar"].append(run_scalar(chains, depth, size, device, use_kernel))
+    save()
+  for members, width, depth in size.small:
+    print(f"small chain {members}×{width}×{depth}", flush=True)
+    report["small"].append(run_small(members, width, depth, size, device, use_kernel))
+    save()
+  rows = []
+  for s in report["scalar"]:
+    for e in s["entries"]:
+      rows.append(
+        [
+          f"{s['chains']}×{s['depth']}",
+          e["name"],
+          e.get("path"),
+          common.fmt(e.get("seconds", math.nan) * 1e3),
+          common.fmt(e.get("factors_per_s")) + " f/s",
+          common.fmt(e.get("speedup_vs_baseline")),
+        ]
+      )
+  for s in report["small"]:
+    for e in s["entries"]:
+      rows.append(
+        [
+          f"{s['members']}×{s['width']}×{s['depth']}",
+          e["name"],
+          e.get("path"),
+          common.fmt(e.get("seconds", math.nan) * 1e3),
+          common.fmt(e.get("tflops")) + " TF/s " + common.fmt(e.get("pct_peak")) + "%pk",
+          common.fmt(e.get("speedup_vs_baseline")),
+        ]
+      )
+  print(common.format_table(rows, ["shape", "entry", "path", "ms", "rate", "× baseline"]))
+  for t in report["targets"]:
+    print(f"target {t['target']}: measured {common.fmt(t['measured'])}, met={t['met']}")
+  print(timing_note)
+  if args.out:
+    print(f"wrote {args.out}")
+  return report
+
+
+if __name__ == "__main__":
+  main(sys.argv[1:])

@@ -1,0 +1,288 @@
+"""Pallas kernels (vanish.kernels) against their jnp references, in the Pallas interpreter on CPU.
+
+What a CPU can check: the kernels compute the reference's numbers (interpret mode), the
+in-kernel generator is Philox4x32 (Random123's known answers, an independent uint64 NumPy
+implementation), the sampled chains do not depend on the block size, their statistics equal
+``vn.scalar_chain`` on ``net.init``'s parameters within Monte Carlo error, and the kernels lower
+to Triton IR for CUDA. What it cannot: Triton's PTX compilation, register use, speed.
+"""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import vanish as vn
+from vanish import kernels
+from vanish.kernels import _dispatch, philox, small_chain
+from vanish.kernels import scalar_chain as ksc
+
+ROUNDS = 3  # the interpreted kernels compile ~2x faster than with 10; the code path is the same
+Z_MAX = 4.5  # per comparison; a handful of comparisons -> false-failure rate < 1e-4
+
+# --------------------------------------------------------------------------- Philox
+
+
+def _philox_numpy(counter, key, rounds=10):
+  """Independent Philox4x32 (Salmon et al. 2011) with uint64 products."""
+  c = [np.asarray(v, np.uint64) for v in counter]
+  k0, k1 = (np.uint64(v) for v in key)
+  mask = np.uint64(0xFFFFFFFF)
+  for r in range(rounds):
+    if r:
+      k0, k1 = (k0 + np.uint64(philox.W0)) & mask, (k1 + np.uint64(philox.W1)) & mask
+    p0, p1 = c[0] * np.uint64(philox.M0), c[2] * np.uint64(philox.M1)
+    c = [(p1 >> np.uint64(32)) ^ c[1] ^ k0, p1 & mask, (p0 >> np.uint64(32)) ^ c[3] ^ k1, p0 & mask]
+  return [v.astype(np.uint32) for v in c]
+
+
+def test_philox_known_answers_and_independent_reference():
+  # Random123's kat_vectors for philox4x32_10.
+  cases = [
+    ((0, 0, 0, 0), (0, 0), (0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8)),
+    ((0xFFFFFFFF,) * 4, (0xFFFFFFFF,) * 2, (0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD)),
+    (
+      (0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344),
+      (0xA4093822, 0x299F31D0),
+      (0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1),
+    ),
+  ]
+  for counter, key, expected in cases:
+    c = [jnp.full((1,), v, jnp.uint32) for v in counter]
+    got = philox.philox4x32(c, [jnp.uint32(v) for v in key])
+    assert [int(v[0]) for v in got] == list(expected)
+  rng = np.random.default_rng(0)
+  counter = [rng.integers(0, 2**32, 257, dtype=np.uint64).astype(np.uint32) for _ in range(4)]
+  counter[0][:2] = [0, 0xFFFFFFFF]  # the extremes of the 16-bit-halves emulation
+  for rounds in (1, 7, 10):
+    got = philox.philox4x32(
+      [jnp.asarray(v) for v in counter], (0x12345678, 0x9ABCDEF0), rounds=rounds
+    )
+    want = _philox_numpy(counter, (0x12345678, 0x9ABCDEF0), rounds)
+    for g, w in zip(got, want, strict=True):
+      np.testing.assert_array_equal(np.asarray(g), w)
+
+
+def test_box_muller_normals_are_standard_normal():
+  n = 2**15
+  counter = (
+    jnp.arange(n, dtype=jnp.uint32),
+    jnp.zeros(n, jnp.uint32),
+    *(jnp.zeros(n, jnp.uint32),) * 2,
+  )
+  z = np.concatenate([np.asarray(v, np.float64) for v in philox.normals4(counter, (7, 11))])
+  m = z.size
+  assert abs(z.mean()) < Z_MAX / math.sqrt(m)
+  assert abs(z.var() - 1) < Z_MAX * math.sqrt(2 / m)
+  inside = np.mean(np.abs(z) < 1)  # P(|Z| < 1) = erf(1/sqrt 2)
+  p = math.erf(1 / math.sqrt(2))
+  assert abs(inside - p) < Z_MAX * math.sqrt(p * (1 - p) / m)
+  assert np.all(np.isfinite(z)) and np.abs(z).max() < 7
+
+
+# --------------------------------------------------------------------------- one-neuron chain
+
+SIGMOID6 = vn.MLP(
+  widths=[1] * 7, activation="sigmoid", weights=vn.init.normal(1.0), biases=vn.init.normal(1.0)
+)
+TANH5 = vn.MLP(widths=[1] * 6, activation="tanh", weights=vn.init.gaussian(2.0))  # zero biases
+KEY = jax.random.key(42)
+CHAINS = 200  # not a multiple of the blocks: the last block is partly padding
+
+
+@pytest.fixture(scope="module")
+def sigmoid_runs():
+  run = lambda **kw: ksc.monte_carlo(SIGMOID6, KEY, CHAINS, 0.7, rounds=ROUNDS, **kw)
+  return {
+    "ref": run(output="all", use_kernel="reference"),
+    "all64": run(output="all", use_kernel="interpret", block=64),
+    "final32": run(output="final", use_kernel="interpret", block=32),
+    "moments64": run(output="moments", use_kernel="interpret", block=64),
+  }
+
+
+def test_scalar_kernel_equals_reference(sigmoid_runs):
+  ref, got = sigmoid_runs["ref"], sigmoid_runs["all64"]
+  assert (ref.path, got.path) == ("reference", "pallas_interpret")
+  assert got.log_abs_g.shape == (6, CHAINS) and got.sign.dtype == jnp.int8
+  np.testing.assert_allclose(got.log_abs_g, ref.log_abs_g, rtol=2e-6, atol=2e-6)
+  np.testing.assert_array_equal(got.sign, ref.sign)
+  assert set(np.unique(np.asarray(got.sign))) == {-1, 1}  # both signs occur: the test can fail
+
+
+def test_reference_is_vn_scalar_chain_on_the_sampled_parameters(sigmoid_runs):
+  params = ksc.sample_parameters(SIGMOID6, KEY, CHAINS, rounds=ROUNDS)
+  log_g, sign = vn.scalar_chain(SIGMOID6, params, jnp.full((1,), 0.7))
+  np.testing.assert_array_equal(sigmoid_runs["ref"].log_abs_g, log_g.T)
+  # The first factor is σ'(z_1) = σ(z)(1 − σ(z)) for z = w_1·0.7 + b_1, computed in float64.
+  w = np.asarray(params[0]["w"][:, 0, 0, 0], np.float64)
+  b = np.asarray(params[0]["b"][:, 0, 0], np.float64)
+  s = 1 / (1 + np.exp(-(0.7 * w + b)))
+  np.testing.assert_allclose(log_g[:, 0], np.log(s * (1 - s)), rtol=1e-5)
+  assert sign.shape == (CHAINS, 6)
+
+
+def test_scalar_kernel_block_size_independence_and_moments(sigmoid_runs):
+  all64, final32 = sigmoid_runs["all64"], sigmoid_runs["final32"]
+  np.testing.assert_allclose(final32.log_abs_g, all64.log_abs_g[-1], rtol=1e-6, atol=1e-6)
+  np.testing.assert_array_equal(final32.sign, all64.sign[-1])
+  values = np.asarray(sigmoid_runs["ref"].log_abs_g, np.float64)  # [L, M]
+  moments = sigmoid_runs["moments64"]
+  np.testing.assert_allclose(moments.mean, values.mean(axis=1), rtol=1e-5)
+  np.testing.assert_allclose(moments.var, values.var(axis=1), rtol=1e-4)
+
+
+def test_scalar_kernel_odd_depth_tanh_zero_biases():
+  run = lambda **kw: ksc.monte_carlo(TANH5, KEY, 100, -0.3, output="final", rounds=ROUNDS, **kw)
+  got, ref = run(use_kernel="interpret", block=32), run(use_kernel="reference")
+  np.testing.assert_allclose(got.log_abs_g, ref.log_abs_g, rtol=2e-6, atol=2e-6)
+  np.testing.assert_array_equal(got.sign, ref.sign)
+  (p,) = ksc.sample_parameters(TANH5, KEY, 100, rounds=ROUNDS)
+  assert float(jnp.abs(p["b"]).max()) == 0.0
+  assert abs(float(jnp.std(p["w"])) - math.sqrt(2.0)) < 0.2  # σ_w² = 2 at fan-in 1
+
+
+def test_sampled_statistics_equal_vn_scalar_chain_on_net_init():
+  """Different random numbers (Philox vs net.init's threefry), same distribution of log|g|."""
+  net = vn.MLP(
+    widths=[1] * 11, activation="sigmoid", weights=vn.init.normal(1.0), biases=vn.init.normal(1.0)
+  )
+  m = 2**14
+  ours = ksc.monte_carlo(net, jax.random.key(1), m, 1.0, output="all", use_kernel="reference")
+  theirs, _ = vn.scalar_chain(net, net.init(jax.random.key(2), m), jnp.ones(1))
+  a = np.asarray(ours.log_abs_g, np.float64)  # [L, M]
+  b = np.asarray(theirs, np.float64).T
+  for depth in (1, 4, 10):
+    x, y = a[depth - 1], b[depth - 1]
+    z_mean = abs(x.mean() - y.mean()) / math.sqrt(x.var() / m + y.var() / m)
+    # Var(s²) ≈ (μ₄ − σ⁴)/m, estimated from each sample.
+    se_var = lambda v: math.sqrt((np.mean((v - v.mean()) ** 4) - v.var() ** 2) / m)
+    z_var = abs(x.var() - y.var()) / math.hypot(se_var(x), se_var(y))
+    assert z_mean < Z_MAX and z_var < Z_MAX, (depth, z_mean, z_var)
+  # Sensitivity: one layer more (about −1.5 nats) is detected (the test can fail).
+  x, y = a[-1], b[-2]
+  assert abs(x.mean() - y.mean()) / math.sqrt(x.var() / m + y.var() / m) > Z_MAX
+
+
+# --------------------------------------------------------------------------- small widths
+
+
+SMALL = vn.MLP(widths=[32] * 7, activation="tanh", weights=vn.init.gaussian(1.5))
+
+
+@pytest.fixture(scope="module")
+def small_params():
+  """``net.init``'s layout without its compilation: w ~ N(0, 1.5/N), b ~ N(0, 0.3²)."""
+  kw, kb = jax.random.split(jax.random.key(0))
+  w = jax.random.normal(kw, (3, 6, 32, 32)) * math.sqrt(1.5 / 32)
+  return ({"w": w, "b": 0.3 * jax.random.normal(kb, (3, 6, 32))},)
+
+
+def test_small_chain_kernel_equals_vn_jacobian(small_params):
+  x = jax.random.normal(jax.random.key(1), (32,))
+  got = small_chain.jacobian(SMALL, small_params, x, use_kernel="interpret")
+  ref = small_chain.jacobian(SMALL, small_params, x)  # on a CPU "auto" is vn.jacobian
+  assert (got.path, ref.path) == ("pallas_interpret", "reference")
+  np.testing.assert_array_equal(ref.jacobian, vn.jacobian(SMALL, small_params, x))
+  assert got.jacobian.shape == (3, 32, 32)
+  scale = float(jnp.abs(ref.jacobian).max())
+  np.testing.assert_allclose(got.jacobian, ref.jacobian, rtol=1e-5, atol=1e-5 * scale)
+  # Independent float64 NumPy chain for member 0.
+  w = np.asarray(small_params[0]["w"][0], np.float64)
+  b = np.asarray(small_params[0]["b"][0], np.float64)
+  h, jac = np.asarray(x, np.float64), np.eye(32)
+  for l in range(6):
+    h = np.tanh(w[l] @ h + b[l])
+    jac = (1 - h**2)[:, None] * (w[l] @ jac)
+  np.testing.assert_allclose(got.jacobian[0], jac, rtol=1e-4, atol=1e-5 * scale)
+
+
+def test_small_chain_rejects_what_the_kernel_cannot_do(small_params):
+  x = jnp.ones(32)
+  reasons = [
+    (vn.MLP(widths=[8] * 3), x[:8], "highest", "width 8 is not one of"),
+    (vn.MLP(widths=[32, 16, 16]), x, "highest", "widths are not constant"),
+    (vn.MLP(widths=[32] * 3, readout="linear"), x, "highest", "readout"),
+    (SMALL, jnp.ones((2, 32)), "highest", "batched"),
+    (SMALL, x, "F32_F32_F32", "precision"),
+  ]
+  for net, xx, precision, match in reasons:
+    assert match in small_chain.kernel_unsupported_reason(net, xx, precision)
+  with pytest.raises(ValueError, match="width 8 is not one of"):
+    small_chain.jacobian(vn.MLP(widths=[8] * 3), None, x[:8], use_kernel="interpret")
+  with pytest.raises(ValueError, match="precision must be"):
+    small_chain.jacobian(SMALL, small_params, x, precision="fast")
+
+
+# --------------------------------------------------------------------------- dispatch, inputs
+
+
+def test_dispatch_on_cpu():
+  assert not kernels.available()
+  assert "not a GPU" in kernels.unavailable_reason()
+  assert kernels.resolve("auto") == "reference"
+  assert (
+    kernels.resolve(False) == "reference" and kernels.resolve("interpret") == "pallas_interpret"
+  )
+  with pytest.raises(RuntimeError, match="cannot run here"):
+    kernels.resolve("pallas")
+  with pytest.raises(ValueError, match="use_kernel must be"):
+    kernels.resolve("fast")
+
+
+def test_scalar_chain_bad_inputs():
+  with pytest.raises(ValueError, match="chains must be an integer >= 1"):
+    ksc.monte_carlo(SIGMOID6, KEY, 0)
+  with pytest.raises(ValueError, match="output must be one of"):
+    ksc.monte_carlo(SIGMOID6, KEY, 4, output="mean")
+  with pytest.raises(ValueError, match="block must be a power of 2"):
+    ksc.monte_carlo(SIGMOID6, KEY, 4, block=48)
+  with pytest.raises(ValueError, match="every width equal to 1"):
+    ksc.monte_carlo(vn.MLP(widths=[2, 2]), KEY, 4)
+  with pytest.raises(ValueError, match="net.weights must be"):
+    ksc.monte_carlo(vn.MLP(widths=[1, 1], weights=vn.init.uniform(-1, 1)), KEY, 4)
+  with pytest.raises(ValueError, match="x must be a finite"):
+    ksc.monte_carlo(SIGMOID6, KEY, 4, float("nan"))
+  with pytest.raises(TypeError, match="typed PRNG key"):
+    ksc.monte_carlo(SIGMOID6, 0, 4)
+
+
+# --------------------------------------------------------------------------- GPU lowering
+
+
+def test_kernels_lower_to_triton_for_cuda():
+  """The paper-size kernels lower (Pallas → Triton IR) for CUDA on this CPU-only machine."""
+  pytest.importorskip("jax.experimental.pallas.triton", reason="this jax has no Pallas Triton")
+  S = jax.ShapeDtypeStruct
+  act = vn.activations.get("sigmoid")
+  for output in ksc.OUTPUTS:
+    fn = lambda x, k, output=output: ksc._pallas(
+      x,
+      k,
+      chains=2**20,
+      depth=50,
+      sigma_w=1.0,
+      sigma_b=1.0,
+      act=act,
+      output=output,
+      block=ksc.DEFAULT_BLOCK,
+      num_warps=ksc.DEFAULT_NUM_WARPS,
+      rounds=10,
+      interpret=False,
+    )
+    text = _dispatch.lower_for_cuda(fn, S((1,), jnp.float32), S((2,), jnp.uint32))
+    assert text.count(_dispatch.TRITON_CUSTOM_CALL) == 1, output
+  tanh = vn.activations.get("tanh")
+  for precision in small_chain.PRECISIONS:
+    fn = lambda w, b, x, precision=precision: small_chain._pallas(
+      w, b, x, act=tanh, precision=precision, num_warps=1, num_stages=2, interpret=False
+    )
+    shapes = (
+      S((16384, 50, 32, 32), jnp.float32),
+      S((16384, 50, 32), jnp.float32),
+      S((32,), jnp.float32),
+    )
+    text = _dispatch.lower_for_cuda(fn, *shapes)
+    assert text.count(_dispatch.TRITON_CUSTOM_CALL) == 1 and "grid_x = 16384" in text
