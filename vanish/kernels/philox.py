@@ -82,6 +82,7 @@ def philox4x32(
   *,
   rounds: int = DEFAULT_ROUNDS,
   mulhi: MulHi = mulhi_emulated,
+  unroll: bool = True,
 ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
   """Philox4x32-``rounds`` (Salmon et al. 2011) elementwise over uint32 arrays.
 
@@ -91,19 +92,32 @@ def philox4x32(
     rounds: number of rounds; 10 is the standard (Crush-resistant from 7 on).
     mulhi: how to take the high word of a product (:func:`mulhi_emulated` or
       :func:`mulhi_ptx`).
+    unroll: unroll the rounds (GPU kernels); ``False`` runs them in a ``lax.fori_loop``,
+      the same integers with a much smaller program (faster XLA compiles on a CPU).
 
   Returns:
     Four uint32 arrays of the counter's shape.
   """
-  c0, c1, c2, c3 = (jnp.asarray(c, jnp.uint32) for c in counter)
+  c = tuple(jnp.asarray(v, jnp.uint32) for v in counter)
   k0, k1 = (jnp.asarray(k, jnp.uint32) for k in key)
-  for r in range(rounds):
-    if r:
-      k0, k1 = k0 + jnp.uint32(W0), k1 + jnp.uint32(W1)
+  c = jnp.broadcast_arrays(*c)
+
+  def round_(c, k0, k1):
+    c0, c1, c2, c3 = c
     hi0, lo0 = mulhi(c0, M0), c0 * jnp.uint32(M0)
     hi1, lo1 = mulhi(c2, M1), c2 * jnp.uint32(M1)
-    c0, c1, c2, c3 = hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0
-  return c0, c1, c2, c3
+    return (hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0)
+
+  if unroll:
+    for r in range(rounds):
+      c = round_(c, k0 + jnp.uint32((r * W0) % 2**32), k1 + jnp.uint32((r * W1) % 2**32))
+    return c
+
+  def body(r, c):
+    r = r.astype(jnp.uint32)
+    return round_(c, k0 + r * jnp.uint32(W0), k1 + r * jnp.uint32(W1))
+
+  return lax.fori_loop(0, rounds, body, tuple(c))
 
 
 def uniform(bits: jax.Array) -> jax.Array:
@@ -124,9 +138,10 @@ def normals4(
   *,
   rounds: int = DEFAULT_ROUNDS,
   mulhi: MulHi = mulhi_emulated,
+  unroll: bool = True,
 ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
   """Four independent float32 N(0, 1) per counter: one Philox call, two Box–Muller pairs."""
-  b0, b1, b2, b3 = philox4x32(counter, key, rounds=rounds, mulhi=mulhi)
+  b0, b1, b2, b3 = philox4x32(counter, key, rounds=rounds, mulhi=mulhi, unroll=unroll)
   n0, n1 = box_muller(uniform(b0), uniform(b1))
   n2, n3 = box_muller(uniform(b2), uniform(b3))
   return n0, n1, n2, n3

@@ -128,7 +128,7 @@ def _layer_normals(chain: jax.Array, depth: int, key_words: jax.Array, rounds: i
   c1 = jnp.broadcast_to(pair, c0.shape)
   zero = jnp.zeros_like(c0)
   n0, n1, n2, n3 = philox.normals4(
-    (c0, c1, zero, zero), (key_words[0], key_words[1]), rounds=rounds, mulhi=mulhi
+    (c0, c1, zero, zero), (key_words[0], key_words[1]), rounds=rounds, mulhi=mulhi, unroll=False
   )
   interleave = lambda a, b: jnp.stack([a, b], axis=-1).reshape(chain.shape + (2 * pairs,))
   return interleave(n0, n2)[..., :depth], interleave(n1, n3)[..., :depth]
@@ -178,7 +178,19 @@ def _check_count(name: str, value: Any, minimum: int = 1) -> None:
 
 
 def _kernel_body(
-  x_ref, key_ref, *out_refs, chains, depth, block, sigma_w, sigma_b, act, output, rounds, mulhi
+  x_ref,
+  key_ref,
+  *out_refs,
+  chains,
+  depth,
+  block,
+  sigma_w,
+  sigma_b,
+  act,
+  output,
+  rounds,
+  mulhi,
+  unroll,
 ):
   """One program: ``block`` chains, the loop over depth in registers."""
   program = pl.program_id(0)
@@ -216,7 +228,7 @@ def _kernel_body(
   def pair(i, carry):
     counter1 = jnp.full((block,), i, jnp.int32).astype(jnp.uint32)
     n0, n1, n2, n3 = philox.normals4(
-      (counter0, counter1, zero, zero), (k0, k1), rounds=rounds, mulhi=mulhi
+      (counter0, counter1, zero, zero), (k0, k1), rounds=rounds, mulhi=mulhi, unroll=unroll
     )
     carry = layer(2 * i, carry, sigma_w * n0, sigma_b * n1)
     if not odd:
@@ -280,6 +292,7 @@ def _pallas(
     output=output,
     rounds=rounds,
     mulhi=philox.mulhi_emulated if interpret else philox.mulhi_ptx,
+    unroll=not interpret,  # the same integers; the interpreter compiles a rolled loop faster
   )
   outs = pl.pallas_call(
     kernel,
