@@ -187,7 +187,7 @@ def small_params():
 def test_small_chain_kernel_equals_vn_jacobian(small_params):
   x = jax.random.normal(jax.random.key(1), (32,))
   got = small_chain.jacobian(SMALL, small_params, x, use_kernel="interpret")
-  ref = small_chain.jacobian(SMALL, small_params, x)  # on a CPU "auto" is vn.jacobian
+  ref = small_chain.jacobian(SMALL, small_params, x, use_kernel="reference")
   assert (got.path, ref.path) == ("pallas_interpret", "reference")
   np.testing.assert_array_equal(ref.jacobian, vn.jacobian(SMALL, small_params, x))
   assert got.jacobian.shape == (3, 32, 32)
@@ -224,6 +224,8 @@ def test_small_chain_rejects_what_the_kernel_cannot_do(small_params):
 
 
 def test_dispatch_on_cpu():
+  if kernels.available():
+    pytest.skip("a supported GPU is present")
   assert not kernels.available()
   assert "not a GPU" in kernels.unavailable_reason()
   assert kernels.resolve("auto") == "reference"
@@ -290,3 +292,25 @@ def test_kernels_lower_to_triton_for_cuda():
     )
     text = _dispatch.lower_for_cuda(fn, *shapes)
     assert text.count(_dispatch.TRITON_CUSTOM_CALL) == 1 and "grid_x = 16384" in text
+
+
+@pytest.mark.skipif(
+  not kernels.available(), reason=f"no supported GPU: {_dispatch.unavailable_reason()}"
+)
+def test_compiled_kernels_on_gpu(small_params):
+  """On a GPU (run with JAX_PLATFORMS=cuda): the compiled kernels equal their references."""
+  for output in ksc.OUTPUTS:
+    got = ksc.monte_carlo(SIGMOID6, KEY, CHAINS, 0.7, output=output, use_kernel="pallas")
+    ref = ksc.monte_carlo(SIGMOID6, KEY, CHAINS, 0.7, output=output, use_kernel="reference")
+    assert got.path == "pallas_triton"
+    for name in ("log_abs_g", "mean", "var"):
+      if getattr(ref, name) is not None:  # libdevice vs XLA transcendental rounding
+        np.testing.assert_allclose(getattr(got, name), getattr(ref, name), rtol=1e-4, atol=1e-4)
+    if ref.sign is not None:
+      np.testing.assert_array_equal(got.sign, ref.sign)
+  x = jnp.ones(32)
+  for precision, rtol in (("highest", 1e-4), ("default", 3e-2)):  # default: TF32 on both paths
+    got = small_chain.jacobian(SMALL, small_params, x, precision=precision, use_kernel="pallas")
+    ref = vn.jacobian(SMALL, small_params, x, precision="highest")
+    scale = float(jnp.abs(ref).max())
+    np.testing.assert_allclose(got.jacobian, ref, rtol=rtol, atol=rtol * scale)
