@@ -1,0 +1,223 @@
+"""Streamed gradient statistics: the automatic chunk against hand-picked chunk sizes.
+
+Issue 7, point 2: per-layer gradient-norm statistics of M tanh networks (weights
+N(0, 1/n)) by :func:`vanish.streaming.gradient_statistics`, in this one process on
+the same key and input, with ``chunk="auto"`` (sized from the free device memory
+by the memory model) and with a sweep of hand-picked chunk sizes. Each entry
+records members/s (median of the timed repeats after one warm-up, which also
+compiles), the chunk and the number of chunks, the memory model's bytes per chunk
+and, on a GPU, the device's peak memory. The target: the automatic chunk within 10 %
+of the best hand-picked throughput. It also records whether every chunk size gave
+bitwise identical statistics (point 3).
+
+Usage::
+
+  python -m benchmarks.bench_chunking --size tiny --out /tmp/chunking.json    # CPU / CI
+  python -m benchmarks.bench_chunking --size paper \\
+    --out benchmarks/results/chunking_h100.json     # 10⁶ members × width 128 × depth 100
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import vanish as vn
+from benchmarks import common
+from vanish import streaming
+
+SCHEMA_VERSION = 1
+TARGET = 0.9  # auto throughput / best hand-picked throughput
+FIELDS = ("count", "mean", "var", "min", "max", "vanish", "explode", "histogram", "ratio_mean")
+
+
+@dataclasses.dataclass(frozen=True)
+class Size:
+  members: int
+  width: int
+  depth: int
+  chunks: tuple[int, ...]  # hand-picked chunk sizes
+  repeats: int
+  block: int
+
+
+SIZES = {
+  # CPU / CI: proves it runs and shows the shape of the curve; not a GPU timing.
+  "tiny": Size(members=2000, width=16, depth=10, chunks=(64, 256, 1024, 2048), repeats=2, block=8),
+  # Issue 7's target on one H100. The memory model gives ≈ 29 MB a member, so about
+  # 1 000 members a chunk fit in half of the free memory; the sweep brackets that.
+  "paper": Size(
+    members=1_000_000,
+    width=128,
+    depth=100,
+    chunks=(128, 256, 512, 1024, 2048),
+    repeats=1,
+    block=16,
+  ),
+}
+
+
+def _peak_bytes() -> int | None:
+  stats = jax.local_devices()[0].memory_stats() or {}
+  return stats.get("peak_bytes_in_use")
+
+
+def run(size: Size, *, seed: int, memory_limit: int | None) -> dict[str, Any]:
+  """All entries for one size."""
+  net = vn.MLP([size.width] * (size.depth + 1), "tanh", vn.init.gaussian(1.0))
+  x = np.asarray(jax.random.normal(jax.random.key(seed + 1), (size.width,), jnp.float32))
+  member_bytes = streaming.bytes_per_member(net)
+  devices = jax.local_devices()
+  auto_chunk = streaming.choose_chunk(
+    size.members, member_bytes, memory_limit=memory_limit, block=size.block, devices=devices
+  )
+
+  def stats_for(chunk: int | str):
+    return streaming.gradient_statistics(
+      net,
+      x,
+      key=jax.random.key(seed),
+      members=size.members,
+      chunk=chunk,
+      block=size.block,
+      memory_limit=memory_limit,
+      progress=False,
+    )
+
+  entries, results = [], {}
+  for label, chunk in [("auto", "auto"), *((str(c), c) for c in size.chunks)]:
+    real = auto_chunk if chunk == "auto" else chunk
+    entry: dict[str, Any] = {
+      "chunk": label,
+      "members_per_chunk": real,
+      "chunks": -(-size.members // real),
+      "model_bytes_per_device": -(-real // len(devices)) * member_bytes,
+    }
+    if chunk != "auto" and -(-chunk // len(devices)) * member_bytes > common_limit(memory_limit):
+      entry["skipped"] = "exceeds the memory budget"
+      entries.append(entry)
+      continue
+    try:
+      timing, out = common.time_fn(
+        lambda c=chunk: stats_for(c), repeats=size.repeats, sync=lambda out: out
+      )
+    except Exception as err:  # noqa: BLE001 - an out-of-memory chunk must not lose the others
+      entry["error"] = f"{type(err).__name__}: {str(err)[:300]}"
+      entries.append(entry)
+      continue
+    entry.update(timing.as_dict())
+    entry["members_per_s"] = size.members / timing.median
+    entry["peak_bytes_in_use"] = _peak_bytes()
+    results[label] = out
+    print(
+      f"  chunk {label:>6} ({real} members, {entry['chunks']} chunks): "
+      f"{entry['members_per_s']:.4g} members/s",
+      flush=True,
+    )
+    entries.append(entry)
+  timed = [e for e in entries if "members_per_s" in e]
+  hand = [e for e in timed if e["chunk"] != "auto"]
+  auto = next((e for e in timed if e["chunk"] == "auto"), None)
+  best = max(hand, key=lambda e: e["members_per_s"]) if hand else None
+  ratio = None if auto is None or best is None else auto["members_per_s"] / best["members_per_s"]
+  reference = results.get("auto")
+  identical = None
+  if reference is not None and len(results) > 1:
+    identical = all(
+      np.array_equal(getattr(r, f), getattr(reference, f), equal_nan=True)
+      for r in results.values()
+      for f in FIELDS
+    )
+  summary = None
+  if reference is not None:
+    summary = {
+      "mean_first": float(reference.mean[0]),
+      "mean_last": float(reference.mean[-1]),
+      "std_first": float(reference.std[0]),
+      "p_vanish_first": float(reference.p_vanish[0]),
+    }
+  return {
+    "members": size.members,
+    "width": size.width,
+    "depth": size.depth,
+    "block": size.block,
+    "model_bytes_per_member": member_bytes,
+    "auto_chunk": auto_chunk,
+    "entries": entries,
+    "best_hand_picked": None if best is None else best["chunk"],
+    "auto_over_best": ratio,
+    "target": f"auto ≥ {TARGET:.0%} of the best hand-picked members/s",
+    "met": None if ratio is None else ratio >= TARGET,
+    "bitwise_identical_across_chunks": identical,
+    "statistics": summary,
+  }
+
+
+def common_limit(memory_limit: int | None) -> float:
+  """The per-device byte budget chunks are checked against (as ``choose_chunk`` computes it)."""
+  if memory_limit is not None:
+    return memory_limit
+  return 0.5 * min(vn.sharding.free_memory(d) for d in jax.local_devices())
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+  """Runs the benchmark, writes the JSON report and prints a table."""
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--size", choices=sorted(SIZES), default="tiny")
+  parser.add_argument("--out", default=None, help="JSON path (default: print only)")
+  parser.add_argument("--members", type=int, default=None, help="override the ensemble size")
+  parser.add_argument("--memory-limit", type=int, default=None, help="bytes per device")
+  parser.add_argument("--seed", type=int, default=0)
+  args = parser.parse_args(argv)
+  size = SIZES[args.size]
+  if args.members is not None:
+    size = dataclasses.replace(size, members=args.members)
+  start = time.perf_counter()
+  device = common.device_info()
+  print(f"{args.size}: {size.members} members × width {size.width} × depth {size.depth}")
+  result = run(size, seed=args.seed, memory_limit=args.memory_limit)
+  report = {
+    "schema": SCHEMA_VERSION,
+    "benchmark": "chunking",
+    "size": args.size,
+    "device": device,
+    "versions": common.versions(),
+    "dtype": "float32",
+    "precision": "highest",
+    "network": {"activation": "tanh", "weights": "gaussian(sigma_w2=1)", "biases": "zeros"},
+    "timing": "median wall time of whole gradient_statistics runs after one warm-up",
+    "result": result,
+    "wall_s": time.perf_counter() - start,
+  }
+  if args.out:
+    common.write_json_atomic(args.out, report)
+  rows = [
+    [
+      e["chunk"],
+      e["members_per_chunk"],
+      e["chunks"],
+      common.fmt(e.get("members_per_s")),
+      e.get("skipped") or e.get("error", "")[:40],
+    ]
+    for e in result["entries"]
+  ]
+  print(common.format_table(rows, ["chunk", "members", "chunks", "members/s", "note"]))
+  print(
+    f"auto/best = {common.fmt(result['auto_over_best'])} (target ≥ {TARGET}); bitwise identical "
+    f"across chunks: {result['bitwise_identical_across_chunks']}"
+  )
+  if args.out:
+    print(f"wrote {args.out}")
+  return report
+
+
+if __name__ == "__main__":
+  main(sys.argv[1:])
