@@ -8,6 +8,7 @@ runs ``log_gradient_norms`` and ``jacobian`` through :func:`vanish.sharding.shar
 and saves what every process got, plus the rows it held itself, to ``OUT.npz``.
 """
 
+import re
 import sys
 import time
 
@@ -49,10 +50,17 @@ def main(argv: list[str]) -> int:
 
   # Sampled in place: this process computes and holds only its own members.
   params = vn.sharding.init_sharded(net, jax.random.key(0), MEMBERS)
+  mesh_sharding = params[0]["w"].sharding
   padded = params[0]["w"].shape[0]
   rows = vn.sharding.process_members(padded)
   held = sum(s.data.shape[0] for s in params[0]["w"].addressable_shards)
   assert held == len(rows) == padded // jax.process_count(), (held, rows, padded)
+  # ... and computes only its own: every array of the compiled (per-device) sampler has
+  # padded / devices members (the call above compiled it; this only reads the cache)
+  sampler = vn.sharding._init_global.lower(
+    jax.random.key(0), net=net, members=padded, dtype=np.dtype("float32"), sharding=mesh_sharding
+  )
+  sampler_shapes = sorted(set(re.findall(r"f32\[([\d,]+)\]", sampler.compile().as_text())))
 
   log_g = vn.sharding.sharded(vn.log_gradient_norms, net, params, x, members=MEMBERS)
   local = vn.sharding.sharded(vn.log_gradient_norms, net, params, x, gather=False)
@@ -73,6 +81,7 @@ def main(argv: list[str]) -> int:
     mine=mine,
     rows=np.array([rows.start, rows.stop]),
     padded=padded,
+    sampler_shapes=np.array(sampler_shapes),
     processes=jax.process_count(),
     devices=jax.device_count(),
     seconds=time.perf_counter() - start,

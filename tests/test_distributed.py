@@ -11,6 +11,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import jax
@@ -49,32 +50,40 @@ def _launch(tmp_path: Path) -> list[subprocess.Popen]:
       )
     else:  # from arguments
       args, extra = [out, "args", coordinator, str(PROCESSES), str(i)], {}
-    procs.append(
-      subprocess.Popen(
-        [sys.executable, str(WORKER), *args],
-        env={**env, **extra},
-        cwd=root,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+    with open(tmp_path / f"{i}.log", "w") as log:
+      procs.append(
+        subprocess.Popen(
+          [sys.executable, str(WORKER), *args],
+          env={**env, **extra},
+          cwd=root,
+          stdout=log,
+          stderr=subprocess.STDOUT,
+        )
       )
-    )
   return procs
 
 
-def _wait(procs: list[subprocess.Popen]) -> list[str]:
-  logs = []
-  try:
-    for proc in procs:
-      logs.append(proc.communicate(timeout=TIMEOUT)[0])
-  except subprocess.TimeoutExpired:
-    for proc in procs:
-      proc.kill()
-    pytest.fail(f"the distributed workers did not finish in {TIMEOUT} s")
-  for proc, log in zip(procs, logs, strict=True):
-    if proc.returncode:
-      pytest.fail(f"worker exited with {proc.returncode}:\n{log[-4000:]}")
-  return logs
+def _wait(procs: list[subprocess.Popen], tmp_path: Path) -> None:
+  """Waits for all workers; the first failure or the timeout ends them all (the others
+  would wait for it in a collective)."""
+  deadline = time.monotonic() + TIMEOUT
+  while None in (codes := [p.poll() for p in procs]):
+    if any(codes) or time.monotonic() > deadline:
+      for proc in procs:
+        if proc.poll() is None:
+          proc.kill()
+          proc.wait()
+      break
+    time.sleep(0.05)
+  failed = [i for i, p in enumerate(procs) if p.returncode]
+  if failed:
+    timed_out = time.monotonic() > deadline
+    logs = "\n".join(
+      f"--- worker {i} (exit {procs[i].returncode}):\n{(tmp_path / f'{i}.log').read_text()[-3000:]}"
+      for i in failed
+    )
+    what = f"timed out after {TIMEOUT} s" if timed_out else "failed"
+    pytest.fail(f"distributed workers {what}:\n{logs}")
 
 
 def test_two_processes_equal_one_process(tmp_path):
@@ -86,7 +95,7 @@ def test_two_processes_equal_one_process(tmp_path):
     log_g = np.asarray(vn.log_gradient_norms(net, params, x))
     jac = np.asarray(vn.jacobian(net, params, x))
   finally:
-    _wait(procs)
+    _wait(procs, tmp_path)
   padded = -(-MEMBERS // (2 * PROCESSES)) * 2 * PROCESSES  # 16 over 4 devices
   block = padded // PROCESSES
   for i in range(PROCESSES):
@@ -97,6 +106,9 @@ def test_two_processes_equal_one_process(tmp_path):
     assert got["log_g"].shape == (MEMBERS, 3, 4) and got["jacobian"].shape == (MEMBERS, 3, 6, 6)
     np.testing.assert_allclose(got["log_g"], log_g, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(got["jacobian"], jac, rtol=1e-6, atol=1e-6)
+    # init_sharded: each device sampled only its own members (its compiled program's arrays)
+    leading = {int(shape.split(",")[0]) for shape in got["sampler_shapes"]}
+    assert leading == {padded // (2 * PROCESSES)}, got["sampler_shapes"]
     # gather=False: each process held only its own contiguous block of members
     np.testing.assert_array_equal(got["rows"], [i * block, (i + 1) * block])
     mine = got["mine"][: max(0, MEMBERS - i * block)]  # rows >= MEMBERS: no reference here

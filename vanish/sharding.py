@@ -185,13 +185,14 @@ def _check_int(name: str, value: Any, minimum: int, optional: bool = True) -> No
 
 def member_mesh(devices: Sequence[jax.Device] | None = None) -> jax.sharding.Mesh:
   """A 1-D ``Auto`` mesh with the ``"members"`` axis over ``devices`` (default: all, on
-  every process), ordered by process so that each process holds a contiguous block."""
+  every process), grouped by process (in the given order within each) so that each
+  process holds a contiguous block of members."""
   devices = list(jax.devices() if devices is None else devices)
   if not devices:
     raise ValueError("devices must not be empty")
   if len(set(devices)) != len(devices):
     raise ValueError("devices must not repeat a device")
-  devices.sort(key=lambda d: (d.process_index, d.id))
+  devices.sort(key=lambda d: d.process_index)  # stable: keeps the order within a process
   return jax.sharding.Mesh(np.array(devices), (AXIS,), axis_types=(AxisType.Auto,))
 
 
