@@ -26,6 +26,11 @@ def main(argv: list[str]) -> int:
   if mode == "env":
     vn.sharding.initialize(local_device_count=LOCAL_DEVICES, timeout=60)
   else:
+    try:  # nothing configured and no cluster: a clear error, and nothing changed
+      vn.sharding.initialize(local_device_count=LOCAL_DEVICES)
+      raise AssertionError("initialize() without a configuration or a cluster was accepted")
+    except ValueError as error:
+      assert "No cluster" in str(error) and "VANISH_COORDINATOR" in str(error), error
     coordinator, processes, process = rest
     vn.sharding.initialize(
       coordinator, int(processes), int(process), local_device_count=LOCAL_DEVICES, timeout=60

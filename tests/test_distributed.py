@@ -34,7 +34,8 @@ def _free_port() -> int:
 
 def _launch(tmp_path: Path) -> list[subprocess.Popen]:
   coordinator = f"localhost:{_free_port()}"
-  env = {k: v for k, v in os.environ.items() if not k.startswith(("VANISH_", "JAX_NUM_CPU"))}
+  dropped = ("VANISH_", "JAX_NUM_CPU", "JAX_COORDINATOR", "SLURM_", "OMPI_")  # no cluster here
+  env = {k: v for k, v in os.environ.items() if not k.startswith(dropped)}
   env.update(JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="2")
   root = str(Path(__file__).parents[1])
   env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
@@ -129,3 +130,8 @@ def test_initialize_rejects_bad_values_before_connecting(monkeypatch):
   with pytest.raises(ValueError, match="VANISH_NUM_PROCESSES .for num_processes. must be an int"):
     initialize()
   assert not jax.distributed.is_initialized()
+  monkeypatch.delenv("VANISH_NUM_PROCESSES")
+  assert jax.device_count() == 8  # JAX is in use in this process: too late to connect
+  with pytest.raises(RuntimeError, match="must be called before any JAX"):
+    initialize("localhost:1234", 1, 0, local_device_count=2)
+  assert not jax.distributed.is_initialized() and jax.device_count() == 8

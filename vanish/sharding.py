@@ -145,11 +145,9 @@ def initialize(
           f"jax.distributed is already initialized with {name}={have[name]}, not {value}"
         )
     return
-  if local_device_count is not None:
-    jax.config.update("jax_num_cpu_devices", int(local_device_count))
   if jax.config.jax_cpu_collectives_implementation is None:
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-  try:
+  try:  # raises RuntimeError once JAX has computed anything, before connecting
     jax.distributed.initialize(
       coordinator_address, num_processes, process_id, initialization_timeout=int(timeout)
     )
@@ -159,6 +157,8 @@ def initialize(
       "coordinator_address, num_processes and process_id, or set "
       f"{', '.join(ENV[:2])} and {ENV[2]}"
     ) from error
+  if local_device_count is not None:  # no backend exists yet: initialize would have raised
+    jax.config.update("jax_num_cpu_devices", int(local_device_count))
 
 
 def _from_env(value: Any, name: str, variable: str, kind: type) -> Any:
