@@ -91,7 +91,8 @@ def test_statistics_equal_a_direct_computation(by_chunk, reference):
   assert ci.shape == (NET.depth, 2) and np.all(ci[:, 0] <= stats.p_vanish)
 
 
-def test_bitwise_identical_for_any_chunk_and_device_count(by_chunk):
+def test_bitwise_identical_across_chunks_and_devices_at_one_per_device_batch(by_chunk):
+  """Chunks 1, 3, 7, 13 on 8 devices and 7 or auto on 1 device: 8 members per device each."""
   one_device = stream(chunk=7, devices=jax.devices()[:1])
   runs = [*by_chunk.values(), one_device]
   for run in runs[1:]:

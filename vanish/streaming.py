@@ -18,12 +18,20 @@ parameter, not derived from the chunk, the devices or the memory); each block is
 reduced on the device by a fixed pairwise tree of element-wise adds (mean, then
 the sum of squared deviations from it); counts, histograms and extrema are exact
 whatever the order; and the host folds the block results in block order with a
-sequential float64 sum (``np.add.accumulate``). So the same seed gives bitwise
-identical statistics for every chunk size (a multiple of ``block``) and device
-count, provided each member's log-norms themselves do not depend on the batch they
-are computed in — true on the CPU (tested for chunks of 1, 3, 7 and all members and
-for 1 vs 8 devices); on a GPU ``benchmarks/bench_chunking.py`` records whether every
-chunk size gave identical bits.
+sequential float64 sum (``np.add.accumulate``). So the *reduction* gives bitwise
+identical statistics for every chunk size (a multiple of ``block``) and device count.
+The per-member log-norms are bitwise identical only where XLA computes a member the
+same way whatever the batch it sits in, which XLA does not promise. Measured on the
+CPU (jax 0.10.2): element-wise tails (batches of 1 or 3 members of 6-wide layers
+differ from batches of 2, 8, 16 or 24 in the last bit; fixed by padding every device
+to a multiple of ``CPU_LANES`` members) and a size-dependent kernel choice (width 16,
+depth 10: a per-device batch of 64 members differs from 256 or 1024 in 385 of 640
+values, by ≤ 4.8e-7, not fixed). So results are bitwise identical across chunk sizes
+and device counts that give the same per-device batch (tested: chunks of 1, 3, 7 and
+all 13 members on 8 devices, and 1 device), and agree to float32 rounding otherwise.
+Making every size bitwise identical needs a fixed compute shape (each device running
+``lax.map`` over fixed batches); ``benchmarks/bench_chunking.py`` records whether a
+sweep of chunk sizes gave identical bits.
 
 **Memory model** (float32, ``s = 4`` bytes; one member, B inputs, layer widths
 ``n_0 … n_L``; ``P = Σ_l (n_l n_{l−1} + n_l)`` parameters)::
