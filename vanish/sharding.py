@@ -35,8 +35,9 @@ every process (``gather=False`` keeps it a global array)::
   vn.sharding.initialize()              # first, before any other JAX call
   net = vn.MLP([128] * 101, "tanh", vn.init.gaussian(1.0))
   params = vn.sharding.init_sharded(net, jax.random.key(0), members=100_000)
+  x = jax.numpy.ones(128)
   log_g = vn.sharding.sharded(vn.log_gradient_norms, net, params, x, members=100_000)
-  # log_g: [100_000, 100] on every process, equal to the one-process result
+  # log_g: [100_000, 100] on every process, equal to the one-process result (same seed)
 
 On CPU (testing several processes on one machine), cross-process collectives go
 through gloo (``jax_cpu_collectives_implementation``), which :func:`initialize`
@@ -104,7 +105,8 @@ def initialize(
     num_processes: the number of processes P ≥ 1.
     process_id: this process's index, ``0 <= process_id < num_processes``.
     local_device_count: CPU devices this process exposes (``jax_num_cpu_devices``,
-      for several processes on one machine); accelerators use all local devices.
+      for several processes on one machine). JAX picks accelerator devices: all
+      local ones, or one per process under Slurm / Open MPI.
     timeout: seconds to wait for all processes to connect, ≥ 1.
 
   Raises:
