@@ -17,13 +17,16 @@ Modules: ``theory`` (mean field, free probability, Hanin, Newman, tanh(n·x) thr
 ``probability`` (the probabilistic model), ``phase_map`` / ``scale_map`` /
 ``parameter_map`` (maps over hyperparameters and initial weights), ``markov`` (the Markov
 model of training dynamics), ``models`` / ``recurrent`` / ``training`` / ``data`` (Flax NNX
-MLPs, RNNs and LSTMs trained with optax), ``store`` (the results store), ``sharding``.
+MLPs, RNNs and LSTMs trained with optax), ``store`` (the results store), ``sharding``
+(ensembles over devices and hosts), ``streaming`` (statistics of ensembles of any size,
+chunked from free memory), ``kernels`` (optional Pallas GPU kernels, jnp references).
 """
 
 from vanish import (
   activations,
   data,
   init,
+  kernels,
   markov,
   models,
   parameter_map,
@@ -33,6 +36,7 @@ from vanish import (
   scale_map,
   sharding,
   store,
+  streaming,
   theory,
   training,
 )
@@ -51,6 +55,7 @@ __all__ = [
   "data",
   "init",
   "jacobian",
+  "kernels",
   "log_gradient_norms",
   "lyapunov_exponents",
   "lyapunov_spectrum",
@@ -66,6 +71,7 @@ __all__ = [
   "scale_map",
   "sharding",
   "store",
+  "streaming",
   "theory",
   "training",
 ]
