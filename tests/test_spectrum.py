@@ -12,6 +12,7 @@ from scipy import special
 
 import vanish as vn
 from tests import reference
+from vanish import spectrum
 
 
 def _mp_log_singular_values(jacobians, digits=90):
@@ -125,3 +126,127 @@ def test_bad_k_is_rejected():
   params = net.init(jax.random.key(0))
   with pytest.raises(ValueError, match=r"k must be an integer in \[1, min\(widths\) = 3\]"):
     vn.lyapunov_spectrum(net, params, jnp.ones(4), k=4)
+
+
+def _gaussian_params(width, depth, members, sigma_w2, sigma_b=0.0, seed=0, orthogonal=False):
+  """``net.init``'s parameters for one square segment, sampled in NumPy (no init compile)."""
+  rng = np.random.default_rng(seed)
+  w = rng.normal(size=(members, depth, width, width)) * math.sqrt(sigma_w2 / width)
+  if orthogonal:
+    w = np.linalg.qr(w)[0]
+  b = sigma_b * rng.normal(size=(members, depth, width))
+  return ({"w": jnp.asarray(w, jnp.float32), "b": jnp.asarray(b, jnp.float32)},)
+
+
+def _per_layer_error(got, ref, depths):
+  return np.abs(np.asarray(got, np.float64) - ref) / np.asarray(depths)[:, None]
+
+
+def test_refine_only_at_requested_depths_equals_full_refine():
+  width, depth = 6, 20
+  net = vn.MLP([width] * (depth + 1), "tanh", vn.init.gaussian(1.5), vn.init.normal(0.2))
+  depths = [20, 7, 7, 1]
+  x = jnp.linspace(-1.0, 1.0, width)
+  params = _gaussian_params(width, depth, 2, 1.5, 0.2, seed=3)
+  full = np.asarray(vn.lyapunov_spectrum(net, params, x))
+  some = np.asarray(vn.lyapunov_spectrum(net, params, x, depths=depths))
+  assert some.shape == (2, len(depths), width)
+  # The same computation at those depths (the carried graded form is refinement-free).
+  np.testing.assert_allclose(some, full[:, np.asarray(depths) - 1], rtol=0, atol=1e-6)
+  benettin = vn.lyapunov_spectrum(net, params, x, refine=False)
+  np.testing.assert_array_equal(
+    vn.lyapunov_spectrum(net, params, x, refine=False, depths=depths),
+    np.asarray(benettin)[:, np.asarray(depths) - 1],
+  )
+  with jax.enable_x64(True):
+    p64 = jax.tree.map(lambda a: a.astype(jnp.float64), params)
+    some64 = np.asarray(vn.lyapunov_spectrum(net, p64, x.astype(jnp.float64), depths=depths))
+  exact = _mp_log_singular_values(_layer_jacobians(net, p64, x, member=1), digits=40)
+  exact = exact[np.asarray(depths) - 1]
+  assert exact.max() - exact.min() < 80  # all resolved by 40 digits (~92 nats)
+  np.testing.assert_allclose(some64[1], exact, atol=1e-9)
+  # float32 within its round-off of the exact values (~√L ε per layer, O(1e-5) nats here).
+  np.testing.assert_allclose(some[1], exact, atol=1e-4)
+
+
+@pytest.mark.parametrize("qr, width", [("householder", 32), ("shifted_cholesky_qr3", 16)])
+def test_adaptive_reorthonormalization_keeps_the_smallest_exponents_at_depth_1000(qr, width):
+  # tanh at σ_w² = 1: exponents from ≈ 0 down to ≈ −2 (width 16) or −2.4 (width 32) per
+  # layer, a product whose condition number passes float32's range within ~8 layers.
+  depth, members = 1000, 2
+  net = vn.MLP([width] * (depth + 1), "tanh", vn.init.gaussian(1.0))
+  params = _gaussian_params(width, depth, members, 1.0, seed=7)
+  x = jax.random.normal(jax.random.key(8), (width,))
+  depths = list(range(100, depth + 1, 100))
+  with jax.enable_x64(True):
+    p64 = jax.tree.map(lambda a: a.astype(jnp.float64), params)
+    ref = np.asarray(
+      vn.lyapunov_spectrum(net, p64, x.astype(jnp.float64), refine=False, depths=depths)
+    )
+  assert ref[:, -1, -1].max() / depth < -1.5  # a wide spectrum: the hard case
+  got, counts = vn.lyapunov_spectrum(
+    net,
+    params,
+    x,
+    refine=False,
+    depths=depths,
+    reorthonormalize="adaptive",
+    qr=qr,
+    return_counts=True,
+  )
+  err = _per_layer_error(got, ref, depths)
+  assert err.max() < 1e-3, err.max()  # every exponent, the smallest included
+  assert err[..., -1].max() < 1e-3
+  qrs = np.asarray(counts["qr"])
+  assert np.all(qrs == qrs[0])  # one schedule for the whole ensemble
+  assert qrs[0] < 0.7 * depth, counts  # about half the QRs of one per layer
+  print(
+    f"adaptive ({qr}): {qrs[0]} QRs for {depth} layers, "
+    f"{int(counts['rollbacks'][0])} rollbacks, {err.max():.1e} nats/layer"
+  )
+
+
+def test_block_schedules_on_exact_cases_and_the_fallback():
+  # Orthogonal linear layers: zero spread, so adaptive blocks reach MAX_BLOCK.
+  width, depth = 8, 200
+  net = vn.MLP([width] * (depth + 1), "linear", vn.init.orthogonal(1.0))
+  params = _gaussian_params(width, depth, 2, 1.0, orthogonal=True)
+  x = jnp.ones((3, width))  # a batch of inputs: one schedule for members × inputs
+  spec, counts = vn.lyapunov_spectrum(
+    net, params, x, depths=[depth], reorthonormalize="adaptive", return_counts=True
+  )
+  assert spec.shape == (2, 3, 1, width) and float(jnp.abs(spec).max()) < 1e-4
+  expected = 1 + math.ceil((depth - 1) / spectrum.MAX_BLOCK)  # first: 1 layer, no estimate yet
+  np.testing.assert_array_equal(counts["qr"], expected)
+  # A fixed block length: a QR every 8 layers and at each requested depth.
+  _, counts = vn.lyapunov_spectrum(
+    net, params, x[0], depths=[50, 200], reorthonormalize=8, return_counts=True
+  )
+  np.testing.assert_array_equal(counts["qr"], math.ceil(50 / 8) + math.ceil(150 / 8))
+  # Dead ReLU units make exactly rank-deficient layers: adaptive falls back to one QR
+  # per layer and returns what "every" returns.
+  relu = vn.MLP([8] * 31, "relu", vn.init.gaussian(2.0))
+  params = _gaussian_params(8, 30, 3, 2.0, seed=1)
+  x = jax.random.normal(jax.random.key(2), (8,))
+  every = vn.lyapunov_spectrum(relu, params, x, depths=[10, 30])
+  got, counts = vn.lyapunov_spectrum(
+    relu, params, x, depths=[10, 30], reorthonormalize="adaptive", return_counts=True
+  )
+  np.testing.assert_array_equal(counts["qr"], 30)
+  np.testing.assert_allclose(got[..., :3], every[..., :3], atol=1e-5)
+  # A fixed block through the saturated (rank-deficient) layers: the guard rolls back.
+  _, counts = vn.lyapunov_spectrum(
+    relu, params, x, depths=[30], reorthonormalize=16, return_counts=True
+  )
+  assert int(counts["rollbacks"][0]) > 0
+
+
+def test_bad_depths_and_schedules_are_rejected():
+  net = vn.MLP([4] * 6, "tanh")
+  params = _gaussian_params(4, 5, 1, 1.0)
+  for depths in ([0], [6], [], 3, [2.5], [True]):
+    with pytest.raises(ValueError, match="depths must"):
+      vn.lyapunov_spectrum(net, params, jnp.ones(4), depths=depths)
+  for schedule in ("sometimes", 0, True, spectrum.MAX_BLOCK + 1):
+    with pytest.raises(ValueError, match="reorthonormalize must be"):
+      vn.lyapunov_spectrum(net, params, jnp.ones(4), reorthonormalize=schedule)

@@ -291,7 +291,7 @@ def _blocked(net, p, x, key, prec, *, k, refine, qr, depths, block):
     "out": jnp.zeros((n_slots, k), dtype),
     "qrs": _i32(0),
     "rollbacks": _i32(0),
-    "budget": _i32(1),
+    "budget": _i32(1 if block == "adaptive" else block),  # adaptive: no estimate yet
     "n": _i32(0),
   }
   for segment, p_seg in zip(net.segments, p, strict=True):
