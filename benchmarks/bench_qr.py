@@ -12,9 +12,10 @@ Measures, in one process on the same data (issue 6, part 2):
   reports the median time, × L, the fraction of matrices the guard flags, the
   orthogonality ``max|QᵀQ − I|`` and ``max |log diag R − log diag R₆₄|`` against
   NumPy's float64 Householder of the same matrices.
-* **Whole spectra**: ``vn.lyapunov_spectrum(refine=False, qr=...)`` against the
-  plain unstable chain (a ``lax.scan`` of ``J ← D W J`` at ``highest``, and
-  ``vn.jacobian``), as a ratio, with the per-member agreement with
+* **Whole spectra**: ``vn.lyapunov_spectrum(refine=False, qr=...)`` and, at depth L
+  only (``depths=[L]``), ``reorthonormalize="adaptive"`` (with its QR count) and
+  ``refine=True``, against the plain unstable chain (a ``lax.scan`` of
+  ``J ← D W J`` at ``highest``, and ``vn.jacobian``), as a ratio, with the per-member agreement with
   ``qr="householder"`` on a few members.
 * **Accuracy at depth**: tanh networks (``gaussian(1.0)``) at depth 1000 against
   a float64 Householder run of the same parameters (``jax.enable_x64``):
@@ -68,6 +69,18 @@ ROBUSTNESS = {
   "paper": [("relu", 2.0, 0.0, 8, 32, 200), ("tanh", 25.0, 0.5, 8, 32, 200)],
 }
 SPECTRUM_METHODS = ("auto", "shifted_cholesky_qr3", "cholesky_qr2")
+# Spectrum at depth L only (depths=[L]): (label, lyapunov_spectrum kwargs).
+ADAPTIVE_ENTRIES = (
+  (
+    "refine=False, depths=[L], reorthonormalize='adaptive'",
+    {"refine": False, "reorthonormalize": "adaptive"},
+  ),
+  ("refine=True, depths=[L]", {"refine": True}),
+  (
+    "refine=True, depths=[L], reorthonormalize='adaptive'",
+    {"refine": True, "reorthonormalize": "adaptive"},
+  ),
+)
 PRESETS = ("TF32_TF32_F32_X3", "BF16_BF16_F32_X6")
 # Householder whole spectra are skipped when one layer's QR × L predicts more than this.
 HOUSEHOLDER_SPECTRUM_MAX_S = 3.0
@@ -297,6 +310,19 @@ def spectra(
       qr=method,
     )
     entries.append(entry)
+  # Fewer QRs (issue 6): the spectrum only at depth L, refined or not, one QR per layer or
+  # per adaptive block (vanish.spectrum's reorthonormalize="adaptive"); QR counts recorded.
+  for label, kwargs in ADAPTIVE_ENTRIES:
+    entry, out = bench.time(
+      f"vn.lyapunov_spectrum({label})",
+      lambda kw=kwargs: vn.lyapunov_spectrum(net, params, x, depths=[L], return_counts=True, **kw),
+      **{k: str(v) for k, v in kwargs.items()},
+    )
+    if out is not None:
+      entry["qr_count"] = int(np.asarray(out[1]["qr"]).reshape(-1)[0])
+      entry["rollbacks"] = int(np.asarray(out[1]["rollbacks"]).reshape(-1)[0])
+      outs[label] = out[0]
+    entries.append(entry)
   z = bench_chains.plain_chain(w[:, :1], b[:, :1], x, "highest")  # one layer's D·W
   rows = per_layer(bench, z, L, platform, presets) if layer_rows else []
   flags = flag_statistics(bench, w, b, x)
@@ -326,6 +352,15 @@ def spectra(
     ref = common.to_numpy(ref)[:members]
     depths = np.arange(1, L + 1)[:, None]
     agreement = {}
+    for label, kwargs in ADAPTIVE_ENTRIES:  # depth L only, against the same reference
+      if outs.get(label) is None or kwargs.get("refine", True):
+        continue
+      err = np.abs(common.to_numpy(outs[label])[:members, 0] - ref[:, -1])
+      agreement[label] = {
+        "members": members,
+        "max_abs_nats": float(err.max()),
+        "max_per_layer": float(err.max() / L),
+      }
     for method in methods:
       if outs.get(method) is None:
         continue
