@@ -27,7 +27,11 @@ What is here:
   accumulates its log length (as :func:`vanish.log_gradient_norms` does over
   depth), so T = 10,000 neither overflows nor underflows; vmapped over members;
 * :func:`rnn_mean_field`, :func:`lstm_mean_field`: the mean-field predictions of
-  the per-step decay rate (below).
+  the per-step decay rate (below);
+* :func:`memory_task` and :func:`train_memory_task`: the sign shown at step 1 must be
+  reported at step T (Bengio, Simard & Frasconi 1994; Hochreiter & Schmidhuber 1997),
+  ensembles of RNNs or LSTMs trained on it with optax Adam for several lags in one
+  compiled call, logging ``log ‖∂C/∂h_t‖`` before and after training.
 
 Mean field through time. With ``W_ij ~ N(0, σ_w²/n)`` (or ``orthogonal(gain)``,
 σ_w² = gain²), ``U_ij ~ N(0, σ_u²/d)``, ``b_i ~ N(0, σ_b²)`` and inputs with
@@ -74,25 +78,33 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from flax import nnx
 from jax import lax
 
 from vanish import _engine, activations, init, theory
+from vanish.networks import _check_key
 
 __all__ = [
   "LSTM",
   "LSTMMeanField",
   "LSTMParams",
+  "MemoryTaskResult",
   "RNN",
   "RNNMeanField",
   "RNNParams",
+  "Readout",
+  "init_readout",
   "log_gradient_norms_through_time",
   "lstm_mean_field",
   "lstm_step",
+  "memory_loss",
+  "memory_task",
   "rnn_mean_field",
   "rnn_step",
   "states",
   "to_params",
+  "train_memory_task",
 ]
 
 
@@ -830,3 +842,365 @@ def lstm_mean_field(
     mean_forget=_gauss(sig, forget_bias, q_z),
     rate=0.5 * math.log(f2),
   )
+
+
+# --------------------------------------------------------------------------- the memory task
+
+
+class Readout(NamedTuple):
+  """A linear readout ``logits = v h + c`` of a hidden state.
+
+  Attributes:
+    v: ``[(M,) classes, n]``.
+    c: ``[(M,) classes]``.
+  """
+
+  v: jax.Array
+  c: jax.Array
+
+
+def init_readout(
+  key: jax.Array, *, hidden: int, classes: int = 2, members: int | None = None, dtype=jnp.float32
+) -> Readout:
+  """A readout with ``v ~ N(0, 1/n)`` and ``c = 0`` (a member axis M if ``members`` is given).
+
+  Example:
+    >>> import jax
+    >>> from vanish import recurrent
+    >>> recurrent.init_readout(jax.random.key(0), hidden=8, members=3).v.shape
+    (3, 2, 8)
+  """
+  _check_key(key)
+  _check_sizes(classes, hidden)
+  lead = () if members is None else (_positive("members", members),)
+  v = jax.random.normal(key, (*lead, classes, hidden), dtype) / math.sqrt(hidden)
+  return Readout(v, jnp.zeros((*lead, classes), dtype))
+
+
+def memory_task(
+  key: jax.Array, *, batch: int, length: int, noise: float = 1.0, dtype=jnp.float32
+) -> tuple[jax.Array, jax.Array]:
+  """Sequences whose label is the sign shown at step 1: a task that needs memory.
+
+  Input ``x_t ∈ R²``: at t = 1, ``(s, 1)`` with the sign ``s = ±1`` and a marker 1;
+  at every later step ``(ε_t, 0)`` with noise ``ε_t ~ N(0, noise²)``. The label is
+  ``(s + 1) / 2``. Read out at step T, the state must carry ``s`` across ``T − 1``
+  noisy updates: the latching problem of Bengio, Simard & Frasconi (1994) and the
+  noisy long-lag tasks of Hochreiter & Schmidhuber (1997, §5). Any T ≤ ``length``
+  can be asked of the same sequences.
+
+  Args:
+    key: a typed key.
+    batch: number of sequences B.
+    length: sequence length (the largest lag that can be asked).
+    noise: standard deviation of the distractors (≥ 0).
+    dtype: of the inputs.
+
+  Returns:
+    ``(xs [B, length, 2], labels [B])`` with int32 labels in {0, 1}.
+
+  Example:
+    >>> import jax
+    >>> from vanish import recurrent
+    >>> xs, labels = recurrent.memory_task(jax.random.key(0), batch=4, length=6)
+    >>> xs.shape, bool(((xs[:, 0, 0] > 0) == (labels == 1)).all()), xs[:, :, 1].sum().item()
+    ((4, 6, 2), True, 4.0)
+  """
+  batch, length = _positive("batch", batch), _positive("length", length)
+  normals = jax.random.normal(key, (batch, length), dtype)  # one draw: sign from column 0
+  labels = (normals[:, 0] > 0).astype(jnp.int32)
+  signs = (2 * labels - 1).astype(dtype)
+  values = jnp.concatenate([signs[:, None], noise * normals[:, 1:]], axis=1)
+  marker = jnp.zeros((batch, length), dtype).at[:, 0].set(1)
+  return jnp.stack([values, marker], axis=-1), labels
+
+
+def _hidden_with_kicks(params, xs, kicks, activation, precision):
+  """``h_1..h_T`` of ONE network on one sequence, ``kicks[t]`` added to ``h_t`` (zeros: none).
+
+  The gradient of a loss with respect to ``kicks[t]`` is ``∂L/∂h_t``: the total
+  derivative through every later step (for the LSTM through ``h_t``, not ``c_t``).
+  """
+  step = _step_fn(params, activation, precision)
+
+  def body(s, inputs):
+    x, kick = inputs
+    s = step(s, x)
+    s = (s[0] + kick,) + tuple(s[1:])
+    return s, s[0]
+
+  _, hs = lax.scan(body, _zero_state(params, xs.dtype), (xs, kicks))
+  return hs
+
+
+def memory_loss(
+  params: Params,
+  readout: Readout,
+  xs: jax.Array,
+  labels: jax.Array,
+  lag: jax.Array | int,
+  kicks: jax.Array | None = None,
+  *,
+  activation: activations.Activation | str = "tanh",
+  precision: Any = lax.Precision.HIGHEST,
+) -> tuple[jax.Array, jax.Array]:
+  """Mean softmax cross-entropy of reading ``h_T`` (T = ``lag``) out, for ONE network.
+
+  ``C = −(1/B) Σ_b log softmax(v h_T^{(b)} + c)[y_b]``.
+
+  Args:
+    params: :class:`RNNParams` or :class:`LSTMParams` without member axis.
+    readout: :class:`Readout` without member axis.
+    xs: ``[B, length, d]``.
+    labels: ``[B]`` int.
+    lag: T, 1 ≤ T ≤ length (may be traced).
+    kicks: optional ``[B, length, n]`` added to every ``h_t``; the gradient of C
+      with respect to them (at zero) is ``∂C/∂h_t`` for every sequence and t.
+    activation: φ of the RNN (ignored by the LSTM).
+    precision: matmul precision.
+
+  Returns:
+    ``(C, accuracy)``: scalars.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> from vanish import recurrent
+    >>> rnn = recurrent.RNN(2, 4, key=jax.random.key(0))
+    >>> out = recurrent.init_readout(jax.random.key(1), hidden=4)
+    >>> xs, y = recurrent.memory_task(jax.random.key(2), batch=8, length=5)
+    >>> loss, acc = recurrent.memory_loss(recurrent.to_params(rnn), out, xs, y, 3)
+    >>> bool(0 < loss < 5), 0 <= float(acc) <= 1
+    (True, True)
+  """
+  act = activations.get(activation)
+  if kicks is None:
+    kicks = jnp.zeros((*xs.shape[:2], _hidden_size(params)), xs.dtype)
+  hs = jax.vmap(lambda x, k: _hidden_with_kicks(params, x, k, act, precision))(xs, kicks)
+  h_last = lax.dynamic_index_in_dim(hs, jnp.asarray(lag) - 1, axis=1, keepdims=False)
+  logits = jnp.matmul(h_last, readout.v.T, precision=precision) + readout.c[None, :]
+  loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+  return loss, jnp.mean(jnp.argmax(logits, axis=-1) == labels)
+
+
+class MemoryTaskResult(NamedTuple):
+  """What :func:`train_memory_task` returns; K lags, M members, S steps.
+
+  Attributes:
+    lags: ``[K]`` the lags T.
+    params: the trained recurrent params, leading axes ``[K, M]``.
+    readout: the trained :class:`Readout`, leading axes ``[K, M]``.
+    loss: ``[K, M, S]`` the cost of each step's fresh batch, before its update.
+    accuracy: ``[K, M, S]`` the accuracy on that batch (a held-out estimate: every
+      batch is new).
+    log_grad_first: ``[K, M, S]`` ``log ‖∂C/∂h_1‖`` of each step's batch cost: how
+      much of the gradient reaches the state that must store the sign.
+    test_loss, test_accuracy: ``[K, M, 2]`` on the test set, at initialization and
+      after training.
+    log_grad: ``[K, M, 2, length]`` ``log ‖∂C/∂h_t‖`` of the test set's mean cost
+      (Frobenius norm over sequences and units) at initialization and after
+      training, entry ``t − 1`` for time t; ``−inf`` for t > T, where h_t does not
+      affect C.
+  """
+
+  lags: np.ndarray
+  params: Params
+  readout: Readout
+  loss: np.ndarray
+  accuracy: np.ndarray
+  log_grad_first: np.ndarray
+  test_loss: np.ndarray
+  test_accuracy: np.ndarray
+  log_grad: np.ndarray
+
+
+def _log_frobenius(g: jax.Array) -> jax.Array:
+  """``log ‖g[:, t]‖`` over all axes but the time axis 1, scaled (no underflow): ``[length]``."""
+  scale = jnp.max(jnp.abs(g), axis=(0, 2))
+  safe = jnp.where(scale > 0, scale, 1)
+  norm = jnp.sqrt(jnp.sum(jnp.square(g / safe[None, :, None]), axis=(0, 2)))
+  return jnp.where(scale > 0, jnp.log(safe) + jnp.log(norm), -jnp.inf)
+
+
+@functools.partial(
+  jax.jit,
+  static_argnames=("activation", "precision", "steps", "batch", "length", "noise", "test_batches"),
+)
+def _train_memory(
+  params,
+  readout,
+  lags,
+  key,
+  learning_rate,
+  *,
+  activation,
+  precision,
+  steps,
+  batch,
+  length,
+  noise,
+  test_batches,
+):
+  """All (lag, member) runs; the test batches are iterations of the same scan.
+
+  The scan visits the E test batches, the S training batches, then the test batches
+  again, applying the update only on training batches: one compiled copy of the
+  forward, backward and data generator serves training and both evaluations.
+  """
+  prec = _engine.lax_precision(precision)
+  dtype = params.w.dtype
+  tx = optax.adam(learning_rate)
+  tests = steps + jnp.arange(test_batches)  # data index of the test batches
+  order = jnp.concatenate([tests, jnp.arange(steps), tests])
+  training = jnp.arange(order.shape[0]) >= test_batches
+  training &= jnp.arange(order.shape[0]) < test_batches + steps
+
+  def loss_fn(model, kicks, xs, labels, lag):
+    core, out = model
+    return memory_loss(core, out, xs, labels, lag, kicks, activation=activation, precision=prec)
+
+  def one(core, out, lag):
+    def step(carry, inputs):
+      model, opt_state = carry
+      index, train = inputs
+      xs, labels = memory_task(
+        jax.random.fold_in(key, index), batch=batch, length=length, noise=noise, dtype=dtype
+      )
+      kicks = jnp.zeros((batch, length, _hidden_size(model[0])), dtype)
+      (loss, acc), (grads, kick_grads) = jax.value_and_grad(loss_fn, (0, 1), has_aux=True)(
+        model, kicks, xs, labels, lag
+      )
+      updates, new_state = tx.update(grads, opt_state, model)
+      new_model = optax.apply_updates(model, updates)
+      keep = functools.partial(jnp.where, train)
+      carry = jax.tree.map(keep, (new_model, new_state), (model, opt_state))
+      return carry, (loss, acc, _log_frobenius(kick_grads))
+
+    model = (core, out)
+    (model, _), rows = lax.scan(step, (model, tx.init(model)), (order, training))
+    loss, acc, log_grad = rows
+    e = test_batches
+
+    def test(sl):  # the test set's mean cost: means over equal batches, exact norm
+      log_norm = jax.nn.logsumexp(2 * log_grad[sl], axis=0) / 2 - math.log(e)
+      return loss[sl].mean(), acc[sl].mean(), log_norm
+
+    evals = jax.tree.map(lambda a, b: jnp.stack([a, b]), test(slice(0, e)), test(slice(-e, None)))
+    train_rows = slice(e, e + steps)
+    return model, loss[train_rows], acc[train_rows], log_grad[train_rows, 0], evals
+
+  per_lag = jax.vmap(one, in_axes=(0, 0, None))  # members
+  return jax.vmap(per_lag, in_axes=(None, None, 0))(params, readout, lags)  # lags
+
+
+def train_memory_task(
+  model_or_params: Any,
+  readout: Readout,
+  lags: Any,
+  *,
+  key: jax.Array,
+  steps: int,
+  batch: int = 32,
+  length: int | None = None,
+  learning_rate: float = 1e-2,
+  noise: float = 1.0,
+  test_batches: int = 4,
+  activation: activations.Activation | str | None = None,
+  precision: str = "highest",
+) -> MemoryTaskResult:
+  """Trains an ensemble on :func:`memory_task` at every lag T, all in one compiled call.
+
+  Every (lag, member) pair starts from the member's initial parameters and sees the
+  same fresh batches (``memory_task(fold_in(key, i), ...)`` at step i), so lags and
+  members differ only in what they are asked; optimizer: optax Adam (Kingma & Ba
+  2015) on the recurrent weights and the readout together, cost :func:`memory_loss`.
+  Before and after training the cost, accuracy and ``log ‖∂C/∂h_t‖`` (for every t)
+  are measured on a test set of ``test_batches · batch`` sequences drawn like the
+  training batches but never trained on: ``log_grad[..., 0]`` is how much of the
+  cost's gradient reaches the state that holds the sign.
+
+  Args:
+    model_or_params: an :class:`RNN` or :class:`LSTM` ``nnx.vmap`` ensemble, or
+      params with a leading member axis M.
+    readout: :class:`Readout` with the member axis M (:func:`init_readout`).
+    lags: the lags T to train on, ``[K]`` integers in 1..length.
+    key: a typed key (data of every step and the test batch).
+    steps: Adam steps S ≥ 1.
+    batch: sequences per step.
+    length: sequence length (default ``max(lags)``); fixed length and traced lags
+      make one compilation serve every lag.
+    learning_rate: Adam's η > 0.
+    noise: the distractors' standard deviation.
+    test_batches: the test set's size in batches.
+    activation: φ of an RNN given as params (default tanh); models carry their own.
+    precision: matmul precision name.
+
+  Returns:
+    :class:`MemoryTaskResult` (numpy arrays, params as jax arrays).
+
+  Example:
+    >>> import jax
+    >>> from flax import nnx
+    >>> from vanish import recurrent
+    >>> lstm = nnx.vmap(lambda r: recurrent.LSTM(2, 8, rngs=r))(nnx.Rngs(0).split(2))
+    >>> out = recurrent.init_readout(jax.random.key(1), hidden=8, members=2)
+    >>> res = recurrent.train_memory_task(lstm, out, [3], key=jax.random.key(2), steps=100)
+    >>> res.test_accuracy.shape, bool((res.test_accuracy[0, :, 1] > 0.9).all())
+    ((1, 2, 2), True)
+  """
+  params, act = _resolve(model_or_params, activation)
+  _check_key(key)
+  _engine.check_precision(precision)
+  if params.w.ndim != 3:
+    raise ValueError("model_or_params needs a leading member axis M (an nnx.vmap ensemble)")
+  members, n = params.w.shape[0], _hidden_size(params)
+  if not isinstance(readout, Readout) or np.shape(readout.v) != (members, 2, n):
+    raise ValueError(f"readout must be a Readout with v of shape ({members}, 2, {n})")
+  lag_list = np.asarray(lags)
+  if lag_list.ndim != 1 or lag_list.size == 0 or not np.issubdtype(lag_list.dtype, np.integer):
+    raise ValueError(f"lags must be a non-empty 1-d sequence of integers, got {lags!r}")
+  length = int(lag_list.max()) if length is None else _positive("length", length)
+  if lag_list.min() < 1 or lag_list.max() > length:
+    raise ValueError(f"lags must lie in 1..length = {length}, got {lag_list.tolist()}")
+  steps, batch = _positive("steps", steps), _positive("batch", batch)
+  test_batches = _positive("test_batches", test_batches)
+  if params.u.shape[-1] != 2:
+    raise ValueError(f"the memory task has 2 inputs; the network has {params.u.shape[-1]}")
+  lr, noise = float(learning_rate), float(noise)
+  if not (math.isfinite(lr) and lr > 0):
+    raise ValueError(f"learning_rate must be a finite number > 0, got {learning_rate!r}")
+  if not (math.isfinite(noise) and noise >= 0):
+    raise ValueError(f"noise must be a finite number >= 0, got {noise!r}")
+  dtype = params.w.dtype
+  readout = Readout(jnp.asarray(readout.v, dtype), jnp.asarray(readout.c, dtype))
+  model, loss, acc, log_first, evals = _train_memory(
+    params,
+    readout,
+    jnp.asarray(lag_list, jnp.int32),
+    key,
+    jnp.asarray(lr, dtype),
+    activation=act,
+    precision=precision,
+    steps=steps,
+    batch=batch,
+    length=length,
+    noise=noise,
+    test_batches=test_batches,
+  )
+  test_loss, test_acc, log_grad = (np.asarray(a) for a in evals)
+  return MemoryTaskResult(
+    lags=lag_list.astype(np.int64),
+    params=model[0],
+    readout=model[1],
+    loss=np.asarray(loss),
+    accuracy=np.asarray(acc),
+    log_grad_first=np.asarray(log_first),
+    test_loss=test_loss,
+    test_accuracy=test_acc,
+    log_grad=log_grad,
+  )
+
+
+def _positive(name: str, value: Any) -> int:
+  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+    raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+  return int(value)
