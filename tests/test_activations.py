@@ -105,3 +105,50 @@ def test_register_custom_activation_with_autodiff_derivative():
 def test_bad_parameters_are_rejected(call, match):
   with pytest.raises(ValueError, match=match):
     call()
+
+
+WIDE = np.concatenate([-np.logspace(3, -3, 25), [0.0], np.logspace(-3, 3, 25)])
+
+
+def _mp_log_derivative(name: str, z: float) -> float:
+  """``log |φ'(z)|`` to 40 digits with mpmath, from the textbook derivative."""
+  import mpmath
+
+  mpmath.mp.dps = 40
+  z = mpmath.mpf(z)
+  sigmoid = lambda t: 1 / (1 + mpmath.exp(-t))  # noqa: E731
+  slopes = {
+    "sigmoid": lambda: sigmoid(z) * sigmoid(-z),
+    "tanh": lambda: mpmath.sech(z) ** 2,
+    "scaled_tanh": lambda: 2 * mpmath.sech(2 * z) ** 2,
+    "lecun_tanh": lambda: 1.7159 * (2 / mpmath.mpf(3)) * mpmath.sech(2 * z / 3) ** 2,
+    "softplus": lambda: sigmoid(z),
+    "erf": lambda: 2 / mpmath.sqrt(mpmath.pi) * mpmath.exp(-z * z),
+    "stepped_sigmoid": lambda: sum(
+      sigmoid(z - i + mpmath.mpf(0.5)) * sigmoid(i - mpmath.mpf(0.5) - z) for i in range(1, 21)
+    ),
+  }
+  return float(mpmath.log(slopes[name]()))
+
+
+@pytest.mark.parametrize(
+  "name", ["sigmoid", "tanh", "scaled_tanh", "lecun_tanh", "softplus", "erf", "stepped_sigmoid"]
+)
+def test_log_abs_derivative_is_exact_where_the_derivative_underflows(name):
+  """|z| up to 1000: φ'(z) is 0 in float32 there, its log is finite and right to float32."""
+  act = activations.get(name)
+  z = WIDE[np.abs(WIDE) <= (30.0 if name == "erf" else 1e3)]  # erf: −z² stays in range
+  got = np.asarray(act.log_abs_derivative(jnp.asarray(z, jnp.float32)), np.float64)
+  want = np.array([_mp_log_derivative(name, float(np.float32(v))) for v in z])
+  np.testing.assert_allclose(got, want, rtol=2e-6, atol=2e-6)
+  assert float(act.derivative(jnp.float32(z[np.argmin(want)]))) == 0.0  # φ' itself underflowed
+
+
+def test_log_abs_derivative_without_a_closed_form_is_log_of_the_derivative():
+  relu = activations.get("relu")
+  z = jnp.array([-2.0, 0.0, 3.0])
+  np.testing.assert_array_equal(relu.log_abs_derivative(z), [-np.inf, -np.inf, 0.0])
+  swish = activations.register("swish_log_demo", lambda x: x * jax.nn.sigmoid(x), overwrite=True)
+  np.testing.assert_allclose(
+    swish.log_abs_derivative(z), np.log(np.abs(swish.derivative(z))), rtol=1e-6
+  )

@@ -181,3 +181,23 @@ def test_network_spec_validation():
     vn.MLP([3, 3]).init(jax.random.PRNGKey(0))
   with pytest.raises(ValueError, match="alpha"):
     vn.ResidualMLP(4, 3, alpha=-1.0)
+
+
+def test_scalar_chain_with_large_weights_stays_finite_and_exact():
+  """The seed's w ~ N(0, 100²): |z| of hundreds, where σ'(z) underflows to 0 in float32.
+
+  The chain is exact in log space all the same (float64 closed form per factor). The
+  network is the one of the test above (one compilation), its weights scaled by 100.
+  """
+  depth = 40
+  net = vn.MLP([1] * (depth + 1), "sigmoid", vn.init.normal(1.0), vn.init.normal(1.0))
+  params = [dict(p, w=100 * p["w"]) for p in net.init(jax.random.key(1), members=50)]
+  log_g, sign = vn.scalar_chain(net, params, jnp.asarray([0.5]))
+  assert bool(jnp.all(jnp.isfinite(log_g))) and bool(jnp.all(sign != 0))
+  z = np.asarray(vn.preactivations(net, params, jnp.asarray([0.5])), np.float64)[..., 0]
+  w = np.asarray(jnp.concatenate([p["w"][:, :, 0, 0] for p in params], axis=1), np.float64)
+  log_slope = -np.logaddexp(0, z) - np.logaddexp(0, -z)  # log σ'(z), float64
+  log_w = np.concatenate([np.zeros((50, 1)), np.log(np.abs(w[:, 1:]))], axis=1)
+  # σ'(z) = 0 in float32 for |z| > 104: most chains have such a factor (the old -inf)
+  assert (np.abs(z) > 104).any(axis=1).mean() > 0.9
+  np.testing.assert_allclose(log_g, np.cumsum(log_slope + log_w, axis=1), rtol=1e-5)

@@ -70,6 +70,10 @@ class Activation:
     derivative: ``φ'``, elementwise on any shape.
     noise_std: for stochastic activations (noisy ReLU) the standard deviation of
       the additive noise ε in ``φ(z + ε)``; 0 for deterministic ones.
+    log_derivative: ``log |φ'|`` in a closed form that does not underflow, for the
+      activations whose derivative decays exponentially (σ'(z) is exactly 0 in
+      float32 once |z| ≳ 90, while its log is −|z|); ``None`` where ``log |φ'|`` is
+      exact as it is (piecewise-constant derivatives). See :meth:`log_abs_derivative`.
   """
 
   name: str
@@ -77,6 +81,7 @@ class Activation:
   fn: ArrayFn = dataclasses.field(compare=False, repr=False)
   derivative: ArrayFn = dataclasses.field(compare=False, repr=False)
   noise_std: float = 0.0
+  log_derivative: ArrayFn | None = dataclasses.field(default=None, compare=False, repr=False)
 
   @property
   def stochastic(self) -> bool:
@@ -105,6 +110,28 @@ class Activation:
         )
       z = z + self.noise_std * jax.random.normal(key, z.shape, z.dtype)
     return self.fn(z), self.derivative(z)
+
+  def log_abs_derivative(self, z: jax.Array, slope: jax.Array | None = None) -> jax.Array:
+    """``log |φ'(z)|``, elementwise, finite wherever φ'(z) ≠ 0 mathematically.
+
+    Products of derivatives (the chains) are summed in log space; this is where
+    their factors come from. With a closed form (:attr:`log_derivative`) it never
+    underflows; otherwise it is ``log |slope|`` with ``slope = φ'(z)`` (passed in if
+    already computed, e.g. with the noise of a stochastic activation), which is
+    ``−inf`` exactly where φ' is 0 (a dead ReLU unit).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from vanish import activations
+      >>> float(activations.sigmoid().derivative(jnp.array(200.0)))   # underflows
+      0.0
+      >>> float(activations.sigmoid().log_abs_derivative(jnp.array(200.0)))
+      -200.0
+    """
+    z = jnp.asarray(z)
+    if self.log_derivative is not None and not self.stochastic:
+      return self.log_derivative(z)
+    return jnp.log(jnp.abs(self.derivative(z) if slope is None else slope))
 
   def __repr__(self) -> str:
     args = ", ".join(f"{k}={v:g}" for k, v in self.params)
@@ -173,6 +200,21 @@ def _check_positive(name: str, value: float) -> float:
   return value
 
 
+def _log_tanh_slope(amplitude: float, slope: float) -> ArrayFn:
+  """``log |d/dz a·tanh(s·z)|`` = ``log(a·s) + log 4 − 2u − 2·softplus(−2u)``, ``u = |s·z|``.
+
+  From ``1 − tanh² u = 4 e^{−2u} / (1 + e^{−2u})²``; exact for every z, where
+  ``1 − tanh²`` itself is 0 in float32 once ``|s·z| ≳ 9``.
+  """
+  offset = math.log(amplitude * slope) + math.log(4.0)
+
+  def log_derivative(z):
+    u = jnp.abs(slope * z)
+    return offset - 2 * u - 2 * jax.nn.softplus(-2 * u)
+
+  return log_derivative
+
+
 @_family("sigmoid")
 def sigmoid() -> Activation:
   """Logistic σ(z) = 1 / (1 + e^{-z}); σ' = σ(1 − σ) ≤ 1/4 (Nielsen ch. 5)."""
@@ -181,7 +223,10 @@ def sigmoid() -> Activation:
     s = jax.nn.sigmoid(z)
     return s * (1 - s)
 
-  return Activation("sigmoid", (), jax.nn.sigmoid, derivative)
+  def log_derivative(z):  # log σ(z) + log σ(−z)
+    return -jax.nn.softplus(z) - jax.nn.softplus(-z)
+
+  return Activation("sigmoid", (), jax.nn.sigmoid, derivative, log_derivative=log_derivative)
 
 
 @_family("tanh")
@@ -208,7 +253,7 @@ def scaled_tanh(n: float = 2.0, *, _name: str = "scaled_tanh") -> Activation:
     return n * (1 - t * t)
 
   params = () if _name == "tanh" else (("n", n),)
-  return Activation(_name, params, fn, derivative)
+  return Activation(_name, params, fn, derivative, log_derivative=_log_tanh_slope(1.0, n))
 
 
 @_family("lecun_tanh")
@@ -222,7 +267,8 @@ def lecun_tanh() -> Activation:
     t = jnp.tanh(LECUN_SLOPE * z)
     return LECUN_AMPLITUDE * LECUN_SLOPE * (1 - t * t)
 
-  return Activation("lecun_tanh", (), fn, derivative)
+  log_derivative = _log_tanh_slope(LECUN_AMPLITUDE, LECUN_SLOPE)
+  return Activation("lecun_tanh", (), fn, derivative, log_derivative=log_derivative)
 
 
 @_family("relu")
@@ -250,7 +296,11 @@ def leaky_relu(slope: float = 0.01) -> Activation:
 @_family("softplus")
 def softplus() -> Activation:
   """log(1 + e^z); derivative σ(z) (Nielsen ch. 3, the smooth rectifier)."""
-  return Activation("softplus", (), jax.nn.softplus, jax.nn.sigmoid)
+
+  def log_derivative(z):  # log σ(z)
+    return -jax.nn.softplus(-z)
+
+  return Activation("softplus", (), jax.nn.softplus, jax.nn.sigmoid, log_derivative=log_derivative)
 
 
 @_family("stepped_sigmoid")
@@ -271,7 +321,12 @@ def stepped_sigmoid(steps: int = 20) -> Activation:
     s = jax.nn.sigmoid(shifted(z))
     return jnp.sum(s * (1 - s), axis=-1)
 
-  return Activation("stepped_sigmoid", (("steps", float(steps)),), fn, derivative)
+  def log_derivative(z):  # log Σ_i σ'(z − c_i), each term in log space
+    t = shifted(z)
+    return jax.nn.logsumexp(-jax.nn.softplus(t) - jax.nn.softplus(-t), axis=-1)
+
+  params = (("steps", float(steps)),)
+  return Activation("stepped_sigmoid", params, fn, derivative, log_derivative=log_derivative)
 
 
 @_family("noisy_relu")
@@ -299,7 +354,10 @@ def erf() -> Activation:
   def derivative(z):
     return (2 / math.sqrt(math.pi)) * jnp.exp(-z * z)
 
-  return Activation("erf", (), _erf, derivative)
+  def log_derivative(z):
+    return math.log(2 / math.sqrt(math.pi)) - z * z
+
+  return Activation("erf", (), _erf, derivative, log_derivative=log_derivative)
 
 
 @_family("linear")

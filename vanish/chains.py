@@ -329,16 +329,29 @@ def jacobian(
 
 
 def one_neuron_factors(net, p, xb, k, prec):
-  """The chain's factors for one network and input: ``(factors, preactivations, weights)``, [L].
+  """The chain's factors for one network and input, in log space.
 
   ``factor_1 = σ'(z_1)`` (the bias enters directly); ``factor_j = w_j σ'(z_j)``, j ≥ 2.
+
+  Returns:
+    ``(log_abs_factor, sign, preactivation, weight)``, each ``[L]``. ``log |σ'(z)|`` comes
+    from the activation's closed form where it has one
+    (:meth:`~vanish.activations.Activation.log_abs_derivative`), so a factor is ``−inf``
+    only where it is exactly 0 (a zero weight, a dead ReLU), never because ``σ'(z)``
+    underflowed (σ'(z) = 0 in float32 once |z| ≳ 90, tanh' once |z| ≳ 9).
   """
   _, outs = _engine.trace(net, p, xb, k, prec)
+  log_d, sign_d = [], []
+  for segment, (_, z, slope) in zip(net.segments, outs, strict=True):
+    log_abs = segment.layer.activation.log_abs_derivative(z[:, 0], slope[:, 0])
+    log_d.append(log_abs)
+    sign_d.append(jnp.where(jnp.isfinite(log_abs), jnp.where(slope[:, 0] < 0, -1.0, 1.0), 0.0))
   weights = jnp.concatenate([p_s["w"][:, 0, 0] for p_s in p])
   pre = jnp.concatenate([z[:, 0] for _, z, _ in outs])
-  slopes = jnp.concatenate([slope[:, 0] for _, _, slope in outs])
-  factors = slopes * jnp.concatenate([jnp.ones_like(weights[:1]), weights[1:]])
-  return factors, pre, weights
+  w = jnp.concatenate([jnp.ones_like(weights[:1]), weights[1:]])
+  log_abs = jnp.concatenate(log_d) + jnp.log(jnp.abs(w))
+  sign = jnp.concatenate(sign_d) * jnp.sign(w)
+  return log_abs, sign, pre, weights
 
 
 def check_one_neuron(net: Network) -> None:
@@ -354,8 +367,8 @@ def _scalar_chain(net, params, x, key, *, precision, batched):
   prec = _engine.lax_precision(precision)
 
   def per_input(p, xb, k):
-    factors, _, _ = one_neuron_factors(net, p, xb, k, prec)
-    return jnp.cumsum(jnp.log(jnp.abs(factors))), jnp.cumprod(jnp.sign(factors))
+    log_abs, sign, _, _ = one_neuron_factors(net, p, xb, k, prec)
+    return jnp.cumsum(log_abs), jnp.cumprod(sign)
 
   return ensemble_map(per_input, params, x, key, batched)
 
@@ -384,7 +397,9 @@ def scalar_chain(
 
   Returns:
     ``(log_abs_g, sign_g)``, each ``[M, (batch,) L]``; ``log_abs_g`` is ``−inf``
-    exactly where a factor is 0 (then the sign is 0).
+    exactly where a factor is 0 (then the sign is 0). ``log |σ'(z)|`` is taken in
+    closed form, so a saturated unit (σ'(z) below float32's range) gives a finite,
+    very negative log instead of an underflowed 0.
 
   Example:
     >>> import jax, vanish as vn

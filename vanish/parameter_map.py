@@ -84,7 +84,6 @@ __all__ = [
 ]
 
 VANISH, STABLE, EXPLODE = -1, 0, 1
-_LOG4 = math.log(4.0)
 
 
 # --------------------------------------------------------------------------- validation
@@ -145,12 +144,12 @@ def _deterministic(activation: Any) -> _activations.Activation:
 
 
 def log_abs_derivative(activation: str | _activations.Activation, z: jax.Array) -> jax.Array:
-  """``log |φ'(z)|``, computed without underflow for the sigmoid and tanh families.
+  """``log |φ'(z)|``, computed without underflow (``Activation.log_abs_derivative``).
 
   ``σ'(z) = σ(z)(1 − σ(z))`` is exactly 0 in float32 once ``|z| ≳ 90``; its log
   ``−softplus(z) − softplus(−z)`` is not. Likewise ``log(1 − tanh² u) = log 4 −
-  2|u| − 2 softplus(−2|u|)`` for tanh, tanh(n·x) and LeCun's tanh. Other
-  activations use ``log |φ'(z)|`` (``−inf`` where φ' is exactly 0, e.g. ReLU).
+  2|u| − 2 softplus(−2|u|)`` for tanh, tanh(n·x) and LeCun's tanh. Activations without
+  a closed form use ``log |φ'(z)|`` (``−inf`` where φ' is exactly 0, e.g. ReLU).
 
   Example:
     >>> import jax.numpy as jnp
@@ -159,19 +158,7 @@ def log_abs_derivative(activation: str | _activations.Activation, z: jax.Array) 
     >>> round(float(log_abs_derivative("tanh", jnp.array(0.0))), 6)
     0.0
   """
-  act = _activations.get(activation)
-  z = jnp.asarray(z)
-  if act.name == "sigmoid":
-    return -jax.nn.softplus(z) - jax.nn.softplus(-z)
-  scale = {"tanh": (1.0, 1.0), "lecun_tanh": (1.7159, 2.0 / 3.0)}.get(act.name)
-  if act.name == "scaled_tanh":
-    n = dict(act.params)["n"]
-    scale = (1.0, n)
-  if scale is not None:
-    amplitude, slope = scale
-    u = jnp.abs(slope * z)
-    return math.log(amplitude * slope) + _LOG4 - 2 * u - 2 * jax.nn.softplus(-2 * u)
-  return jnp.log(jnp.abs(act.derivative(z)))
+  return _activations.get(activation).log_abs_derivative(z)
 
 
 def classify(log_g: ArrayLike, epsilon: float = 1e-3) -> np.ndarray:

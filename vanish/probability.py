@@ -39,7 +39,6 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from scipy import special, stats
 
@@ -265,8 +264,8 @@ def _scalar_factors(net, params, x, key, *, precision, batched):
   prec = _engine.lax_precision(precision)
 
   def per_input(p, xb, k):
-    factors, pre, weights = one_neuron_factors(net, p, xb, k, prec)
-    return jnp.log(jnp.abs(factors)), pre, weights
+    log_abs, _, pre, weights = one_neuron_factors(net, p, xb, k, prec)
+    return log_abs, pre, weights
 
   return ensemble_map(per_input, params, x, key, batched)
 

@@ -506,8 +506,8 @@ def _one_neuron_sweep(net, params, x, scales, *, precision):
     scaled = ({"w": params[0]["w"] * scale[0], "b": params[0]["b"] * scale[1]},)
 
     def per_input(p, xb, k):
-      factors, _, _ = chains.one_neuron_factors(net, p, xb, k, prec)
-      return jnp.cumsum(jnp.log(jnp.abs(factors)))
+      log_abs, _, _, _ = chains.one_neuron_factors(net, p, xb, k, prec)
+      return jnp.cumsum(log_abs)
 
     return chains.ensemble_map(per_input, scaled, x, None, True)
 

@@ -206,9 +206,12 @@ def _kernel_body(
     a, log_g, sign = carry
     z = w * a + b
     a, slope = act.value_and_derivative(z)
-    factor = jnp.where(index == 0, slope, w * slope)
-    log_g = log_g + jnp.log(jnp.abs(factor))
-    sign = sign * jnp.sign(factor)
+    # log |φ'(z)| in closed form (no underflow when the unit saturates), as vn.scalar_chain
+    log_slope = act.log_abs_derivative(z, slope)
+    first = index == 0
+    log_g = log_g + log_slope + jnp.where(first, 0.0, jnp.log(jnp.abs(w)))
+    slope_sign = jnp.where(jnp.isfinite(log_slope), jnp.where(slope < 0, -1.0, 1.0), 0.0)
+    sign = sign * slope_sign * jnp.where(first, 1.0, jnp.sign(w))
     if exists is not None:  # a padded layer keeps (and rewrites) the previous layer's values
       a, log_g, sign = (
         jnp.where(exists, n, c) for n, c in zip((a, log_g, sign), carry, strict=True)
