@@ -1,7 +1,9 @@
 """Streamed per-layer gradient statistics (vanish.streaming): exact, deterministic, memory-bounded.
 
-One network and few compiled chunk shapes: 8 devices (every chunk size here compiles
-to the same 64-member shape) and one device (8 members).
+One tiny network (zero biases: one random draw less to compile) and three compiled
+chunk shapes, shared through module-scoped fixtures: blocks of 2 members on 8 devices
+(one block each) and on one device (5 blocks a call), and blocks of 8 on one device.
+The memory check reads XLA's accounting of the same compiled shapes (no compilation).
 """
 
 import math
@@ -14,8 +16,9 @@ import pytest
 import vanish as vn
 from vanish import streaming
 
-MEMBERS = 13  # prime: no chunk size but 1 and 13 divides it
-NET = vn.MLP([8] * 7, "tanh", vn.init.gaussian(1.5), vn.init.normal(0.3))
+MEMBERS = 13  # prime: no block or chunk but 1 and 13 divides it
+BLOCK = 2
+NET = vn.MLP([8] * 7, "tanh", vn.init.gaussian(1.5))
 X = np.linspace(-1.0, 1.0, 16, dtype=np.float32).reshape(2, 8)  # two inputs per member
 COTANGENT = np.stack([np.ones(8), np.linspace(-1.0, 1.0, 8)]).astype(np.float32)
 EPSILON = 0.3  # some layers vanish, some explode at σ_w² = 1.5
@@ -27,7 +30,7 @@ FIELDS = [
 
 
 def stream(**kwargs):
-  kwargs = {"chunk": 1, "block": 1, **kwargs}
+  kwargs = {"chunk": BLOCK, "block": BLOCK, **kwargs}
   return streaming.gradient_statistics(
     NET,
     X,
@@ -41,6 +44,13 @@ def stream(**kwargs):
   )
 
 
+def call_bytes(block, blocks):
+  """XLA's bytes for one device's call (the compiled shape of a run below: no compilation)."""
+  return streaming.measured_call_bytes(
+    NET, X, block=block, blocks=blocks, cotangent=COTANGENT, bins=HISTOGRAM[2]
+  )
+
+
 @pytest.fixture(scope="module")
 def reference():
   """``[M·B, L]`` float64 log-norms of the whole ensemble at once."""
@@ -50,8 +60,22 @@ def reference():
 
 
 @pytest.fixture(scope="module")
-def by_chunk():
-  return {chunk: stream(chunk=chunk) for chunk in (1, 3, 7, MEMBERS)}
+def runs():
+  """Blocks of 2 for chunks of 1, 2, 5 blocks and auto on 8 devices, and 5 on one device."""
+  one = jax.devices()[:1]
+  return {
+    "8 devices, chunk 1 block": stream(chunk=2),
+    "8 devices, chunk 2 blocks": stream(chunk=4),
+    "8 devices, chunk 5 blocks": stream(chunk=10),
+    "8 devices, auto": stream(chunk="auto", memory_limit=10**8),
+    "1 device, chunk 5 blocks": stream(chunk=10, devices=one),
+  }
+
+
+@pytest.fixture(scope="module")
+def block8():
+  """Blocks of 8 on one device, two calls of one block."""
+  return stream(block=8, chunk=8, devices=jax.devices()[:1])
 
 
 def _histogram(values):
@@ -60,8 +84,10 @@ def _histogram(values):
   return np.stack([np.bincount(index[:, l], minlength=bins + 2) for l in range(values.shape[1])])
 
 
-def test_statistics_equal_a_direct_computation(by_chunk, reference):
-  stats = by_chunk[1]
+@pytest.mark.parametrize("which", ["block 2", "block 8"])
+def test_statistics_equal_a_direct_computation(which, runs, block8, reference):
+  stats = runs["1 device, chunk 5 blocks"] if which == "block 2" else block8
+  assert stats.block == (2 if which == "block 2" else 8)
   samples = MEMBERS * X.shape[0]
   assert (stats.members, stats.samples) == (MEMBERS, samples)
   assert np.all(np.isfinite(reference))  # tanh: no exact zeros here
@@ -91,53 +117,56 @@ def test_statistics_equal_a_direct_computation(by_chunk, reference):
   assert ci.shape == (NET.depth, 2) and np.all(ci[:, 0] <= stats.p_vanish)
 
 
-def test_bitwise_identical_across_chunks_and_devices_at_one_per_device_batch(by_chunk):
-  """Chunks 1, 3, 7, 13 on 8 devices and 7 or auto on 1 device: 8 members per device each."""
-  one_device = stream(chunk=7, devices=jax.devices()[:1])
-  runs = [*by_chunk.values(), one_device]
-  for run in runs[1:]:
+def test_bitwise_identical_for_every_chunk_and_device_count(runs):
+  """Blocks of 2 members, 13 members (the last block half padding): chunks of 1, 2, 5
+  blocks and auto on 8 devices (every device one block a call, most of them padding),
+  and 5 blocks a call on one device (a loop over blocks; on 8 devices the loop has one
+  step). Every field equal to the last bit."""
+  assert len({r.block for r in runs.values()}) == 1
+  first, *others = runs.values()
+  for label, run in zip(list(runs)[1:], others, strict=True):
     for name in FIELDS:
-      np.testing.assert_array_equal(getattr(run, name), getattr(runs[0], name), err_msg=name)
-  # Automatic chunking from a byte limit: 8 members per device, so 2 chunks of 8.
-  limit = 8 * streaming.bytes_per_member(NET, inputs=2)
-  assert streaming.choose_chunk(MEMBERS, limit // 8, memory_limit=limit, devices=[None]) == 8
-  auto = stream(chunk="auto", memory_limit=limit, devices=jax.devices()[:1])
-  for name in FIELDS:
-    np.testing.assert_array_equal(getattr(auto, name), getattr(runs[0], name), err_msg=name)
+      np.testing.assert_array_equal(getattr(run, name), getattr(first, name), err_msg=label)
 
 
-@pytest.mark.parametrize(
-  ("members", "member_bytes", "limit", "block", "devices"),
-  [(13, 100, 800, 1, 1), (10**6, 16_700_000, 40 * 10**9, 16, 1), (1000, 7, 5000, 4, 8)],
-)
-def test_chosen_chunk_respects_the_limit(members, member_bytes, limit, block, devices):
-  chunk = streaming.choose_chunk(
-    members, member_bytes, memory_limit=limit, block=block, devices=[None] * devices
-  )
-  unit = math.lcm(block, streaming.CPU_LANES) * devices  # CPU: whole lanes per device
-  compiled = -(-chunk // unit) * unit
-  assert chunk % block == 0
-  assert compiled // devices * member_bytes <= limit  # what one device holds fits
-  largest = limit // member_bytes // (unit // devices) * unit
-  assert -(-members // chunk) == max(1, -(-members // largest))  # no more chunks than needed
+def test_a_call_holds_one_block_and_the_model_covers_it(runs, block8):
+  """XLA's own buffer accounting (argument + output + temporaries) of the compiled runs."""
+  five, eight = call_bytes(BLOCK, 5), call_bytes(8, 1)
+  if five < 0:
+    pytest.skip("this backend has no memory analysis")
+  # Five blocks of 2 members a call (10 members) take less than one block of 8: a call
+  # holds one block at a time (plus per-block moments, 144 bytes a block here).
+  assert five < eight
+  per_member = (eight - five) / (8 - BLOCK)
+  model = streaming.bytes_per_member(NET, inputs=2)
+  assert per_member <= model <= 2.5 * per_member
 
 
-def test_a_limit_too_small_for_one_member_is_a_clear_error():
-  need = streaming.bytes_per_member(NET, inputs=2)
+def test_default_block_and_chosen_chunk():
+  paper = streaming.bytes_per_member(vn.MLP([128] * 101))
+  assert streaming.default_block(10**6, paper) == 128  # 128 × 29 MB ≤ 4 GiB < 256 × 29 MB
+  assert streaming.default_block(10**6, paper, "cpu") == 1
+  assert streaming.default_block(10**6, 1000, "cpu") == 1024  # at most BLOCK
+  assert streaming.default_block(10**6, 50_000, "cpu") == 64  # 64 × 50 kB ≤ 4 MiB < 128 × 50 kB
+  assert streaming.default_block(13, 10) == 16  # no block much larger than the ensemble
+  assert streaming.default_block(1, 10) == 1
+  # M = 13 in blocks of 2 on 8 devices: one call of 7 blocks.
+  choose = streaming.choose_chunk
+  assert choose(13, 100, memory_limit=10**6, block=2, devices=[None] * 8) == 14
+  # 10⁶ members in blocks of 128 on one device: 7813 blocks in calls of ≤ 64, evened.
+  chunk = choose(10**6, 100, memory_limit=10**6, block=128, devices=[None])
+  calls = -(-7813 // 64)
+  assert chunk == -(-7813 // calls) * 128 and -(-(10**6) // chunk) == calls
+  assert choose(100, 100, memory_limit=10**6, block=4, devices=[None] * 2, max_blocks=3) == 24
+  assert choose(10, 100, memory_limit=400, block=4, devices=[None]) == 12  # one block fits
+
+
+def test_a_limit_too_small_for_one_block_is_a_clear_error():
+  need = BLOCK * streaming.bytes_per_member(NET, inputs=2)
   with pytest.raises(ValueError, match="memory_limit=.* is too small"):
     stream(chunk="auto", memory_limit=need - 1)
   with pytest.raises(ValueError, match="too small"):
-    streaming.choose_chunk(10, member_bytes=100, memory_limit=99, devices=[None])
-
-
-def test_memory_model_bounds_the_compiled_chunk():
-  """bytes_per_member covers XLA's own buffer accounting (argument + output + temporaries)."""
-  x = jnp.asarray(X)
-  measured = streaming.measured_bytes_per_member(NET, x, sizes=(8, 16))
-  model = streaming.bytes_per_member(NET, inputs=2)
-  if math.isnan(measured):
-    pytest.skip("this backend has no memory analysis")
-  assert measured <= model <= 2.5 * measured
+    streaming.choose_chunk(10, member_bytes=100, memory_limit=399, block=4, devices=[None])
 
 
 @pytest.mark.parametrize(
@@ -147,6 +176,7 @@ def test_memory_model_bounds_the_compiled_chunk():
     ({"members": 2**32}, ValueError, "members must be < 2"),
     ({"chunk": 3, "block": 2}, ValueError, r"chunk \(3\) must be a multiple of block \(2\)"),
     ({"chunk": "big"}, ValueError, "chunk must be 'auto'"),
+    ({"block": 0}, ValueError, "block must be an integer >= 1"),
     ({"epsilon": 1.0}, ValueError, "epsilon must be in"),
     ({"histogram": (1.0, 1.0, 10)}, ValueError, "histogram range"),
     ({"x": np.ones(5)}, ValueError, "x must have shape"),

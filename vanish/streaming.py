@@ -1,37 +1,43 @@
-"""Per-layer gradient statistics of ensembles of any size, streamed in memory-bounded chunks.
+"""Per-layer gradient statistics of ensembles of any size, streamed in fixed blocks.
 
-:func:`gradient_statistics` samples an ensemble of M networks chunk by chunk —
-each chunk's parameters are generated *inside* the jitted chunk function from the
-key and the member indices, so no more than one chunk of weights ever exists —
-computes Nielsen's per-layer ``log ‖∂C/∂b^l‖`` (:func:`vanish.log_gradient_norms`)
-and reduces it on the device to per-layer statistics: sample counts, mean and
-variance, min/max, ``P(‖∂C/∂b^l‖ < ε)`` and ``P(‖∂C/∂b^l‖ > 1/ε)`` counts, the
-same for the ratio to the last layer ``log(‖δ^l‖/‖δ^L‖)``, and fixed-bin
-histograms for quantiles. Chunks are sharded over the local devices along the
-member axis (:mod:`vanish.sharding`).
+:func:`gradient_statistics` samples an ensemble of M networks block by block —
+each block's parameters are generated *inside* the jitted function from the key
+and the member indices, so no more than one block of weights per device ever
+exists — computes Nielsen's per-layer ``log ‖∂C/∂b^l‖``
+(:func:`vanish.log_gradient_norms`) and reduces it on the device to per-layer
+statistics: sample counts, mean and variance, min/max, ``P(‖∂C/∂b^l‖ < ε)`` and
+``P(‖∂C/∂b^l‖ > 1/ε)`` counts, the same for the ratio to the last layer
+``log(‖δ^l‖/‖δ^L‖)``, and fixed-bin histograms for quantiles.
+
+**Blocks and chunks.** The unit of computation is a *block*: ``block`` consecutive
+members ``[j·block, (j+1)·block)``, always computed by one vmapped call of exactly
+``block`` members (the last block's padding masked out). ``block`` is a setting
+recorded in the result (default :func:`default_block`: from the network and the
+platform, never from the chunk, the device count or the free memory). A *chunk* is
+one call of the jitted function: ``k`` blocks on each of the local devices
+(``shard_map`` over :mod:`vanish.sharding`'s member mesh), each device running a
+``lax.scan`` over its ``k`` blocks, one block at a time (a ``lax.cond`` skips blocks
+that are all padding). So a call holds one block per device, whatever ``k``; the
+chunk only sets how many blocks a call does (:func:`choose_chunk`).
 
 **Determinism.** Member ``m`` draws its parameters from ``fold_in(key, m)`` (as
-``net.init`` does) and its activation noise from ``fold_in(noise_key, m)``, so its
-log-norms depend on ``m`` only. The reduction never depends on how members are
-grouped: the members are cut into fixed *blocks* ``[j·block, (j+1)·block)`` (a
-parameter, not derived from the chunk, the devices or the memory); each block is
-reduced on the device by a fixed pairwise tree of element-wise adds (mean, then
-the sum of squared deviations from it); counts, histograms and extrema are exact
-whatever the order; and the host folds the block results in block order with a
-sequential float64 sum (``np.add.accumulate``). So the *reduction* gives bitwise
-identical statistics for every chunk size (a multiple of ``block``) and device count.
-The per-member log-norms are bitwise identical only where XLA computes a member the
-same way whatever the batch it sits in, which XLA does not promise. Measured on the
-CPU (jax 0.10.2): element-wise tails (batches of 1 or 3 members of 6-wide layers
-differ from batches of 2, 8, 16 or 24 in the last bit; fixed by padding every device
-to a multiple of ``CPU_LANES`` members) and a size-dependent kernel choice (width 16,
-depth 10: a per-device batch of 64 members differs from 256 or 1024 in 385 of 640
-values, by ≤ 4.8e-7, not fixed). So results are bitwise identical across chunk sizes
-and device counts that give the same per-device batch (tested: chunks of 1, 3, 7 and
-all 13 members on 8 devices, and 1 device), and agree to float32 rounding otherwise.
-Making every size bitwise identical needs a fixed compute shape (each device running
-``lax.map`` over fixed batches); ``benchmarks/bench_chunking.py`` records whether a
-sweep of chunk sizes gave identical bits.
+``net.init`` does) and its activation noise from ``fold_in(noise_key, m)``, and
+always sits at position ``m mod block`` of a block of the same compiled shape, so
+its log-norms have the same bits whatever the chunk or the device count (XLA's
+numbers depend on the batch shape: on the CPU, a per-device batch of 64 members of
+width 16 differs from one of 256 in 385 of 640 values, which fixed blocks avoid).
+Each block is reduced on the device by a fixed pairwise tree of element-wise adds
+(mean, then the sum of squared deviations from it); counts, histograms and extrema
+are exact whatever the order; and the host folds the block results in block order
+with a sequential float64 sum (``np.add.accumulate``). So the statistics are
+bitwise identical for every chunk and device count (tested: chunks of 1, 2, 5
+blocks and automatic on 8 devices, 5 blocks a call on one device, 13 members in
+blocks of 2; checked: width 16, depth 10, blocks of 64, chunks of 64 to 1024 on 1
+and 8 devices), and across reruns. A different ``block`` changes the float
+rounding only. On a GPU the same holds within one process (XLA's autotuner caches
+its choice per shape); across processes XLA may autotune a block's matmuls
+differently unless ``XLA_FLAGS=--xla_gpu_autotune_level=0`` or a persistent
+autotune cache pins the choice (not measured).
 
 **Memory model** (float32, ``s = 4`` bytes; one member, B inputs, layer widths
 ``n_0 … n_L``; ``P = Σ_l (n_l n_{l−1} + n_l)`` parameters)::
@@ -46,51 +52,63 @@ sweep of chunk sizes gave identical bits.
                        + 6 B L ]                     log-norms, ratios, bins, masks
                  + 8 L                               per-layer keys (threefry: 2 × uint32)
 
-:func:`bytes_per_member` returns this times ``MARGIN`` (1.1) for allocator slack;
-the fixed part (histograms ``[L, bins+2]`` int32 twice per device, per-block
-results, the program) is small and left to the unused ``1 − fraction`` of memory.
-Measured check: XLA's own buffer accounting of the compiled chunk
-(``jax.jit(...).lower(...).compile().memory_analysis()``: argument + output +
-temporary bytes), slope between chunks of 64 and 128 members on one CPU device
-(jax 0.10.2; :func:`measured_bytes_per_member`), tanh MLPs:
+  bytes/device/call ≈ block · bytes/member          one block at a time
+                      + k · 6 L s                   per-block moments (count, mean, m2; ×2)
+                      + 2 L (bins + 2) · 4          the two histograms
 
-  =====================  ======  =========  =============  =========
-  widths × depth, B      4 s P   measured   formula (no    formula /
-                                            margin)        measured
-  =====================  ======  =========  =============  =========
-  64 × 4, B = 1          266240  263800     269440         1.02
-  32 × 10, B = 1         168960  165664     173120         1.05
-  16 × 20, B = 1          87040   83896      91520         1.09
-  16 × 20, B = 8          87040   94340     121760         1.29
-  8 × 40, B = 4           46080   47956      65600         1.37
-  =====================  ======  =========  =============  =========
+:func:`bytes_per_member` returns the first times ``MARGIN`` (1.1) for allocator
+slack; :func:`choose_chunk` checks that ``block`` of them fit in the per-device budget
+(``memory_limit``, or ``fraction`` of the smallest free memory among the devices,
+:func:`vanish.sharding.free_memory`) and leaves the small rest to the unused
+``1 − fraction``. Measured check: XLA's own buffer accounting of the compiled call
+(:func:`measured_call_bytes`: ``memory_analysis()`` argument + output + temporary
+bytes) on one CPU device (jax 0.10.2), tanh MLPs: the slope between blocks of 64 and
+128 members (one block a call), and a call of 4 blocks of 64 against one:
 
-A least-squares fit of the measurements gives 3.92 · (4 s P) + 1.17 · s B L n: the
-parameters dominate and are counted 4 times. On a GPU XLA fuses the sampling into
-fewer buffers, so the model is conservative there (``bench_chunking`` records the
-device's peak memory next to it).
+  =====================  ======  ========  =======  =========  ==========  ===========
+  widths × depth, B      4 s P   measured  formula  formula /  call of 1   call of 4
+                                 /member   /member  measured   block, MB   blocks, MB
+  =====================  ======  ========  =======  =========  ==========  ===========
+  64 × 4, B = 1          266240  263800    269440   1.02       17.08       17.02
+  32 × 10, B = 1         168960  165664    173120   1.05       11.08       10.93
+  16 × 20, B = 1          87040   83896     91520   1.09        6.33        6.02
+  16 × 20, B = 8          87040   94340    121760   1.29        7.00        6.68
+  8 × 40, B = 4           46080   47956     65600   1.37        4.99        4.36
+  =====================  ======  ========  =======  =========  ==========  ===========
 
-The chunk chooser (:func:`choose_chunk`) divides a per-device budget —
-``memory_limit`` bytes, or ``fraction`` of the smallest free memory among the
-devices (:func:`vanish.sharding.free_memory`) — by this, rounds down to whole
-blocks per device, and then evens the chunks out (``ceil(M / chunks)`` rounded up
-to a whole number of blocks per device) so that the padded last chunk wastes less
-than one block per device. It needs no divisor of M: the last chunk is padded to
-the common shape (one compilation) and the padding is masked out.
+So a call's memory does not grow with the chunk, and the parameters dominate the
+per-member bytes (counted 4 times). On a GPU XLA fuses the sampling into fewer
+buffers, so the model is conservative there (``benchmarks/bench_chunking.py``
+records the device's peak memory next to it).
+
+**Choosing the sizes.** :func:`default_block` takes ``BLOCK`` (1024) members,
+halved while a block's working set (``block · bytes/member``) exceeds
+``BLOCK_BYTES`` — 4 GiB on an accelerator, enough members to keep a GPU's kernels
+large (128 of the paper's networks: 211 M random draws and 128 parallel 128-wide
+chains a block) while fitting in half of a 16 GB GPU; 4 MiB on a CPU, where a block
+should stay in cache (measured on the 2-core CPU, width 16, depth 10: blocks of 64
+and 128 members ran at 18 000 members/s, 256 at 17 000, 1024 at 9 600, 8 at 11 900) —
+or while half a block still holds all M members. :func:`choose_chunk` then gives each
+device up to ``MAX_BLOCKS`` (64) blocks a call, the calls as even as whole blocks
+allow: enough work a call that the dispatch and the host's fold (which overlaps the
+next call) cost little, and a progress update every few seconds at the paper's size.
+With fixed blocks the chunk hardly matters for speed: on the 2-core CPU (width 16,
+depth 10, 2000 members, blocks of 64; ``benchmarks/results/chunking_cpu.json``)
+chunks of 64 to 2048 members ran within 5 % of each other in their best rounds, and
+the automatic one (one call of 32 blocks) at 0.99 of the best.
 
 The paper's target (issue 7): M = 10⁶ members of width 128 and depth 100, one
 input, on one H100: P = 1.65 M, bytes/member ≈ 1.1 · 4 · (4 · 1.65 M + 38 400 +
-600) + 800 ≈ 29 MB, so half of the ≈ 60 GB XLA's allocator leaves free holds ≈ 1 000
-members a chunk and the run takes ≈ 1 000 chunks; the weights alone would be 6.6 TB
-if materialized at once.
+600) + 800 ≈ 29 MB, so a block of 128 needs ≈ 3.7 GB; 7 813 blocks go in 123 calls
+of 64; the weights alone would be 6.6 TB if materialized at once.
 
 Example:
   >>> import jax, vanish as vn
-  >>> net = vn.MLP([8] * 11, "tanh", vn.init.gaussian(1.0))
-  >>> stats = vn.streaming.gradient_statistics(net, jax.numpy.ones(8), key=jax.random.key(0),
-  ...                                         members=100, block=4, chunk=24, progress=False)
-  >>> stats.count.shape, int(stats.count[0])
-  ((10,), 100)
+  >>> net = vn.MLP([4] * 5, "tanh", vn.init.gaussian(1.0))
+  >>> stats = vn.streaming.gradient_statistics(net, jax.numpy.ones(4), key=jax.random.key(0),
+  ...                                         members=100, block=4, chunk=40, progress=False)
+  >>> stats.count.shape, int(stats.count[0]), stats.block
+  ((4,), 100, 4)
   >>> bool(stats.mean[0] < stats.mean[-1])   # tanh at σ_w² = 1: early layers get less
   True
 """
@@ -106,6 +124,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 from jax.sharding import PartitionSpec as P
 
 from vanish import _engine
@@ -119,14 +138,20 @@ __all__ = [
   "GradientStatistics",
   "bytes_per_member",
   "choose_chunk",
+  "default_block",
   "gradient_statistics",
-  "measured_bytes_per_member",
+  "measured_call_bytes",
 ]
 
 MARGIN = 1.1
 """Safety factor of :func:`bytes_per_member` over the itemized model."""
-CPU_LANES = 8
-"""On a CPU each device computes a multiple of this many members (see :func:`choose_chunk`)."""
+BLOCK = 1024
+"""Members per block at most by default (:func:`default_block`)."""
+BLOCK_BYTES = {"cpu": 4 * 2**20, "accelerator": 4 * 2**30}
+"""A default block's working set at most: about a core's share of a CPU's cache, and a
+few GiB of an accelerator's memory (module docstring)."""
+MAX_BLOCKS = 64
+"""Blocks per device per call at most (:func:`choose_chunk`)."""
 
 
 # --------------------------------------------------------------------------- memory model
@@ -141,7 +166,7 @@ def _model_bytes(net: Network, inputs: int, itemsize: int) -> int:
 
 
 def bytes_per_member(net: Network, inputs: int = 1, *, dtype: Any = jnp.float32) -> int:
-  """Device bytes one member of a :func:`gradient_statistics` chunk needs (module docstring).
+  """Device bytes one member of a :func:`gradient_statistics` block needs (module docstring).
 
   Args:
     net: the network spec.
@@ -163,6 +188,33 @@ def bytes_per_member(net: Network, inputs: int = 1, *, dtype: Any = jnp.float32)
   return int(math.ceil(MARGIN * _model_bytes(net, inputs, itemsize)))
 
 
+def default_block(members: int, member_bytes: int, platform: str = "gpu") -> int:
+  """The default block: ``BLOCK`` members, halved while a block's working set exceeds the
+  platform's ``BLOCK_BYTES`` or half a block still holds all ``members``.
+
+  It depends on the configuration and the platform only, never on the chunk, the
+  device count or the free memory, so it keeps results reproducible across those.
+
+  Args:
+    members: the ensemble size M ≥ 1.
+    member_bytes: :func:`bytes_per_member`, > 0.
+    platform: ``"cpu"`` or an accelerator platform (``"gpu"``, ``"cuda"``, ``"tpu"``, …).
+
+  Example:
+    >>> import vanish as vn
+    >>> paper = bytes_per_member(vn.MLP([128] * 101))
+    >>> default_block(10**6, paper), default_block(10**6, paper, "cpu"), default_block(13, 100)
+    (128, 1, 16)
+  """
+  members = _positive_int("members", members)
+  member_bytes = _positive_int("member_bytes", member_bytes)
+  budget = BLOCK_BYTES["cpu" if platform == "cpu" else "accelerator"]
+  block = BLOCK
+  while block > 1 and (block * member_bytes > budget or block // 2 >= members):
+    block //= 2
+  return block
+
+
 def choose_chunk(
   members: int,
   member_bytes: int,
@@ -171,35 +223,43 @@ def choose_chunk(
   fraction: float = 0.5,
   block: int = 1,
   devices: Sequence[jax.Device] | None = None,
+  max_blocks: int = MAX_BLOCKS,
 ) -> int:
-  """Members per chunk: as many as fit, in whole blocks per device, evened over the chunks.
+  """Members per chunk (one call): up to ``max_blocks`` blocks per device, evened out.
+
+  A call holds one block per device at a time, so memory bounds the block, not the
+  chunk: this checks that ``block`` members fit in the per-device budget, then gives
+  each device ``k ≤ max_blocks`` blocks a call, the ``ceil(blocks / k)`` calls as
+  even as whole blocks allow (the last call's missing blocks are skipped, not
+  computed).
 
   Args:
     members: the ensemble size M ≥ 1.
     member_bytes: bytes one member needs on its device (:func:`bytes_per_member`), > 0.
-    memory_limit: bytes one device may use for a chunk; default ``fraction`` of the
-      smallest :func:`vanish.sharding.free_memory` among ``devices``.
+    memory_limit: bytes one device may use; default ``fraction`` of the smallest
+      :func:`vanish.sharding.free_memory` among ``devices``.
     fraction: in (0, 1], used without ``memory_limit``.
-    block: the reduction block; the chunk is a multiple of ``block`` (of ``lcm(block, 8)``
-      on a CPU) times ``len(devices)``.
+    block: members per block (the unit of computation).
     devices: default all local devices.
+    max_blocks: blocks per device per call at most, ≥ 1.
 
   Returns:
-    The chunk size C (real members per chunk, a multiple of ``block``), at most what
-    fits; the ``ceil(M / C)`` chunks are as even as whole units per device allow.
+    The chunk C: real members per call, ``k · block · len(devices)`` (less when one call
+    covers the ensemble: ``ceil(M / block) · block``).
 
   Raises:
-    ValueError: if not even one block per device fits.
+    ValueError: if one block does not fit in the budget.
 
   Example:
-    >>> choose_chunk(1000, member_bytes=100, memory_limit=30_000, block=4, devices=[None] * 2)
-    512
-    >>> choose_chunk(1000, member_bytes=100, memory_limit=10**9, block=4, devices=[None] * 2)
-    1000
+    >>> choose_chunk(2000, member_bytes=100, memory_limit=10**6, block=64, devices=[None])
+    2048
+    >>> choose_chunk(10**6, member_bytes=100, memory_limit=10**6, block=64, devices=[None] * 2)
+    8192
   """
   members = _positive_int("members", members)
   member_bytes = _positive_int("member_bytes", member_bytes)
   block = _positive_int("block", block)
+  max_blocks = _positive_int("max_blocks", max_blocks)
   devices = list(jax.local_devices() if devices is None else devices)
   if not devices:
     raise ValueError("devices must not be empty")
@@ -211,79 +271,61 @@ def choose_chunk(
   else:
     memory_limit = _positive_int("memory_limit", memory_limit)
     source = f"memory_limit={memory_limit} bytes"
-  unit = _device_unit(block, devices)
-  groups = memory_limit // member_bytes // unit  # per device
-  if groups < 1:
+  if block * member_bytes > memory_limit:
     raise ValueError(
-      f"{source} is too small: a device computes at least {unit} member(s) of "
-      f"{member_bytes} bytes at once, so it needs at least {unit * member_bytes} bytes "
+      f"{source} is too small: a device computes a block of {block} member(s) of "
+      f"{member_bytes} bytes at once, so it needs at least {block * member_bytes} bytes "
       "(raise memory_limit, lower block, or use smaller networks)"
     )
-  step = unit * len(devices)
-  largest = groups * step
-  if largest >= members:  # one chunk covers the ensemble
-    return -(-members // block) * block
-  chunks = -(-members // largest)
-  return -(-members // (chunks * step)) * step
+  blocks = -(-members // block)
+  per_device = -(-blocks // len(devices))  # blocks each device does in all
+  calls = -(-per_device // max_blocks)
+  k = -(-per_device // calls)
+  return min(k * len(devices), blocks) * block
 
 
-def _device_unit(block: int, devices: Sequence[Any]) -> int:
-  """Members per device come in multiples of this: whole blocks, and on a CPU whole SIMD lanes.
-
-  On the CPU, XLA's element-wise loops run 4 or 8 lanes at a time and finish with a
-  scalar tail; a member whose numbers fall in the tail can differ in the last bit
-  (measured: 6-wide layers, batches of 1 or 3 members vs 2, 8, 16 or 24). Padding
-  every device's batch to a multiple of ``CPU_LANES`` members keeps each member's
-  numbers independent of the chunk.
-  """
-  on_cpu = all(getattr(d, "platform", "cpu") == "cpu" for d in devices)
-  return math.lcm(block, CPU_LANES) if on_cpu else block
-
-
-def measured_bytes_per_member(
+def measured_call_bytes(
   net: Network,
   x: Any,
   *,
-  sizes: tuple[int, int] = (64, 128),
-  block: int = 1,
+  block: int,
+  blocks: int = 1,
+  cotangent: Any = None,
+  bins: int = 4000,
+  wrt: str = "bias",
   dtype: Any = jnp.float32,
   precision: str = "highest",
-) -> float:
-  """The compiled chunk function's bytes per member on one device, from XLA's memory analysis.
+) -> int:
+  """XLA's own accounting of one device's call: argument + output + temporary bytes.
 
-  Compiles the chunk for two member counts and returns the slope of argument +
-  output + temporary bytes: the model's check (module docstring). Costs two
-  compilations.
+  The check of the memory model (module docstring): compiles (or reuses) the chunk
+  function for ``blocks`` blocks of ``block`` members on one device and reads
+  ``compiled.memory_analysis()``.
 
   Args:
-    net, x, dtype, precision: as for :func:`gradient_statistics`.
-    sizes: two chunk sizes (multiples of ``block``), smaller first.
-    block: the reduction block.
+    net, x, cotangent, wrt, dtype, precision: as for :func:`gradient_statistics`.
+    block: members per block, ≥ 1.
+    blocks: blocks in the call, ≥ 1.
+    bins: the histogram's bins.
 
   Returns:
-    Bytes per member, or NaN where the backend has no memory analysis.
+    Bytes, or ``-1`` where the backend has no memory analysis.
   """
-  x, batched, cotangent = _check_inputs(net, x, None, dtype)
-  small, large = (_positive_int("sizes", s) for s in sizes)
-  if not small < large or small % block or large % block:
-    raise ValueError(f"sizes must be increasing multiples of block={block}, got {sizes}")
+  x, batched, cotangent = _check_inputs(net, x, cotangent, dtype)
+  block, blocks = _positive_int("block", block), _positive_int("blocks", blocks)
   device = jax.local_devices()[0]
-  totals = []
-  for size in (small, large):
-    spec = _ChunkSpec(
-      net, jnp.dtype(dtype).name, precision, "bias", batched, block, size, 1, (device,)
-    )
-    index = _sharding.shard_members(jnp.zeros(size, jnp.uint32), _sharding.member_mesh([device]))
-    scalars = (jnp.float32(0), jnp.float32(-1), jnp.float32(1))
-    args = (jax.random.key(0), None, index, jnp.uint32(size), x, cotangent, scalars)
-    compiled = _run_chunk.lower(spec, *args).compile()
-    analysis = compiled.memory_analysis()
-    if analysis is None:
-      return math.nan
-    totals.append(
-      analysis.argument_size_in_bytes + analysis.output_size_in_bytes + analysis.temp_size_in_bytes
-    )
-  return (totals[1] - totals[0]) / (large - small)
+  size = block * blocks
+  dtype = jnp.dtype(dtype).name
+  spec = _ChunkSpec(net, dtype, precision, wrt, batched, block, size, bins, (device,))
+  index = _sharding.shard_members(jnp.zeros(size, jnp.uint32), _sharding.member_mesh([device]))
+  scalars = (jnp.float32(0), jnp.float32(-1), jnp.float32(1))
+  args = (jax.random.key(0), None, index, jnp.uint32(size), x, cotangent, scalars)
+  analysis = _run_chunk.lower(spec, *args).compile().memory_analysis()
+  if analysis is None:
+    return -1
+  return int(
+    analysis.argument_size_in_bytes + analysis.output_size_in_bytes + analysis.temp_size_in_bytes
+  )
 
 
 # --------------------------------------------------------------------------- results
@@ -309,7 +351,7 @@ class GradientStatistics:
     bin_edges: ``[K + 1]`` the histogram's fixed edges.
     histogram, ratio_histogram: ``[L, K + 2]`` sample counts: below ``bin_edges[0]``
       (zeros included), the K bins, then at or above ``bin_edges[-1]``.
-    block: the reduction block the result was computed with.
+    block: the members per block the result was computed with (results depend on it).
   """
 
   members: int
@@ -429,41 +471,39 @@ class _ChunkSpec:
 
 
 def _tree_sum(a: jax.Array) -> jax.Array:
-  """``[k, S, L] -> [k, L]`` by a fixed pairwise tree of element-wise adds (zero-padded).
+  """``[S, L] -> [L]`` by a fixed pairwise tree of element-wise adds (zero-padded to 2^k rows).
 
-  The order of the adds depends only on S, never on k or the sharding, so each
-  block's sum has the same bits in any chunk.
+  The order of the adds depends only on S (the block's samples), so each block's sum
+  has the same bits in any chunk.
   """
-  size = a.shape[1]
+  size = a.shape[0]
   width = 1 << (size - 1).bit_length()
   if width != size:
-    a = jnp.concatenate([a, jnp.zeros((a.shape[0], width - size, a.shape[2]), a.dtype)], axis=1)
-  while a.shape[1] > 1:
-    half = a.shape[1] // 2
-    a = a[:, :half] + a[:, half:]
-  return a[:, 0]
+    a = jnp.concatenate([a, jnp.zeros((width - size, a.shape[1]), a.dtype)], axis=0)
+  while a.shape[0] > 1:
+    half = a.shape[0] // 2
+    a = a[:half] + a[half:]
+  return a[0]
 
 
 def _block_moments(values: jax.Array, ok: jax.Array):
-  """Per block ``(count, mean, Σ (v − mean)²)``, each ``[k, L]``; ``values, ok: [k, S, L]``."""
-  count = ok.sum(axis=1, dtype=jnp.int32)
+  """``(count, mean, Σ (v − mean)²)``, each ``[L]``, of one block's ``values, ok: [S, L]``."""
+  count = ok.sum(axis=0, dtype=jnp.int32)
   total = _tree_sum(jnp.where(ok, values, 0))
   mean = total / jnp.maximum(count, 1).astype(values.dtype)
-  deviation = jnp.where(ok, values - mean[:, None, :], 0)
+  deviation = jnp.where(ok, values - mean[None, :], 0)
   return count, mean, _tree_sum(deviation * deviation)
 
 
-def _histogram(values: jax.Array, valid: jax.Array, low, width, bins: int) -> jax.Array:
-  """``[L, bins + 2]`` int32 counts of ``values [n, L]`` (−inf/below first, ≥ top last)."""
+def _add_histogram(counts, values, valid, low, width):
+  """``counts [L, bins + 2]`` plus the int32 counts of ``values [n, L]`` (−inf/below first,
+  ≥ top last)."""
+  bins = counts.shape[1] - 2
   position = jnp.floor((values - low) / width)
   position = jnp.where(jnp.isfinite(position), position, jnp.where(values > low, bins, -1))
   index = jnp.clip(position, -1, bins).astype(jnp.int32) + 1
   layers = jnp.broadcast_to(jnp.arange(values.shape[1], dtype=jnp.int32)[None, :], values.shape)
-  return (
-    jnp.zeros((values.shape[1], bins + 2), jnp.int32)
-    .at[layers, index]
-    .add(valid.astype(jnp.int32), mode="drop")
-  )
+  return counts.at[layers, index].add(valid.astype(jnp.int32), mode="drop")
 
 
 def _member_log_norms(spec: _ChunkSpec, key, noise_key, index, x, cotangent):
@@ -489,43 +529,96 @@ def _member_log_norms(spec: _ChunkSpec, key, noise_key, index, x, cotangent):
   return jax.vmap(member)(params, index)
 
 
-def _local_stats(spec: _ChunkSpec, key, noise_key, index, members, x, cotangent, scalars):
-  """One device's partial statistics of its members ``index`` (a whole number of blocks).
+def _empty_partials(depth: int, bins: int, dtype: Any) -> dict[str, jax.Array]:
+  """The identity of :func:`_block_partials`' running counts, extrema and histograms."""
+  big = jnp.full(depth, jnp.inf, dtype)
+  counts = jnp.zeros(depth, jnp.int32)
+  histogram = jnp.zeros((depth, bins + 2), jnp.int32)
+  return {
+    "min": big,
+    "max": -big,
+    "ratio_min": big,
+    "ratio_max": -big,
+    "zero": counts,
+    "vanish": counts,
+    "explode": counts,
+    "histogram": histogram,
+    "ratio_histogram": histogram,
+  }
 
-  Returns per-block moments ``[k, L]`` and per-device counts, extrema and
-  histograms with a leading device axis of 1.
+
+def _block_partials(spec, key, noise_key, index, members, x, cotangent, scalars, partials):
+  """One block of ``spec.block`` members ``index``: its moments, and ``partials`` updated.
+
+  Always one vmapped call of exactly ``spec.block`` members (padding masked by
+  ``index < members``), so every member's log-norms come from the same compiled
+  computation whatever the chunk or the devices.
+
+  Returns:
+    ``(moments, ratio_moments)``, each ``(count, mean, m2)`` of ``[L]``, and the running
+    extrema, threshold counts and histograms with this block's samples added (exact:
+    integer adds and min/max do not depend on the order).
   """
   log_eps, low, width = scalars
   log_g = _member_log_norms(spec, key, noise_key, index, x, cotangent)
   depth = log_g.shape[-1]
-  blocks = index.shape[0] // spec.block
-  log_g = log_g.reshape(blocks, -1, depth)  # [k, block × B, L]: member-major
-  inputs = log_g.shape[1] // spec.block
-  valid = jnp.broadcast_to(
-    jnp.repeat(index < members, inputs).reshape(blocks, -1)[:, :, None], log_g.shape
-  )
+  log_g = log_g.reshape(-1, depth)  # [block × B, L]: member-major
+  inputs = log_g.shape[0] // index.shape[0]
+  valid = jnp.broadcast_to(jnp.repeat(index < members, inputs)[:, None], log_g.shape)
   finite = valid & jnp.isfinite(log_g)
-  ratio = log_g - log_g[:, :, -1:]
+  ratio = log_g - log_g[:, -1:]
   ratio_ok = valid & jnp.isfinite(ratio)
   big = jnp.asarray(jnp.inf, log_g.dtype)
-  flat, flat_valid = log_g.reshape(-1, depth), (valid & ~jnp.isnan(log_g)).reshape(-1, depth)
-  ratio_flat = ratio.reshape(-1, depth)
-  ratio_valid = (valid & ~jnp.isnan(ratio)).reshape(-1, depth)
-  per_device = {
-    "min": jnp.min(jnp.where(finite, log_g, big), axis=(0, 1)),
-    "max": jnp.max(jnp.where(finite, log_g, -big), axis=(0, 1)),
-    "ratio_min": jnp.min(jnp.where(ratio_ok, ratio, big), axis=(0, 1)),
-    "ratio_max": jnp.max(jnp.where(ratio_ok, ratio, -big), axis=(0, 1)),
-    "zero": (valid & (log_g == -big)).sum(axis=(0, 1), dtype=jnp.int32),
-    "vanish": (valid & (log_g < log_eps)).sum(axis=(0, 1), dtype=jnp.int32),
-    "explode": (valid & (log_g > -log_eps)).sum(axis=(0, 1), dtype=jnp.int32),
-    "histogram": _histogram(flat, flat_valid, low, width, spec.bins),
-    "ratio_histogram": _histogram(ratio_flat, ratio_valid, low, width, spec.bins),
+  p = partials
+  updated = {
+    "min": jnp.minimum(p["min"], jnp.min(jnp.where(finite, log_g, big), axis=0)),
+    "max": jnp.maximum(p["max"], jnp.max(jnp.where(finite, log_g, -big), axis=0)),
+    "ratio_min": jnp.minimum(p["ratio_min"], jnp.min(jnp.where(ratio_ok, ratio, big), axis=0)),
+    "ratio_max": jnp.maximum(p["ratio_max"], jnp.max(jnp.where(ratio_ok, ratio, -big), axis=0)),
+    "zero": p["zero"] + (valid & (log_g == -big)).sum(axis=0, dtype=jnp.int32),
+    "vanish": p["vanish"] + (valid & (log_g < log_eps)).sum(axis=0, dtype=jnp.int32),
+    "explode": p["explode"] + (valid & (log_g > -log_eps)).sum(axis=0, dtype=jnp.int32),
+    "histogram": _add_histogram(p["histogram"], log_g, valid & ~jnp.isnan(log_g), low, width),
+    "ratio_histogram": _add_histogram(
+      p["ratio_histogram"], ratio, valid & ~jnp.isnan(ratio), low, width
+    ),
   }
+  return (_block_moments(log_g, finite), _block_moments(ratio, ratio_ok)), updated
+
+
+def _local_stats(spec: _ChunkSpec, key, noise_key, index, members, x, cotangent, scalars):
+  """One device's statistics of its members ``index`` (``k`` whole blocks), block by block.
+
+  A ``lax.scan`` over the ``k`` blocks, each one :func:`_block_partials` call under a
+  ``lax.cond`` that skips blocks of padding only: the working set is one block, and
+  the block's computation has the same shapes for any ``k``.
+
+  Returns:
+    ``moments`` and ``ratio_moments``: ``(count, mean, m2)`` of ``[k, L]`` per block;
+    the counts, extrema and histograms with a leading device axis of 1.
+  """
+  depth = spec.net.depth
+  dtype = jnp.dtype(spec.dtype)
+  empty_moments = (jnp.zeros(depth, jnp.int32), jnp.zeros(depth, dtype), jnp.zeros(depth, dtype))
+
+  def one_block(partials, block_index):
+    def compute(partials):
+      return _block_partials(
+        spec, key, noise_key, block_index, members, x, cotangent, scalars, partials
+      )
+
+    def skip(partials):  # a block of padding (padding only ever ends a chunk)
+      return (empty_moments, empty_moments), partials
+
+    moments, partials = lax.cond(block_index[0] < members, compute, skip, partials)
+    return partials, moments
+
+  start = _empty_partials(depth, spec.bins, dtype)
+  partials, (moments, ratio_moments) = lax.scan(one_block, start, index.reshape(-1, spec.block))
   return {
-    "moments": _block_moments(log_g, finite),
-    "ratio_moments": _block_moments(ratio, ratio_ok),
-    **jax.tree.map(lambda a: a[None], per_device),
+    "moments": moments,
+    "ratio_moments": ratio_moments,
+    **jax.tree.map(lambda a: a[None], partials),
   }
 
 
@@ -534,8 +627,7 @@ def _run_chunk(spec: _ChunkSpec, key, noise_key, index, members, x, cotangent, s
   """One chunk: every device runs :func:`_local_stats` on its members (``shard_map``).
 
   ``shard_map`` rather than sharding propagation, so that each device runs exactly
-  the single-device program on its ``size / devices`` members (the per-member
-  numbers then match a single-device run of that batch size).
+  the single-device program on its ``size / devices`` members.
   """
   mesh = _sharding.member_mesh(spec.devices)
   members_axis = P(_sharding.AXIS)
@@ -620,7 +712,7 @@ def gradient_statistics(
   cotangent: Any = None,
   noise_key: jax.Array | None = None,
   chunk: int | str = "auto",
-  block: int = 16,
+  block: int | None = None,
   memory_limit: int | None = None,
   fraction: float = 0.5,
   epsilon: float = 1e-3,
@@ -634,8 +726,9 @@ def gradient_statistics(
   """Per-layer statistics of ``log ‖∂C/∂b^l‖`` (Nielsen ch. 5) over M networks, streamed.
 
   Equivalent to ``vn.log_gradient_norms(net, net.init(key, members), x, cotangent,
-  key=noise_key)`` summarized per layer, without ever holding more than one chunk of
-  parameters (see the module docstring for the memory model and the determinism).
+  key=noise_key)`` summarized per layer, without ever holding more than one block of
+  parameters per device (see the module docstring for the blocks, the memory model and
+  the determinism).
 
   Args:
     net: the network spec.
@@ -644,19 +737,21 @@ def gradient_statistics(
     members: the ensemble size M, 1 ≤ M < 2³².
     cotangent: ``∇_a C`` at the output, ``(n_L,)`` or ``(B, n_L)``; default all ones.
     noise_key: required for stochastic activations (member m uses ``fold_in(noise_key, m)``).
-    chunk: members per chunk, a multiple of ``block``, or ``"auto"`` (:func:`choose_chunk`
-      from :func:`bytes_per_member` and the memory budget).
-    block: members per reduction block (≥ 1). Results depend on it (float rounding),
-      never on ``chunk`` or the devices.
-    memory_limit: bytes a chunk may use on each device (for ``chunk="auto"``).
-    fraction: share of the free device memory a chunk may use without ``memory_limit``.
+    chunk: members per call, a multiple of ``block`` (rounded up to whole blocks on
+      every device, the rest masked), or ``"auto"`` (:func:`choose_chunk`). Speed only:
+      the results do not depend on it.
+    block: members per block, the unit of computation (≥ 1); default
+      :func:`default_block`. Results depend on it (float rounding), never on ``chunk``
+      or the devices; recorded in the result.
+    memory_limit: bytes one device may use (for ``chunk="auto"``: one block must fit).
+    fraction: share of the free device memory one device may use without ``memory_limit``.
     epsilon: in (0, 1): vanished if ``‖δ^l‖ < ε``, exploded if ``‖δ^l‖ > 1/ε``.
     histogram: ``(low, high, bins)`` for the fixed-bin histograms and the quantiles.
     wrt: ``"bias"`` (``‖δ^l‖``) or ``"weight"`` (``‖δ^l‖ ‖a^{l−1}‖``).
     precision: matmul precision, default ``"highest"``.
     dtype: the parameter dtype.
-    devices: the devices to shard each chunk over (default all local devices).
-    progress: draw a progress bar (:mod:`vanish.progress`) when there is more than one chunk.
+    devices: the devices to shard each call over (default all local devices).
+    progress: draw a progress bar (:mod:`vanish.progress`) when there is more than one call.
 
   Returns:
     A :class:`GradientStatistics`.
@@ -667,7 +762,8 @@ def gradient_statistics(
   members = _positive_int("members", members)
   if members >= 2**32:
     raise ValueError(f"members must be < 2**32 (uint32 member indices), got {members}")
-  block = _positive_int("block", block)
+  if block is not None:
+    block = _positive_int("block", block)
   if wrt not in ("bias", "weight"):
     raise ValueError(f"wrt must be 'bias' or 'weight', got {wrt!r}")
   _engine.check_precision(precision)
@@ -685,12 +781,15 @@ def gradient_statistics(
   if not devices:
     raise ValueError("devices must not be empty")
   inputs = x.shape[0] if batched else 1
+  member_bytes = bytes_per_member(net, inputs, dtype=dtype)
+  if block is None:
+    block = default_block(members, member_bytes, devices[0].platform)
   if isinstance(chunk, str):
     if chunk != "auto":
       raise ValueError(f"chunk must be 'auto' or an integer >= 1, got {chunk!r}")
     chunk = choose_chunk(
       members,
-      bytes_per_member(net, inputs, dtype=dtype),
+      member_bytes,
       memory_limit=memory_limit,
       fraction=fraction,
       block=block,
@@ -701,8 +800,8 @@ def gradient_statistics(
     if chunk % block:
       raise ValueError(f"chunk ({chunk}) must be a multiple of block ({block})")
   chunk = min(chunk, -(-members // block) * block)
-  step = _device_unit(block, devices) * len(devices)
-  size = -(-chunk // step) * step  # compiled shape: whole blocks (and lanes) on every device
+  step = block * len(devices)
+  size = -(-chunk // step) * step  # compiled shape: whole blocks on every device
   spec = _ChunkSpec(net, jnp.dtype(dtype).name, precision, wrt, batched, block, size, bins, devices)
   mesh = _sharding.member_mesh(devices)
   width = (high - low) / bins
