@@ -25,7 +25,11 @@ the group's widest one by zero rows and columns (those units have pre-activation
 hence ReLU slope 0 and no effect), and shallower networks are continued by identity
 layers (ReLU(I a) = a for a ≥ 0, and rows of J for inactive units are already 0).
 Both leave J exactly unchanged, so one compiled, vmapped :func:`vanish.jacobian`
-call covers every profile.
+call covers every profile. Network m of each profile draws its weights from its own
+key (``fold_in(fold_in(key, profile), m)``), and the networks run in chunks of members
+sized to a quarter of the free memory (:func:`vanish.sharding.members_per_chunk`; one
+chunk in ``--quick``), so the full size never holds every weight at once and the
+results do not depend on the chunking.
 
 Run:  python -m experiments.finite_width --quick   (about 10 s on 2 CPU cores)
       python -m experiments.finite_width --full    (widths 8–128, depth ≤ 64, one GPU)
@@ -35,6 +39,7 @@ Results: results/finite_width/<config hash>/ (arrays.npz, variance.csv, run.json
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import sys
 from collections.abc import Sequence
@@ -110,11 +115,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   return args
 
 
-def _padded_params(key: jax.Array, profiles: Sequence[Sequence[int]], members: int) -> tuple:
+def _padded_params(
+  key: jax.Array, profiles: Sequence[Sequence[int]], members: int, *, first: int = 0
+) -> tuple:
   """He weights of every profile embedded in one ``[1, N, …, N]`` net: ``[P·M, …]`` params.
 
   Layer l ≤ L_p of profile p has iid N(0, 2/n_{l−1}) entries in its top-left
   ``n_l × n_{l−1}`` block and zeros elsewhere; layers past L_p are the identity.
+  Network m of profile p (members ``first … first + M − 1``) draws from
+  ``fold_in(fold_in(key, p), m)``, so chunks of members give the same networks.
   """
   width = max(max(p) for p in profiles)
   depth = max(len(p) for p in profiles)
@@ -129,23 +138,40 @@ def _padded_params(key: jax.Array, profiles: Sequence[Sequence[int]], members: i
     rows[i, len(p) :] = 1
   columns = np.concatenate([np.ones((len(profiles), 1, width)), rows[:, :-1]], axis=1)
   scale = np.sqrt(2 / fan_in) * (1 - identity)
-  keys = jax.random.split(key, 2)
-  shape = (len(profiles), members, depth - 1, width, width)
-  hidden = vn.init.normal(1.0)(keys[0], shape)
+  first_w, hidden = _draw(key, len(profiles), members, jnp.uint32(first), depth, width)
   mask = (scale[:, 1:, None, None] * rows[:, 1:, :, None] * columns[:, 1:, None, :])[:, None]
   eye = identity[:, None, 1:, None, None] * np.eye(width)
   hidden = hidden * jnp.asarray(mask, hidden.dtype) + jnp.asarray(eye, hidden.dtype)
-  first = vn.init.normal(1.0)(keys[1], (len(profiles), members, 1, width, 1))
-  first = first * jnp.asarray(
-    (scale[:, :1, None] * rows[:, :1, :])[:, None, :, :, None], first.dtype
+  first_w = first_w * jnp.asarray(
+    (scale[:, :1, None] * rows[:, :1, :])[:, None, :, :, None], first_w.dtype
   )
   flat = (len(profiles) * members,)
-  params = [{"w": first.reshape(flat + first.shape[2:]), "b": jnp.zeros(flat + (1, width))}]
+  params = [{"w": first_w.reshape(flat + first_w.shape[2:]), "b": jnp.zeros(flat + (1, width))}]
   if depth > 1:
     params.append(
       {"w": hidden.reshape(flat + hidden.shape[2:]), "b": jnp.zeros(flat + (depth - 1, width))}
     )
   return tuple(params), vn.MLP([1] + [width] * depth, "relu", vn.init.he())
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2, 4, 5))
+def _draw(key, profiles: int, members: int, first, depth: int, width: int):
+  """Unit normals ``[P, M, 1, N, 1]`` (first layer) and ``[P, M, depth − 1, N, N]``."""
+
+  def network(p, m):
+    k = jax.random.fold_in(jax.random.fold_in(key, p), m)
+    hidden = jax.random.normal(jax.random.fold_in(k, 0), (depth - 1, width, width))
+    return jax.random.normal(jax.random.fold_in(k, 1), (1, width, 1)), hidden
+
+  index = first + jnp.arange(members, dtype=jnp.uint32)
+  per_profile = jax.vmap(network, in_axes=(None, 0))
+  return jax.vmap(per_profile, in_axes=(0, None))(jnp.arange(profiles, dtype=jnp.uint32), index)
+
+
+def _member_bytes(width: int, depth: int) -> int:
+  """Device bytes one padded network needs at once: its weights through the sampler's ~4
+  buffers (as :func:`vanish.streaming.bytes_per_member` counts them), float32."""
+  return 4 * 4 * depth * width * (width + 1)
 
 
 def variance_interval(samples: np.ndarray) -> tuple[float, float, float]:
@@ -167,9 +193,16 @@ def run(args: argparse.Namespace, group: Sequence[str]) -> dict:
   """Samples log ‖Ju‖² for the width profiles of one group (one vmapped call)."""
   profiles = [args.profiles[name] for name in group]
   key = jax.random.fold_in(jax.random.key(args.seed), list(args.profiles).index(group[0]))
-  params, net = _padded_params(key, profiles, args.members)
-  jac = np.asarray(vn.jacobian(net, params, jnp.ones((1,))), np.float64)  # [P·M, N, 1]
-  squared = np.sum(jac[:, :, 0] ** 2, axis=1).reshape(len(profiles), args.members)
+  width, depth = max(max(p) for p in profiles), max(len(p) for p in profiles)
+  per_member = len(profiles) * _member_bytes(width, depth)  # one member of every profile
+  chunk = vn.sharding.members_per_chunk(args.members, per_member)
+  squared = []
+  for first in range(0, args.members, chunk):
+    params, net = _padded_params(key, profiles, chunk, first=first)
+    jac = np.asarray(vn.jacobian(net, params, jnp.ones((1,))), np.float64)  # [P·c, N, 1]
+    squared.append(np.sum(jac[:, :, 0] ** 2, axis=1).reshape(len(profiles), chunk))
+    del params
+  squared = np.concatenate(squared, axis=1)  # [P, M]
   arrays, rows = {}, []
   for name, p, sq in zip(group, profiles, squared, strict=True):
     widths = [1, *p]
@@ -213,6 +246,7 @@ def cached(args: argparse.Namespace) -> Path:
     "profiles": args.profiles,
     "groups": args.groups,
     "input_width": 1,
+    "sampling": "per network: fold_in(fold_in(key, profile), member)",
     "seed": args.seed,
     "precision": "highest",
   }

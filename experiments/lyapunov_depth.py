@@ -22,6 +22,11 @@ shallower depth (its forward signal drifts by −(5/2) L/n nats in log‖a‖²,
 float32 forward pass cannot follow for ever); the ReLU top exponent is compared with
 Hanin's per-layer law, λ₁ = ½ E[log((2/n) χ²(K))], K ~ Binomial(n, ½).
 
+Product m draws its layers from its own key (``fold_in(key, m)``) and the products run
+in chunks sized to a quarter of the free memory (:func:`vanish.sharding.members_per_chunk`;
+one chunk in ``--quick``; ``--full`` on an 80 GB GPU: 16 products of 10,000 layers, 2.6 GB of
+weights, instead of all 64 at once), so the results do not depend on the chunking.
+
 Run:  python -m experiments.lyapunov_depth --quick   (about 15 s on 2 CPU cores)
       python -m experiments.lyapunov_depth --full    (width 64, depth 10,000, one GPU)
 Results: results/lyapunov_depth/<config hash>/ (arrays.npz, exponents.csv, run.json).
@@ -30,6 +35,7 @@ Results: results/lyapunov_depth/<config hash>/ (arrays.npz, exponents.csv, run.j
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import sys
 from collections.abc import Sequence
@@ -114,25 +120,75 @@ def _summary(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   return mean, np.stack([mean - half, mean + half], axis=-1)
 
 
+def _member_bytes(width: int, depth: int) -> int:
+  """Device bytes one product needs at once: its weights and biases through the sampler's
+  ~4 buffers (as :func:`vanish.streaming.bytes_per_member` counts them) plus the
+  ``[depth, n]`` spectrum, float32."""
+  return 4 * (4 * depth * (width * width + width) + 2 * depth * width)
+
+
+@functools.partial(jax.jit, static_argnums=(1, 3, 4))
+def _unit_normals(key: jax.Array, members: int, first: jax.Array, depth: int, width: int):
+  """N(0, 1) weights ``[c, depth, n, n]`` and biases ``[c, depth, n]`` of products
+  ``first … first + c − 1``; product m draws from ``fold_in(key, m)`` only.
+
+  One compiled sampler for all three networks: they scale the draws, and the shallower
+  ReLU chain takes its first layers.
+  """
+
+  def product(m):
+    k = jax.random.fold_in(key, m)
+    w = jax.random.normal(jax.random.fold_in(k, 0), (depth, width, width))
+    return w, jax.random.normal(jax.random.fold_in(k, 1), (depth, width))
+
+  return jax.vmap(product)(first + jnp.arange(members, dtype=jnp.uint32))
+
+
+def _params(
+  net: vn.MLP, key: jax.Array, members: int, first: int, draw_depth: int
+) -> tuple[dict, ...]:
+  """Products ``first … first + members − 1`` of ``net`` (one segment, gaussian weights,
+  normal or zero biases): the first ``net.depth`` layers of :func:`_unit_normals` at
+  ``draw_depth``, scaled."""
+  weights, biases = net.weights, net.biases
+  zero_biases = biases.name == "zeros" or (biases.name == "constant" and biases.param("value") == 0)
+  if weights.name != "gaussian" or not (biases.name == "normal" or zero_biases):
+    raise ValueError(f"need gaussian weights and normal or zero biases, got {weights}, {biases}")
+  width, depth = net.widths[0], net.depth
+  w, b = _unit_normals(key, members, jnp.uint32(first), draw_depth, width)
+  w, b = w[:, :depth], b[:, :depth]
+  w_std = math.sqrt(weights.param("sigma_w2") / width)
+  b_std = 0.0 if zero_biases else biases.param("std")
+  return ({"w": w_std * w, "b": b_std * b},)
+
+
 def run(args: argparse.Namespace, name: str) -> dict:
-  """The Lyapunov spectrum of network ``name`` (one vmapped call over members)."""
+  """The Lyapunov spectrum of network ``name``, products chunked to fit the free memory.
+
+  Product m draws its layers from ``fold_in(key, m)`` (:func:`_unit_normals`), so the
+  results do not depend on the chunking; one chunk covers ``--quick``.
+  """
   depth = args.relu_depth if name == "relu" else args.depth
   net, x = _network(name, args.width, depth)
   key = jax.random.fold_in(jax.random.key(args.seed), NETWORKS.index(name))
-  # Straight from the net's initializers (iid layers): no per-network init compile.
-  shape = (args.members, depth, args.width)
-  params = (
-    {
-      "w": net.weights(jax.random.fold_in(key, 0), (*shape, args.width)),
-      "b": net.biases(jax.random.fold_in(key, 1), shape),
-    },
-  )
-  benettin = np.asarray(vn.lyapunov_spectrum(net, params, x, refine=False), np.float64)
   grid = depth_grid(depth)
-  exponents = benettin[:, -1] / depth  # [M, n]
-  top = benettin[:, grid - 1, 0] / grid  # [M, D]
+  exact_grid = depth_grid(args.exact_depth)
+  exact_net = vn.MLP([args.width] * (args.exact_depth + 1), "linear", vn.init.gaussian(1.0))
+  chunk = vn.sharding.members_per_chunk(args.members, _member_bytes(args.width, args.depth))
+  final, top, top_exact = [], [], []
+  for first in range(0, args.members, chunk):
+    params = _params(net, key, chunk, first, args.depth)
+    benettin = np.asarray(vn.lyapunov_spectrum(net, params, x, refine=False), np.float64)
+    final.append(benettin[:, -1] / depth)  # [c, n]
+    top.append(benettin[:, grid - 1, 0] / grid)  # [c, D]
+    if name == "linear":  # the exact spectrum of the first layers of the same products
+      exact_params = tuple({k: v[:, : args.exact_depth] for k, v in p.items()} for p in params)
+      exact = np.asarray(vn.lyapunov_spectrum(exact_net, exact_params, x), np.float64)
+      top_exact.append(exact[:, exact_grid - 1, 0] / exact_grid)
+    del params, benettin
+  exponents = np.concatenate(final)  # [M, n]
   mean, ci = _summary(exponents)
-  top_mean, top_ci = _summary(top)
+  top_mean, top_ci = _summary(np.concatenate(top))
   arrays = {
     f"{name}/exponents": exponents,
     f"{name}/exponents_mean": mean,
@@ -144,11 +200,7 @@ def run(args: argparse.Namespace, name: str) -> dict:
   predicted = np.full(args.width, np.nan)
   if name == "linear":
     predicted = theory.newman_lyapunov(args.width)
-    exact_net = vn.MLP([args.width] * (args.exact_depth + 1), "linear", vn.init.gaussian(1.0))
-    exact_params = tuple({k: v[:, : args.exact_depth] for k, v in p.items()} for p in params)
-    exact = np.asarray(vn.lyapunov_spectrum(exact_net, exact_params, x), np.float64)
-    exact_grid = depth_grid(args.exact_depth)
-    top_exact_mean, top_exact_ci = _summary(exact[:, exact_grid - 1, 0] / exact_grid)
+    top_exact_mean, top_exact_ci = _summary(np.concatenate(top_exact))
     arrays |= {
       "linear/exact_depths": exact_grid,
       "linear/top_exact_mean": top_exact_mean,
@@ -200,6 +252,7 @@ def cached(args: argparse.Namespace) -> Path:
     "members": args.members,
     "tanh_sigma_b2": TANH_SIGMA_B2,
     "method": "benettin (refine=False); exact (refine=True) for the linear top exponent",
+    "sampling": "product m: N(0, 1) [depth, n, n], [depth, n] from fold_in(fold_in(key, net), m)",
     "seed": args.seed,
     "precision": "highest",
   }
