@@ -86,7 +86,7 @@ halved while a block's working set (``block · bytes/member``) exceeds
 ``BLOCK_BYTES`` — 4 GiB on an accelerator, enough members to keep a GPU's kernels
 large (128 of the paper's networks: 211 M random draws and 128 parallel 128-wide
 chains a block) while fitting in half of a 16 GB GPU; 4 MiB on a CPU, where a block
-should stay in cache (measured on the 2-core CPU, width 16, depth 10: blocks of 64
+should stay in cache (measured on the shared 2-core CPU, width 16, depth 10: blocks of 64
 and 128 members ran at 18 000 members/s, 256 at 17 000, 1024 at 9 600, 8 at 11 900) —
 or while half a block still holds all M members. :func:`choose_chunk` then gives each
 device up to ``MAX_BLOCKS`` (64) blocks a call, the calls as even as whole blocks
@@ -200,6 +200,9 @@ def default_block(members: int, member_bytes: int, platform: str = "gpu") -> int
     member_bytes: :func:`bytes_per_member`, > 0.
     platform: ``"cpu"`` or an accelerator platform (``"gpu"``, ``"cuda"``, ``"tpu"``, …).
 
+  Returns:
+    A power of two in ``1 … BLOCK``.
+
   Example:
     >>> import vanish as vn
     >>> paper = bytes_per_member(vn.MLP([128] * 101))
@@ -229,9 +232,9 @@ def choose_chunk(
 
   A call holds one block per device at a time, so memory bounds the block, not the
   chunk: this checks that ``block`` members fit in the per-device budget, then gives
-  each device ``k ≤ max_blocks`` blocks a call, the ``ceil(blocks / k)`` calls as
-  even as whole blocks allow (the last call's missing blocks are skipped, not
-  computed).
+  each device ``k ≤ max_blocks`` blocks a call, with ``k`` as small as the fewest
+  calls allow (so the calls are even; the last call's missing blocks are skipped,
+  not computed).
 
   Args:
     members: the ensemble size M ≥ 1.
@@ -310,9 +313,20 @@ def measured_call_bytes(
 
   Returns:
     Bytes, or ``-1`` where the backend has no memory analysis.
+
+  Example:
+    >>> import numpy as np, vanish as vn
+    >>> measured_call_bytes(vn.MLP([4] * 3), np.ones(4), block=0)
+    Traceback (most recent call last):
+    ...
+    ValueError: block must be an integer >= 1, got 0
   """
   x, batched, cotangent = _check_inputs(net, x, cotangent, dtype)
   block, blocks = _positive_int("block", block), _positive_int("blocks", blocks)
+  bins = _positive_int("bins", bins)
+  if wrt not in ("bias", "weight"):
+    raise ValueError(f"wrt must be 'bias' or 'weight', got {wrt!r}")
+  _engine.check_precision(precision)
   device = jax.local_devices()[0]
   size = block * blocks
   dtype = jnp.dtype(dtype).name
