@@ -14,6 +14,7 @@ Each property is a fact of the mathematics or of the store's contract:
 from __future__ import annotations
 
 import math
+import warnings
 
 import hypothesis.extra.numpy as hnp
 import jax
@@ -24,6 +25,7 @@ from hypothesis import strategies as st
 
 import vanish as vn
 from vanish import markov, probability, store
+from vanish._engine import ForwardOverflowWarning
 
 PROPERTY = settings(
   max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -116,3 +118,113 @@ def test_markov_transition_counts_add_up(states):
   assert counts.sum() == members * (steps - 1)
   # leaving [g≈0] plus staying equals the visits to [g≈0] before the last step
   assert counts[1].sum() == states[:, :-1].sum()
+
+
+# --------------------------------------------------------------------------- configurations
+# Issue 7, point 4: over valid configurations (activation, weight and bias scales from
+# 1e-2 to 1e2, input scale, seed) at depth 10,000, outputs have no NaN and no +inf, and −inf
+# only where the gradient is exactly zero mathematically (a ReLU layer with every unit off),
+# never because a derivative underflowed float32; invalid configurations raise a
+# ValueError/TypeError naming the parameter. One network per activation (compiled once);
+# parameters are drawn in NumPy from the example's seed, so examples cost no compilation.
+
+DEEP, DEEP_WIDTH = 10_000, 3
+DEEP_ACTIVATIONS = ("tanh", "sigmoid", "relu", "softplus")
+_DEEP_NETS = {name: vn.MLP([DEEP_WIDTH] * (DEEP + 1), name) for name in DEEP_ACTIVATIONS}
+_ONE_NEURON = {name: vn.MLP([1] * (DEEP + 1), name) for name in DEEP_ACTIVATIONS}
+
+
+def _numpy_params(net, seed, weight_scale, bias_std, members=2):
+  rng = np.random.default_rng(seed)
+  params = []
+  for segment in net.segments:
+    shape = (members, segment.depth, segment.fan_out, segment.fan_in)
+    w = rng.standard_normal(shape) * weight_scale / math.sqrt(segment.fan_in)
+    b = rng.standard_normal(shape[:3]) * bias_std
+    params.append({"w": jnp.asarray(w, jnp.float32), "b": jnp.asarray(b, jnp.float32)})
+  return tuple(params)
+
+
+def _last_dead_layer(net, params, x):
+  """Per member, the last ReLU layer with every unit off (z ≤ 0: φ' = 0 exactly), or −1."""
+  dead = np.all(np.asarray(vn.preactivations(net, params, x)) <= 0, axis=-1)  # [M, L]
+  return np.where(dead.any(axis=1), dead.shape[1] - 1 - np.argmax(dead[:, ::-1], axis=1), -1)
+
+
+CONFIGURATIONS = st.fixed_dictionaries(
+  {
+    "activation": st.sampled_from(DEEP_ACTIVATIONS),
+    "log10_weight": st.floats(-2.0, 2.0),
+    "bias_std": st.floats(0.0, 3.0),
+    "log10_input": st.floats(-3.0, 3.0),
+    "seed": st.integers(0, 2**31 - 1),
+  }
+)
+
+
+def _quietly_overflowing(call, *args):
+  """``call(*args)`` and whether it warned that some forward pass overflowed float32."""
+  with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    out = call(*args)
+  return out, any(issubclass(w.category, ForwardOverflowWarning) for w in caught)
+
+
+@settings(max_examples=20, deadline=None)
+@given(config=CONFIGURATIONS)
+def test_depth_10000_chains_have_no_nan_and_minus_inf_only_for_exact_zeros(config):
+  name = config["activation"]
+  weight, inputs = 10.0 ** config["log10_weight"], 10.0 ** config["log10_input"]
+  net = _DEEP_NETS[name]
+  params = _numpy_params(net, config["seed"], weight, config["bias_std"])
+  x = jnp.full((DEEP_WIDTH,), inputs, jnp.float32)
+  log_g, warned = _quietly_overflowing(vn.log_gradient_norms, net, params, x)
+  log_g = np.asarray(log_g)
+  assert log_g.shape == (2, DEEP) and not np.isposinf(log_g).any()
+  # NaN only where the forward pass really left float32 (unbounded activations), and loudly
+  overflowed = ~np.isfinite(np.asarray(vn.preactivations(net, params, x))).all(axis=(1, 2))
+  np.testing.assert_array_equal(np.isnan(log_g).any(axis=1), overflowed)
+  assert warned == overflowed.any()
+  assert not overflowed.any() or name in ("relu", "softplus")
+  ok = ~overflowed
+  if name == "relu":  # −inf exactly at and below the last layer with every unit off
+    last_dead = _last_dead_layer(net, params, x)
+    np.testing.assert_array_equal(
+      np.isneginf(log_g[ok]), (np.arange(DEEP) <= last_dead[:, None])[ok]
+    )
+  else:  # φ' > 0 everywhere: finite even where every unit saturates (σ'(z) < float32's range)
+    assert np.isfinite(log_g[ok]).all()
+
+  one = _ONE_NEURON[name]
+  one_params = _numpy_params(one, config["seed"], weight, 1.0)
+  (log_abs, sign), warned = _quietly_overflowing(vn.scalar_chain, one, one_params, x[:1])
+  log_abs, sign = np.asarray(log_abs), np.asarray(sign)
+  overflowed = np.isnan(log_abs).any(axis=1)
+  assert warned == overflowed.any() and not np.isposinf(log_abs).any()
+  assert not overflowed.any() or name in ("relu", "softplus")
+  if name != "relu":  # smooth activations: no factor is ever exactly 0, whatever |z|
+    assert np.isfinite(log_abs[~overflowed]).all() and (sign[~overflowed] != 0).all()
+  np.testing.assert_array_equal(np.isneginf(log_abs), sign == 0)
+
+
+BAD_CALLS = [
+  (lambda v: vn.MLP([4, v, 4]), [0, -1, 2.5, "8", None], "widths"),
+  (lambda v: vn.MLP([4, 4], v), ["tanhh", "", 3, None], "activation"),
+  (lambda v: vn.init.gaussian(v), [-1.0, math.nan, math.inf, -1e-30], "sigma_w2"),
+  (lambda v: vn.init.normal(v), [-0.5, math.nan, math.inf], "std"),
+  (lambda v: vn.MLP([4, 4]).init(jax.random.key(0), members=v), [0, -3, 1.5, "2"], "members"),
+  (lambda v: probability.wilson_interval(np.array(1), v), [0, -5], "trials"),
+]
+
+
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_invalid_configurations_raise_errors_that_name_the_parameter(data):
+  call, values, parameter = data.draw(st.sampled_from(BAD_CALLS))
+  value = data.draw(st.sampled_from(values))
+  try:
+    call(value)
+  except (ValueError, TypeError) as error:
+    assert parameter in str(error), f"{parameter}={value!r}: {error}"
+  else:
+    raise AssertionError(f"{parameter}={value!r} was accepted")

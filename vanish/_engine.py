@@ -7,11 +7,13 @@ functions in :mod:`vanish.chains` and :mod:`vanish.spectrum` batch it with
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 PRECISIONS = ("highest", "high", "default", "float32", "tensorfloat32", "bfloat16")
@@ -106,3 +108,30 @@ def safe_log_norm(v: jax.Array) -> tuple[jax.Array, jax.Array]:
   return jnp.where(positive, jnp.log(jnp.where(positive, norm, 1)), -jnp.inf), v / jnp.where(
     positive, norm, 1
   )
+
+
+class ForwardOverflowWarning(RuntimeWarning):
+  """Some members' forward pass left float32's range, so their results are NaN."""
+
+
+def warn_if_nan(out: jax.Array, what: str) -> jax.Array:
+  """Warns (never silently) when members' results are NaN, and returns ``out`` unchanged.
+
+  The chains renormalize every backward step, so NaN can only come from a forward pass
+  whose activations overflowed: an unbounded activation (ReLU, softplus, linear) with a
+  large weight scale at large depth, where ``|z|`` truly exceeds float32's range.
+  Inside a user's ``jit`` (a tracer) there is nothing to check.
+  """
+  if isinstance(out, jax.core.Tracer):
+    return out
+  members = np.asarray(jnp.isnan(out).reshape(out.shape[0], -1).any(axis=1))
+  if members.any():
+    warnings.warn(
+      f"{what}: {int(members.sum())} of {members.size} members are NaN because their forward "
+      "pass overflowed float32 (|z| > 3.4e38: an unbounded activation with a large weight "
+      "scale at this depth); use a smaller weight scale or depth, or float64 "
+      "(jax.enable_x64)",
+      ForwardOverflowWarning,
+      stacklevel=3,
+    )
+  return out

@@ -207,6 +207,7 @@ def _backward_log_norms(net, p, xb, k, cotangent, prec, wrt):
     def step(state, inputs, layer=layer):
       log_scale, g = state
       p_l, h_l, slope_l, index = inputs
+      log_scale = log_scale + layer.slope_log_scale(slope_l)  # the actions are of e^{-s} J
       if wrt == "bias":
         local = jnp.linalg.norm(layer.bias_cotangent(p_l, slope_l, g))
       else:
@@ -264,7 +265,10 @@ def log_gradient_norms(
 
   Returns:
     ``[M, (batch,) L]`` natural logs; ``−inf`` only where the gradient is exactly
-    zero (e.g. a layer of dead ReLUs), never NaN.
+    zero (e.g. a layer of dead ReLUs), also where every unit of a sigmoid or tanh
+    layer saturates (the slopes are carried in log space). NaN only for members whose
+    forward pass overflowed float32 (unbounded activations with large weights at large
+    depth), and then with a :class:`~vanish._engine.ForwardOverflowWarning`.
   """
   x, batched = check_call(net, params, x, key, precision)
   if wrt not in ("bias", "weight"):
@@ -282,9 +286,10 @@ def log_gradient_norms(
       raise ValueError(
         f"cotangent must have shape {' or '.join(map(str, ok_shapes))}, got {cotangent.shape}"
       )
-  return _log_gradient_norms(
+  out = _log_gradient_norms(
     net, params, x, key, cotangent, precision=precision, batched=batched, wrt=wrt, loss=loss
   )
+  return _engine.warn_if_nan(out, "log_gradient_norms")
 
 
 # --------------------------------------------------------------------------- Jacobian
@@ -296,7 +301,8 @@ def _jacobian(net, params, x, key, *, precision, batched):
 
   def per_input(p, xb, k):
     def chain(layer, p_l, h_in, pre, slope, jac):
-      return layer.jacobian_action(p_l, slope, jac, prec), ()
+      scale = jnp.exp(layer.slope_log_scale(slope))
+      return scale * layer.jacobian_action(p_l, slope, jac, prec), ()
 
     eye = jnp.eye(net.widths[0], dtype=xb.dtype)
     _, jac, _ = _engine.scan_layers(net, p, xb, k, prec, chain, eye)
@@ -342,8 +348,8 @@ def one_neuron_factors(net, p, xb, k, prec):
   """
   _, outs = _engine.trace(net, p, xb, k, prec)
   log_d, sign_d = [], []
-  for segment, (_, z, slope) in zip(net.segments, outs, strict=True):
-    log_abs = segment.layer.activation.log_abs_derivative(z[:, 0], slope[:, 0])
+  for _, _, (slope, log_scale) in outs:  # Dense slopes: φ'(z)·e^{−s} and s, [L_s, 1], [L_s]
+    log_abs = jnp.log(jnp.abs(slope[:, 0])) + log_scale  # width 1: exactly log |φ'(z)|
     log_d.append(log_abs)
     sign_d.append(jnp.where(jnp.isfinite(log_abs), jnp.where(slope[:, 0] < 0, -1.0, 1.0), 0.0))
   weights = jnp.concatenate([p_s["w"][:, 0, 0] for p_s in p])
@@ -413,4 +419,5 @@ def scalar_chain(
   """
   check_one_neuron(net)
   x, batched = check_call(net, params, x, key, precision)
-  return _scalar_chain(net, params, x, key, precision=precision, batched=batched)
+  log_abs, sign = _scalar_chain(net, params, x, key, precision=precision, batched=batched)
+  return _engine.warn_if_nan(log_abs, "scalar_chain"), sign

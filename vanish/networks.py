@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import numbers
 from collections.abc import Sequence
 from typing import Any
 
@@ -61,7 +62,7 @@ def _check_widths(widths: Any) -> tuple[int, ...]:
     raise ValueError(f"widths needs at least 2 entries (input and one layer), got {list(values)}")
   out = []
   for i, w in enumerate(values):
-    if isinstance(w, bool) or not float(w).is_integer() or int(w) < 1:
+    if not isinstance(w, numbers.Real) or isinstance(w, bool) or not float(w).is_integer() or w < 1:
       raise ValueError(f"widths[{i}] must be an integer >= 1, got {w!r}")
     out.append(int(w))
   return tuple(out)

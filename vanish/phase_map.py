@@ -134,6 +134,9 @@ class _ScaledDense:
     value, slope = self.activation.value_and_derivative(z, key=key)
     return value, z, slope
 
+  def slope_log_scale(self, slope):
+    return jnp.zeros((), slope.dtype)
+
   def input_cotangent(self, params, slope, g, precision):
     return params["sw"] * jnp.matmul(params["w"].T, slope * g, precision=precision)
 

@@ -111,8 +111,14 @@ def wilson_interval(successes: np.ndarray, trials: int, confidence: float = 0.95
     >>> [round(float(v), 4) for v in wilson_interval(np.array(0), 100)]
     [0.0, 0.037]
   """
-  z = special.ndtri(0.5 + confidence / 2)
-  p = np.asarray(successes, np.float64) / trials
+  trials_array = np.asarray(trials)
+  if trials_array.dtype.kind not in "iuf" or not np.all(trials_array >= 1):
+    raise ValueError(f"trials must be a number >= 1, got {trials!r}")
+  successes = np.asarray(successes, np.float64)
+  if np.any(successes < 0) or np.any(successes > trials_array):
+    raise ValueError(f"successes must lie in [0, trials], got {successes} for trials={trials}")
+  z = special.ndtri(0.5 + _check_level("confidence", confidence) / 2)
+  p = successes / trials
   denominator = 1 + z**2 / trials
   center = (p + z**2 / (2 * trials)) / denominator
   half = z / denominator * np.sqrt(p * (1 - p) / trials + z**2 / (4 * trials**2))

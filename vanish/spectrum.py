@@ -210,9 +210,10 @@ def _every_layer(net, p, x, key, prec, *, k, refine, qr, depths):
 
   def step(layer, p_l, h_in, pre, slope, carry):
     q, log_d, t_hat, index = carry
-    z = layer.jacobian_action(p_l, slope, q, prec)
+    z = layer.jacobian_action(p_l, slope, q, prec)  # e^{-s} J_l Q
     q, r = orthonormalize.stable_qr(z, qr)  # diag r ≥ 0
     log_d, t_hat = _accumulate(r, log_d, t_hat, refine)
+    log_d = log_d + layer.slope_log_scale(slope)  # R_l = e^s r: the graded form's log_d
     out = _report(log_d, t_hat, refine, None if wanted is None else wanted[index])
     return (q, log_d, t_hat, index + 1), out
 
@@ -299,7 +300,8 @@ def _blocked(net, p, x, key, prec, *, k, refine, qr, depths, block):
     if segment.fan_in != segment.fan_out:  # depth 1, the carry changes shape: one QR
       p_l = jax.tree.map(lambda a: a[0], p_seg)
       h, _, slope = layer.forward(p_l, c["h"], _engine.layer_key(key, segment.start), prec)
-      q, r = orthonormalize.stable_qr(layer.jacobian_action(p_l, slope, c["q"], prec), qr)
+      z = jnp.exp(layer.slope_log_scale(slope)) * layer.jacobian_action(p_l, slope, c["q"], prec)
+      q, r = orthonormalize.stable_qr(z, qr)
       c = {**accept(c, q, r, _i32(segment.start)), "h": h}
       continue
 
@@ -326,7 +328,8 @@ def _blocked(net, p, x, key, prec, *, k, refine, qr, depths, block):
       p_l = jax.tree.map(lambda a: lax.dynamic_index_in_dim(a, l, keepdims=False), p_seg)
       index = segment.start + l
       h, _, slope = layer.forward(p_l, c["h"], _engine.layer_key(key, index), prec)
-      z = layer.jacobian_action(p_l, slope, c["z"], prec)
+      # blocks multiply layers before one QR: the scale is folded back in (linear scale)
+      z = jnp.exp(layer.slope_log_scale(slope)) * layer.jacobian_action(p_l, slope, c["z"], prec)
       n = c["n"] + 1
       limit = jnp.where(l < c["redo_until"], 1, c["budget"])
       end = (n >= limit) | wanted[index] | (l == segment.depth - 1)
