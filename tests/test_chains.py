@@ -201,3 +201,29 @@ def test_scalar_chain_with_large_weights_stays_finite_and_exact():
   # σ'(z) = 0 in float32 for |z| > 104: most chains have such a factor (the old -inf)
   assert (np.abs(z) > 104).any(axis=1).mean() > 0.9
   np.testing.assert_allclose(log_g, np.cumsum(log_slope + log_w, axis=1), rtol=1e-5)
+
+
+def test_saturated_sigmoid_layers_keep_exact_log_gradients():
+  """Every unit of a layer saturated (σ'(z) = 0 in float32): the chain stays exact.
+
+  Float64 reference with the slopes in log space, renormalized every layer; the
+  network is width 4 with w ~ N(0, 100²), where |z| of hundreds is the rule.
+  """
+  net = vn.MLP([4] * 13, "sigmoid", vn.init.normal(1.0), vn.init.normal(1.0))
+  params = [dict(p, w=100 * p["w"]) for p in net.init(jax.random.key(3), members=6)]
+  x = jnp.asarray([0.3, -0.2, 0.5, 0.1])
+  log_g = np.asarray(vn.log_gradient_norms(net, params, x), np.float64)
+  z = np.asarray(vn.preactivations(net, params, x), np.float64)  # [M, L, 4]
+  w = np.asarray(params[0]["w"], np.float64)  # [M, L, 4, 4]
+  assert np.all(np.abs(z) > 104, axis=-1).any()  # some layer has every σ' = 0 in float32
+  log_slope = -np.logaddexp(0, z) - np.logaddexp(0, -z)
+  for m in range(6):
+    log_scale, g, want = 0.0, np.ones(4), []
+    for layer in reversed(range(12)):
+      top = log_slope[m, layer].max()
+      delta = np.exp(log_slope[m, layer] - top) * g  # δ^l / e^{top + log_scale}
+      want.append(log_scale + top + np.log(np.linalg.norm(delta)))
+      g = w[m, layer].T @ delta
+      log_scale += top + np.log(np.linalg.norm(g))
+      g /= np.linalg.norm(g)
+    np.testing.assert_allclose(log_g[m], want[::-1], rtol=1e-4)
