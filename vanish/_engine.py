@@ -124,7 +124,11 @@ def warn_if_nan(out: jax.Array, what: str) -> jax.Array:
   """
   if isinstance(out, jax.core.Tracer):
     return out
-  members = np.asarray(jnp.isnan(out).reshape(out.shape[0], -1).any(axis=1))
+  per_member = jnp.isnan(out).reshape(out.shape[0], -1).any(axis=1)  # on the device
+  if per_member.is_fully_addressable:
+    members = np.asarray(per_member)
+  else:  # an ensemble over several processes: each checks the members it holds
+    members = np.concatenate([np.asarray(s.data) for s in per_member.addressable_shards])
   if members.any():
     warnings.warn(
       f"{what}: {int(members.sum())} of {members.size} members are NaN because their forward "
