@@ -27,8 +27,13 @@ import vanish as vn
 from vanish import markov, probability, store
 from vanish._engine import ForwardOverflowWarning
 
+# derandomize: every run (and CI) tries the same examples, so a failure is reproducible, not
+# flaky; set it to False locally, with more examples, to explore new ones.
 PROPERTY = settings(
-  max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+  max_examples=25,
+  deadline=None,
+  derandomize=True,
+  suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 
 DEPTH, WIDTH, MEMBERS = 12, 6, 4
@@ -170,7 +175,7 @@ def _quietly_overflowing(call, *args):
   return out, any(issubclass(w.category, ForwardOverflowWarning) for w in caught)
 
 
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=20, deadline=None, derandomize=True)
 @given(config=CONFIGURATIONS)
 def test_depth_10000_chains_have_no_nan_and_minus_inf_only_for_exact_zeros(config):
   name = config["activation"]
@@ -183,17 +188,19 @@ def test_depth_10000_chains_have_no_nan_and_minus_inf_only_for_exact_zeros(confi
   assert log_g.shape == (2, DEEP) and not np.isposinf(log_g).any()
   # NaN only where the forward pass really left float32 (unbounded activations), and loudly
   overflowed = ~np.isfinite(np.asarray(vn.preactivations(net, params, x))).all(axis=(1, 2))
-  np.testing.assert_array_equal(np.isnan(log_g).any(axis=1), overflowed)
-  assert warned == overflowed.any()
-  assert not overflowed.any() or name in ("relu", "softplus")
-  ok = ~overflowed
+  nan = np.isnan(log_g).any(axis=1)
+  assert not (nan & ~overflowed).any()  # NaN only where the forward overflowed,
+  np.testing.assert_array_equal(np.isnan(log_g).all(axis=1), nan)  # then the whole member,
+  assert warned == nan.any()  # and never silently
+  assert not overflowed.any() or name in ("relu", "softplus")  # bounded activations never
+  ok = ~nan
   if name == "relu":  # −inf exactly at and below the last layer with every unit off
     last_dead = _last_dead_layer(net, params, x)
     np.testing.assert_array_equal(
       np.isneginf(log_g[ok]), (np.arange(DEEP) <= last_dead[:, None])[ok]
     )
-  else:  # φ' > 0 everywhere: finite even where every unit saturates (σ'(z) < float32's range)
-    assert np.isfinite(log_g[ok]).all()
+  else:  # φ' > 0: finite even where every unit saturates (σ'(z) < float32's range), unless
+    assert np.isfinite(log_g[~overflowed]).all()  # the forward itself overflowed to ±inf
 
   one = _ONE_NEURON[name]
   one_params = _numpy_params(one, config["seed"], weight, 1.0)
@@ -217,7 +224,7 @@ BAD_CALLS = [
 ]
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40, deadline=None, derandomize=True)
 @given(data=st.data())
 def test_invalid_configurations_raise_errors_that_name_the_parameter(data):
   call, values, parameter = data.draw(st.sampled_from(BAD_CALLS))

@@ -223,7 +223,25 @@ def _backward_log_norms(net, p, xb, k, cotangent, prec, wrt):
     else:
       (log_scale, g), log_norms = lax.scan(step, (log_scale, g), inputs, reverse=True)
     per_segment.append(log_norms)
-  return jnp.concatenate(per_segment[::-1])
+  return _nan_if_overflowed(jnp.concatenate(per_segment[::-1]), net, outs)
+
+
+def _nan_if_overflowed(result: jax.Array, net: Network, outs) -> jax.Array:
+  """``result``, or all NaN if the forward pass overflowed into a NaN pre-activation.
+
+  Past ``inf − inf`` a unit's sign and slope are undefined (``NaN > 0`` is False, so a
+  ReLU would silently read as off), so nothing computed from them is reported as a
+  number; the public functions warn (:func:`vanish._engine.warn_if_nan`). Layers whose
+  derivative does not depend on ``z`` (the identity) cannot be misled and are not checked.
+  """
+  checked = [
+    jnp.any(jnp.isnan(z))
+    for segment, (_, z, _) in zip(net.segments, outs, strict=True)
+    if segment.layer.activation.name != "linear"
+  ]
+  if not checked:
+    return result
+  return jnp.where(jnp.any(jnp.stack(checked)), jnp.nan, result)
 
 
 @functools.partial(jax.jit, static_argnames=("net", "precision", "batched", "wrt", "loss"))
@@ -355,7 +373,7 @@ def one_neuron_factors(net, p, xb, k, prec):
   weights = jnp.concatenate([p_s["w"][:, 0, 0] for p_s in p])
   pre = jnp.concatenate([z[:, 0] for _, z, _ in outs])
   w = jnp.concatenate([jnp.ones_like(weights[:1]), weights[1:]])
-  log_abs = jnp.concatenate(log_d) + jnp.log(jnp.abs(w))
+  log_abs = _nan_if_overflowed(jnp.concatenate(log_d) + jnp.log(jnp.abs(w)), net, outs)
   sign = jnp.concatenate(sign_d) * jnp.sign(w)
   return log_abs, sign, pre, weights
 

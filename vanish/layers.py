@@ -76,6 +76,7 @@ def scaled_slope(
     return slope, jnp.zeros((), slope.dtype)
   log_slope = activation.log_derivative(z)
   top = jnp.max(log_slope)
+  top = jnp.where(jnp.isfinite(top), top, 0.0)  # every φ' exactly 0 (z = −inf): slopes of 0
   return jnp.exp(log_slope - top), top
 
 
