@@ -231,17 +231,15 @@ def _nan_if_overflowed(result: jax.Array, net: Network, outs) -> jax.Array:
 
   Past ``inf − inf`` a unit's sign and slope are undefined (``NaN > 0`` is False, so a
   ReLU would silently read as off), so nothing computed from them is reported as a
-  number; the public functions warn (:func:`vanish._engine.warn_if_nan`). Layers whose
-  derivative does not depend on ``z`` (the identity) cannot be misled and are not checked.
+  number; the public functions warn (:func:`vanish._engine.warn_if_nan`). A NaN
+  pre-activation reaches the last layer (every later ``W h`` sums it), so only that one
+  is checked: the other layers' pre-activations need not be kept. Networks of identity
+  layers only (whose derivative ignores ``z``) cannot be misled and are not checked.
   """
-  checked = [
-    jnp.any(jnp.isnan(z))
-    for segment, (_, z, _) in zip(net.segments, outs, strict=True)
-    if segment.layer.activation.name != "linear"
-  ]
-  if not checked:
+  if all(segment.layer.activation.name == "linear" for segment in net.segments):
     return result
-  return jnp.where(jnp.any(jnp.stack(checked)), jnp.nan, result)
+  last_z = outs[-1][1][-1]
+  return jnp.where(jnp.any(jnp.isnan(last_z)), jnp.nan, result)
 
 
 @functools.partial(jax.jit, static_argnames=("net", "precision", "batched", "wrt", "loss"))
