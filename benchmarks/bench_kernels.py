@@ -308,31 +308,27 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     print(f"small chain {members}×{width}×{depth}", flush=True)
     report["small"].append(run_small(members, width, depth, size, device, use_kernel))
     save()
-  rows = []
-  for s in report["scalar"]:
-    for e in s["entries"]:
-      rows.append(
-        [
-          f"{s['chains']}×{s['depth']}",
-          e["name"],
-          e.get("path"),
-          common.fmt(e.get("seconds", math.nan) * 1e3),
-          common.fmt(e.get("factors_per_s")) + " f/s",
-          common.fmt(e.get("speedup_vs_baseline")),
-        ]
-      )
-  for s in report["small"]:
-    for e in s["entries"]:
-      rows.append(
-        [
-          f"{s['members']}×{s['width']}×{s['depth']}",
-          e["name"],
-          e.get("path"),
-          common.fmt(e.get("seconds", math.nan) * 1e3),
-          common.fmt(e.get("tflops")) + " TF/s " + common.fmt(e.get("pct_peak")) + "%pk",
-          common.fmt(e.get("speedup_vs_baseline")),
-        ]
-      )
+  shape = {
+    "scalar": lambda s: f"{s['chains']}×{s['depth']}",
+    "small": lambda s: f"{s['members']}×{s['width']}×{s['depth']}",
+  }
+  rate = {
+    "scalar": lambda e: common.fmt(e.get("factors_per_s")) + " f/s",
+    "small": lambda e: f"{common.fmt(e.get('tflops'))} TF/s {common.fmt(e.get('pct_peak'))}%pk",
+  }
+  rows = [
+    [
+      shape[kind](s),
+      e["name"],
+      e.get("path"),
+      common.fmt(e.get("seconds", math.nan) * 1e3),
+      rate[kind](e),
+      common.fmt(e.get("speedup_vs_baseline")),
+    ]
+    for kind in ("scalar", "small")
+    for s in report[kind]
+    for e in s["entries"]
+  ]
   print(common.format_table(rows, ["shape", "entry", "path", "ms", "rate", "× baseline"]))
   for t in report["targets"]:
     print(f"target {t['target']}: measured {common.fmt(t['measured'])}, met={t['met']}")

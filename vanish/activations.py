@@ -74,6 +74,9 @@ class Activation:
       activations whose derivative decays exponentially (σ'(z) is exactly 0 in
       float32 once |z| ≳ 90, while its log is −|z|); ``None`` where ``log |φ'|`` is
       exact as it is (piecewise-constant derivatives). See :meth:`log_abs_derivative`.
+    constant_derivative: φ' does not depend on z (the identity): a chain through it
+      cannot be misled by a NaN pre-activation, so it is not reported as NaN (see
+      :func:`vanish.chains.log_gradient_norms`).
   """
 
   name: str
@@ -82,6 +85,7 @@ class Activation:
   derivative: ArrayFn = dataclasses.field(compare=False, repr=False)
   noise_std: float = 0.0
   log_derivative: ArrayFn | None = dataclasses.field(default=None, compare=False, repr=False)
+  constant_derivative: bool = dataclasses.field(default=False, compare=False, repr=False)
 
   @property
   def stochastic(self) -> bool:
@@ -363,7 +367,7 @@ def erf() -> Activation:
 @_family("linear")
 def linear() -> Activation:
   """The identity; derivative 1."""
-  return Activation("linear", (), lambda z: z, jnp.ones_like)
+  return Activation("linear", (), lambda z: z, jnp.ones_like, constant_derivative=True)
 
 
 def available() -> tuple[str, ...]:

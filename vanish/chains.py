@@ -234,9 +234,10 @@ def _nan_if_overflowed(result: jax.Array, net: Network, outs) -> jax.Array:
   number; the public functions warn (:func:`vanish._engine.warn_if_nan`). A NaN
   pre-activation reaches the last layer (every later ``W h`` sums it), so only that one
   is checked: the other layers' pre-activations need not be kept. Networks of identity
-  layers only (whose derivative ignores ``z``) cannot be misled and are not checked.
+  layers only (:attr:`~vanish.activations.Activation.constant_derivative`) cannot be
+  misled and are not checked.
   """
-  if all(segment.layer.activation.name == "linear" for segment in net.segments):
+  if all(segment.layer.activation.constant_derivative for segment in net.segments):
     return result
   last_z = outs[-1][1][-1]
   return jnp.where(jnp.any(jnp.isnan(last_z)), jnp.nan, result)

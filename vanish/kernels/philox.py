@@ -102,22 +102,18 @@ def philox4x32(
   k0, k1 = (jnp.asarray(k, jnp.uint32) for k in key)
   c = jnp.broadcast_arrays(*c)
 
-  def round_(c, k0, k1):
+  def round_(r, c):  # round r (0-based) uses the key (k0 + r·W0, k1 + r·W1) mod 2³²
+    r = jnp.asarray(r, jnp.uint32)
     c0, c1, c2, c3 = c
     hi0, lo0 = mulhi(c0, M0), c0 * jnp.uint32(M0)
     hi1, lo1 = mulhi(c2, M1), c2 * jnp.uint32(M1)
-    return (hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0)
+    return (hi1 ^ c1 ^ (k0 + r * jnp.uint32(W0)), lo1, hi0 ^ c3 ^ (k1 + r * jnp.uint32(W1)), lo0)
 
   if unroll:
     for r in range(rounds):
-      c = round_(c, k0 + jnp.uint32((r * W0) % 2**32), k1 + jnp.uint32((r * W1) % 2**32))
+      c = round_(r, c)
     return c
-
-  def body(r, c):
-    r = r.astype(jnp.uint32)
-    return round_(c, k0 + r * jnp.uint32(W0), k1 + r * jnp.uint32(W1))
-
-  return lax.fori_loop(0, rounds, body, tuple(c))
+  return lax.fori_loop(0, rounds, round_, tuple(c))
 
 
 def uniform(bits: jax.Array) -> jax.Array:
