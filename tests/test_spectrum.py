@@ -241,6 +241,30 @@ def test_block_schedules_on_exact_cases_and_the_fallback():
   assert int(counts["rollbacks"][0]) > 0
 
 
+@pytest.mark.parametrize("reorthonormalize", ["every", 4])
+def test_saturated_sigmoid_layers_keep_the_leading_exponent(reorthonormalize):
+  """Layers with every σ'(z) = 0 in float32 (w ~ N(0, 100²)): log ‖J_L ⋯ J_1 e_1‖ stays
+  exact, one QR per layer or per block (the slope scales are summed in log space), against
+  a float64 reference that carries the slopes in log space."""
+  net = vn.MLP([4] * 13, "sigmoid", vn.init.normal(1.0), vn.init.normal(1.0))
+  params = [dict(p, w=100 * p["w"]) for p in net.init(jax.random.key(3), members=6)]
+  x = jnp.asarray([0.3, -0.2, 0.5, 0.1])
+  got = vn.lyapunov_spectrum(net, params, x, k=1, depths=[6, 12], reorthonormalize=reorthonormalize)
+  z = np.asarray(vn.preactivations(net, params, x), np.float64)  # [M, L, 4]
+  w = np.asarray(params[0]["w"], np.float64)  # [M, L, 4, 4]
+  assert np.all(np.abs(z) > 104, axis=-1).any()  # some layer has every σ' = 0 in float32
+  log_slope = -np.logaddexp(0, z) - np.logaddexp(0, -z)
+  for m in range(6):
+    v, log_norm, want = np.eye(4)[:, 0], 0.0, []
+    for layer in range(12):
+      top = log_slope[m, layer].max()
+      v = np.exp(log_slope[m, layer] - top) * (w[m, layer] @ v)
+      log_norm += top + np.log(np.linalg.norm(v))
+      v /= np.linalg.norm(v)
+      want.append(log_norm)
+    np.testing.assert_allclose(got[m, :, 0], [want[5], want[11]], rtol=1e-4)
+
+
 def test_bad_depths_and_schedules_are_rejected():
   net = vn.MLP([4] * 6, "tanh")
   params = _gaussian_params(4, 5, 1, 1.0)

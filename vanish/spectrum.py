@@ -239,8 +239,8 @@ def _i32(value) -> jax.Array:
 def _blocked(net, p, x, key, prec, *, k, refine, qr, depths, block):
   """Benettin with one QR per *block* of layers; ``(spectrum [D, k], counts)``.
 
-  ``Z = J_l ⋯ J_{s+1} Q_s`` is carried unnormalized and factored only when the
-  block is full, a requested depth or a segment end is reached. The block length
+  ``Z = J_l ⋯ J_{s+1} Q_s`` is carried unnormalized (as ``e^{−Σs} Z``, the layers'
+  slope scales summed in log space) and factored only when the block is full, a requested depth or a segment end is reached. The block length
   is ``block`` (an int) or, for ``"adaptive"``, the largest ``b`` with
   ``b · Δ̂ ≤ BLOCK_LOG_COND · ln(1/ε)`` and ``b · max|λ̂| ≤ ¼ ln(finfo.max)``, where
   ``Δ̂`` is the ensemble's largest running spread ``(max − min) log_d / depth``
@@ -272,6 +272,7 @@ def _blocked(net, p, x, key, prec, *, k, refine, qr, depths, block):
 
   def accept(c, q, r, index):
     log_d, t_hat = _accumulate(r, c["log_d"], c["t_hat"], refine)
+    log_d = log_d + c["log_scale"]  # the block's R is e^{Σ s} r (see the every-layer step)
     value = _report(log_d, t_hat, refine, wanted[index])
     return {
       **c,
@@ -282,6 +283,7 @@ def _blocked(net, p, x, key, prec, *, k, refine, qr, depths, block):
       "qrs": c["qrs"] + 1,
       "q": q,
       "n": _i32(0),
+      "log_scale": jnp.zeros((), dtype),
     }
 
   c = {
@@ -294,14 +296,16 @@ def _blocked(net, p, x, key, prec, *, k, refine, qr, depths, block):
     "rollbacks": _i32(0),
     "budget": _i32(1 if block == "adaptive" else block),  # adaptive: no estimate yet
     "n": _i32(0),
+    "log_scale": jnp.zeros((), dtype),  # Σ s of the layers in the open block
   }
   for segment, p_seg in zip(net.segments, p, strict=True):
     layer = segment.layer
     if segment.fan_in != segment.fan_out:  # depth 1, the carry changes shape: one QR
       p_l = jax.tree.map(lambda a: a[0], p_seg)
       h, _, slope = layer.forward(p_l, c["h"], _engine.layer_key(key, segment.start), prec)
-      z = jnp.exp(layer.slope_log_scale(slope)) * layer.jacobian_action(p_l, slope, c["q"], prec)
+      z = layer.jacobian_action(p_l, slope, c["q"], prec)
       q, r = orthonormalize.stable_qr(z, qr)
+      c = {**c, "log_scale": layer.slope_log_scale(slope)}
       c = {**accept(c, q, r, _i32(segment.start)), "h": h}
       continue
 
@@ -309,12 +313,11 @@ def _blocked(net, p, x, key, prec, *, k, refine, qr, depths, block):
       q, r = orthonormalize.stable_qr(c["z"], qr)
       log_r = _log_diagonal(r)
       spread = _ensemble_max(jnp.max(log_r) - jnp.min(log_r))
-      bad = (c["n"] > 1) & ~(
-        spread <= guard_log
-      )  # NaN/inf (overflow) is bad too  # NaN/inf (overflow) is bad too
+      bad = (c["n"] > 1) & ~(spread <= guard_log)  # NaN/inf (overflow) is bad too
 
       def rollback(c):
         restart = {"l": c["l0"], "h": c["h0"], "z": c["q"], "n": _i32(0), "redo_until": c["l"]}
+        restart["log_scale"] = jnp.zeros((), dtype)
         return {**c, **restart, "rollbacks": c["rollbacks"] + 1, "qrs": c["qrs"] + 1}
 
       def keep(c):
@@ -328,12 +331,13 @@ def _blocked(net, p, x, key, prec, *, k, refine, qr, depths, block):
       p_l = jax.tree.map(lambda a: lax.dynamic_index_in_dim(a, l, keepdims=False), p_seg)
       index = segment.start + l
       h, _, slope = layer.forward(p_l, c["h"], _engine.layer_key(key, index), prec)
-      # blocks multiply layers before one QR: the scale is folded back in (linear scale)
-      z = jnp.exp(layer.slope_log_scale(slope)) * layer.jacobian_action(p_l, slope, c["z"], prec)
+      # Z ← e^{−s} J Z: the block's scales add up in log space until its QR
+      z = layer.jacobian_action(p_l, slope, c["z"], prec)
+      log_scale = c["log_scale"] + layer.slope_log_scale(slope)
       n = c["n"] + 1
       limit = jnp.where(l < c["redo_until"], 1, c["budget"])
       end = (n >= limit) | wanted[index] | (l == segment.depth - 1)
-      c = {**c, "h": h, "z": z, "n": n, "l": l + 1}
+      c = {**c, "h": h, "z": z, "n": n, "l": l + 1, "log_scale": log_scale}
       return lax.cond(end, close, lambda c: c, c)
 
     loop = {**c, "z": c["q"], "h0": c["h"], "l": _i32(0), "l0": _i32(0), "redo_until": _i32(0)}
