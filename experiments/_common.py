@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,76 @@ def positive_int(text: str) -> int:
   if value < 1:
     raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text}")
   return value
+
+
+def positive_float(text: str) -> float:
+  """argparse type: a finite number > 0."""
+  value = float(text)
+  if not (math.isfinite(value) and value > 0):
+    raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+  return value
+
+
+def unit_fraction(text: str) -> float:
+  """argparse type: a number in the open interval (0, 1), such as a threshold ε."""
+  value = float(text)
+  if not 0 < value < 1:
+    raise argparse.ArgumentTypeError(f"must be in (0, 1), got {text}")
+  return value
+
+
+def add_epsilon(parser: argparse.ArgumentParser, what: str) -> None:
+  """``--epsilon`` in (0, 1), default 1e-3: "vanished if ``what`` < ε, exploded if > 1/ε"."""
+  parser.add_argument(
+    "--epsilon",
+    type=unit_fraction,
+    default=1e-3,
+    help=f"vanished if {what} < ε, exploded if > 1/ε (default 1e-3)",
+  )
+
+
+def add_size_overrides(
+  parser: argparse.ArgumentParser,
+  names: Iterable[str],
+  types: Mapping[str, Callable[[str], Any]] | None = None,
+) -> None:
+  """``--<name>`` (``_`` written ``-``) for each size value, ``positive_int`` unless ``types`` says.
+
+  :func:`size_values` then puts the given ones in place of the size's defaults.
+  """
+  for name in names:
+    parser.add_argument(
+      f"--{name.replace('_', '-')}",
+      type=(types or {}).get(name, positive_int),
+      default=None,
+      help="override the size's value",
+    )
+
+
+def size_values(
+  args: argparse.Namespace, table: Mapping[str, Mapping[str, Any]], names: Iterable[str] = ()
+) -> dict[str, Any]:
+  """``table[args.size]`` with each of ``names`` replaced by ``args.<name>`` where that is given.
+
+  ``names`` defaults to every key of the size (all overridable on the command line).
+  """
+  sizes = dict(table[args.size])
+  for name in names or list(sizes):
+    if getattr(args, name) is not None:
+      sizes[name] = getattr(args, name)
+  return sizes
+
+
+# The fields of a ``scale_map`` or ``phase_map`` result stored as ``map/<field>`` arrays.
+MAP_FIELDS = (
+  *("p_vanish", "p_stable", "p_explode", "p_vanish_ci", "p_stable_ci", "p_explode_ci"),
+  *("mean_log_growth", "std_log_growth"),
+)
+
+
+def map_arrays(result: Any, fields: Sequence[str] = MAP_FIELDS) -> dict[str, Any]:
+  """``{"map/<field>": result.<field>}`` for each of ``fields``."""
+  return {f"map/{field}": getattr(result, field) for field in fields}
 
 
 # Every run that ``cached_run`` found or computed in this process, in order: what
@@ -65,6 +136,26 @@ def cached_run(
     resumed = f" (resumed: {outcome.reused} chunk(s) reused)" if outcome.reused else ""
     print(f"wrote {outcome.path} in {time.perf_counter() - start:.1f} s{resumed}")
   return outcome.path
+
+
+def cached_parts(
+  args: argparse.Namespace,
+  experiment: str,
+  config: Mapping[str, Any],
+  parts: Mapping[str, Callable[[argparse.Namespace], Mapping[str, Any]]],
+  *,
+  table: str,
+) -> Path:
+  """:func:`cached_run` with one chunk per part: ``parts[name](args)`` computes chunk ``name``."""
+  return cached_run(
+    args.out,
+    experiment,
+    config,
+    lambda name: parts[name](args),
+    table=table,
+    force=args.force,
+    chunks=list(parts),
+  )
 
 
 def default_ensure(

@@ -29,7 +29,16 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from experiments._common import cached_run, default_ensure, experiment_parser, positive_int
+from experiments._common import (
+  add_epsilon,
+  add_size_overrides,
+  cached_run,
+  default_ensure,
+  experiment_parser,
+  positive_float,
+  positive_int,
+  size_values,
+)
 from vanish import parameter_map, store
 
 SIZES = {
@@ -74,33 +83,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     __doc__, quick_help="coarse grids (CPU, CI)", full_help="fine grids (one GPU)"
   )
   parser.add_argument("--depth", type=positive_int, default=10, help="chain depth K (default 10)")
-  parser.add_argument(
-    "--epsilon",
-    type=float,
-    default=1e-3,
-    help="vanished if |g| < ε, exploded if |g| > 1/ε (default 1e-3)",
-  )
+  add_epsilon(parser, "|g|")
   parser.add_argument("--teacher-w", type=float, default=1.1, help="teacher weight w* (1.1)")
   parser.add_argument("--teacher-b", type=float, default=0.0, help="teacher bias b* (0.0)")
-  parser.add_argument("--learning-rate", type=float, default=0.2, help="GD step η (0.2)")
+  parser.add_argument("--learning-rate", type=positive_float, default=0.2, help="GD step η (0.2)")
   parser.add_argument("--widths", type=positive_int, nargs="+", default=[2, 3])
-  for name in SIZES["quick"]:
-    flag = "--" + name.replace("_", "-")
-    parser.add_argument(flag, type=positive_int, default=None, help="override the size's value")
+  add_size_overrides(parser, SIZES["quick"])
   args = parser.parse_args(argv)
-  if not 0 < args.epsilon < 1:
-    parser.error(f"--epsilon must be in (0, 1), got {args.epsilon}")
-  if not (np.isfinite(args.learning_rate) and args.learning_rate > 0):
-    parser.error(f"--learning-rate must be > 0, got {args.learning_rate}")
   if not (np.isfinite(args.teacher_w) and np.isfinite(args.teacher_b)):
     parser.error("--teacher-w and --teacher-b must be finite")
-  sizes = dict(SIZES[args.size])
-  for key in sizes:
-    if getattr(args, key) is not None:
-      sizes[key] = getattr(args, key)
-  if sizes["deep"] <= args.depth:
-    parser.error(f"--deep must exceed --depth ({args.depth}), got {sizes['deep']}")
-  args.sizes = sizes
+  args.sizes = size_values(args, SIZES)
+  if args.sizes["deep"] <= args.depth:
+    parser.error(f"--deep must exceed --depth ({args.depth}), got {args.sizes['deep']}")
   return args
 
 

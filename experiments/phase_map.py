@@ -30,7 +30,17 @@ import jax
 import numpy as np
 
 import vanish as vn
-from experiments._common import cached_run, default_ensure, experiment_parser, positive_int
+from experiments._common import (
+  add_epsilon,
+  add_size_overrides,
+  cached_run,
+  default_ensure,
+  experiment_parser,
+  map_arrays,
+  positive_float,
+  positive_int,
+  size_values,
+)
 from vanish import phase_map, store
 
 SIZES = {
@@ -57,13 +67,6 @@ SIZES = {
 }
 
 
-def _positive_float(text: str) -> float:
-  value = float(text)
-  if not value > 0:
-    raise argparse.ArgumentTypeError(f"must be a number > 0, got {text}")
-  return value
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   parser = experiment_parser(
     __doc__, quick_help="24 × 12 grid (CPU, CI)", full_help="200 × 200 grid (one GPU)"
@@ -74,34 +77,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     choices=vn.activations.available(),
     help="activation (default tanh)",
   )
-  parser.add_argument(
-    "--epsilon",
-    type=float,
-    default=1e-3,
-    help="vanished if ‖δ¹‖/‖δᴸ‖ < ε, exploded if > 1/ε (default 1e-3)",
+  add_epsilon(parser, "‖δ¹‖/‖δᴸ‖")
+  add_size_overrides(
+    parser, SIZES["quick"], {"sigma_w2_max": positive_float, "sigma_b2_max": positive_float}
   )
-  for name, kind in [
-    ("width", positive_int),
-    ("depth", positive_int),
-    ("members", positive_int),
-    ("sigma-w2-points", positive_int),
-    ("sigma-b2-points", positive_int),
-    ("sigma-w2-max", _positive_float),
-    ("sigma-b2-max", _positive_float),
-    ("theory-stride", positive_int),
-  ]:
-    parser.add_argument(f"--{name}", type=kind, default=None, help="override the size's value")
   parser.add_argument("--chunk-size", type=positive_int, default=None, help="cells per chunk")
   args = parser.parse_args(argv)
-  if not 0 < args.epsilon < 1:
-    parser.error(f"--epsilon must be in (0, 1), got {args.epsilon}")
-  sizes = dict(SIZES[args.size])
-  for key in sizes:
-    if getattr(args, key) is not None:
-      sizes[key] = getattr(args, key)
-  if sizes["depth"] < 2:
+  args.sizes = size_values(args, SIZES)
+  if args.sizes["depth"] < 2:
     parser.error("--depth must be >= 2 (the gradient must cross at least one layer)")
-  args.sizes = sizes
   return args
 
 
@@ -168,17 +152,7 @@ def run(args: argparse.Namespace) -> dict:
     "map_seconds": np.asarray(map_seconds),
     "theory_seconds": np.asarray(theory_seconds),
   }
-  for field in (
-    "p_vanish",
-    "p_stable",
-    "p_explode",
-    "p_vanish_ci",
-    "p_stable_ci",
-    "p_explode_ci",
-    "mean_log_growth",
-    "std_log_growth",
-  ):
-    arrays[f"map/{field}"] = getattr(pm, field)
+  arrays |= map_arrays(pm)
   rows = []
   for i, sb2 in enumerate(sigma_b2):
     rows.append(

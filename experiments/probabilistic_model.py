@@ -32,7 +32,13 @@ import jax.numpy as jnp
 import numpy as np
 
 import vanish as vn
-from experiments._common import cached_run, default_ensure, experiment_parser, positive_int
+from experiments._common import (
+  add_epsilon,
+  cached_run,
+  default_ensure,
+  experiment_parser,
+  positive_int,
+)
 from vanish import probability, store, theory
 
 # name -> (activation, full-width weights, full-width biases): the usual initializations.
@@ -55,12 +61,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     __doc__, quick_help="small ensembles (CPU, CI)", full_help="paper-scale ensembles (one GPU)"
   )
   parser.add_argument("--depth", type=positive_int, default=50, help="chain depth L (default 50)")
-  parser.add_argument(
-    "--epsilon",
-    type=float,
-    default=1e-3,
-    help="vanished if |g| < ε, exploded if |g| > 1/ε (default 1e-3)",
-  )
+  add_epsilon(parser, "|g|")
   parser.add_argument(
     "--activations",
     nargs="+",
@@ -68,10 +69,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     choices=list(ACTIVATIONS),
     help="which activations (default all)",
   )
-  args = parser.parse_args(argv)
-  if not 0 < args.epsilon < 1:
-    parser.error(f"--epsilon must be in (0, 1), got {args.epsilon}")
-  return args
+  return parser.parse_args(argv)
 
 
 def _chain_samples(name, depth, sizes, key):

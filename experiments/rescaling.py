@@ -67,7 +67,13 @@ import numpy as np
 import optax
 
 import vanish as vn
-from experiments._common import cached_run, default_ensure, experiment_parser, positive_int
+from experiments._common import (
+  cached_run,
+  default_ensure,
+  experiment_parser,
+  positive_float,
+  positive_int,
+)
 from vanish import data, models, store, training
 
 WIDTHS = (64, 32, 32, 10)
@@ -99,22 +105,15 @@ CASES = (
 CONTROL_LABEL = "tanh(n·x), α₀(1+1e-16)"
 
 
-def _positive_float(text: str) -> float:
-  value = float(text)
-  if not (math.isfinite(value) and value > 0):
-    raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
-  return value
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   parser = experiment_parser(
     __doc__, quick_help="n = 3, 200 steps (CPU, CI)", full_help="n = 2, 3, 5; 5000 steps"
   )
-  parser.add_argument("--n", type=_positive_float, nargs="+", help="slopes n of tanh(n·x)")
+  parser.add_argument("--n", type=positive_float, nargs="+", help="slopes n of tanh(n·x)")
   parser.add_argument("--steps", type=positive_int, help="optimizer steps")
   parser.add_argument("--batch-size", type=positive_int, help="mini-batch size (default 32)")
-  parser.add_argument("--sgd-rate", type=_positive_float, default=0.05, help="δ of SGD (0.05)")
-  parser.add_argument("--adam-rate", type=_positive_float, default=1e-3, help="δ_A (1e-3)")
+  parser.add_argument("--sgd-rate", type=positive_float, default=0.05, help="δ of SGD (0.05)")
+  parser.add_argument("--adam-rate", type=positive_float, default=1e-3, help="δ_A (1e-3)")
   parser.add_argument(
     "--train-size", type=positive_int, help="use only the first N training images (tests)"
   )

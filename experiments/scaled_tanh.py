@@ -30,7 +30,15 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from experiments._common import cached_run, default_ensure, experiment_parser, positive_int
+from experiments._common import (
+  add_epsilon,
+  add_size_overrides,
+  cached_parts,
+  default_ensure,
+  experiment_parser,
+  map_arrays,
+  size_values,
+)
 from vanish import scale_map, store, theory
 from vanish.probability import wilson_interval
 
@@ -70,30 +78,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   parser = experiment_parser(
     __doc__, quick_help="small ensembles (CPU, CI)", full_help="paper-scale ensembles (one GPU)"
   )
-  parser.add_argument(
-    "--epsilon",
-    type=float,
-    default=1e-3,
-    help="vanished if the gradient shrinks below ε, exploded above 1/ε (default 1e-3)",
-  )
+  add_epsilon(parser, "|g|")
   parser.add_argument(
     "--sigma-b2", type=float, default=0.05, help="the map's fixed bias variance (default 0.05)"
   )
-  for name in SIZES["quick"]:
-    flag = name.replace("_", "-")
-    parser.add_argument(f"--{flag}", type=positive_int, default=None, help="override the size")
+  add_size_overrides(parser, SIZES["quick"])
   args = parser.parse_args(argv)
-  if not 0 < args.epsilon < 1:
-    parser.error(f"--epsilon must be in (0, 1), got {args.epsilon}")
   if not (math.isfinite(args.sigma_b2) and args.sigma_b2 >= 0):
     parser.error(f"--sigma-b2 must be a finite number >= 0, got {args.sigma_b2}")
-  sizes = dict(SIZES[args.size])
-  for key in sizes:
-    if getattr(args, key) is not None:
-      sizes[key] = getattr(args, key)
-  if sizes["depth"] < 2:
+  args.sizes = size_values(args, SIZES)
+  if args.sizes["depth"] < 2:
     parser.error("--depth must be >= 2")
-  args.sizes = sizes
   return args
 
 
@@ -216,18 +211,7 @@ def tanh_map(args: argparse.Namespace) -> dict:
     key=jax.random.fold_in(jax.random.key(args.seed), 2),
     epsilon=args.epsilon,
   )
-  arrays = {"map/n": m.x, "map/sigma_w2": m.y, "map/outcome": m.outcome}
-  for field in (
-    "p_vanish",
-    "p_stable",
-    "p_explode",
-    "p_vanish_ci",
-    "p_stable_ci",
-    "p_explode_ci",
-    "mean_log_growth",
-    "std_log_growth",
-  ):
-    arrays[f"map/{field}"] = getattr(m, field)
+  arrays = {"map/n": m.x, "map/sigma_w2": m.y, "map/outcome": m.outcome, **map_arrays(m)}
   # mean field on a fine grid: χ₁ of the tanh net at (n²σ_w², n²σ_b²)
   n2 = g["theory_n"][None, :] ** 2
   _, chi1 = scale_map.mean_field_chi1(
@@ -286,15 +270,7 @@ def config_of(args: argparse.Namespace) -> dict:
 
 def cached(args: argparse.Namespace) -> Path:
   """The stored run of ``args``' config, computed first (one chunk per part) if needed."""
-  return cached_run(
-    args.out,
-    "scaled_tanh",
-    config_of(args),
-    lambda part: PARTS[part](args),
-    table="summary",
-    force=args.force,
-    chunks=list(PARTS),
-  )
+  return cached_parts(args, "scaled_tanh", config_of(args), PARTS, table="summary")
 
 
 ensure = default_ensure(parse_args, cached)

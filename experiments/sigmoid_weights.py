@@ -35,7 +35,15 @@ import jax.numpy as jnp
 import numpy as np
 
 import vanish as vn
-from experiments._common import cached_run, default_ensure, experiment_parser, positive_int
+from experiments._common import (
+  add_epsilon,
+  add_size_overrides,
+  cached_parts,
+  default_ensure,
+  experiment_parser,
+  map_arrays,
+  size_values,
+)
 from vanish import scale_map, store, theory
 from vanish.probability import wilson_interval
 
@@ -76,26 +84,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   parser = experiment_parser(
     __doc__, quick_help="small ensembles (CPU, CI)", full_help="paper-scale ensembles (one GPU)"
   )
-  parser.add_argument(
-    "--epsilon",
-    type=float,
-    default=1e-3,
-    help="vanished if the gradient shrinks below ε, exploded above 1/ε (default 1e-3)",
-  )
-  for name in SIZES["quick"]:
-    parser.add_argument(
-      f"--{name.replace('_', '-')}", type=positive_int, default=None, help="override the size"
-    )
+  add_epsilon(parser, "|g|")
+  add_size_overrides(parser, SIZES["quick"])
   args = parser.parse_args(argv)
-  if not 0 < args.epsilon < 1:
-    parser.error(f"--epsilon must be in (0, 1), got {args.epsilon}")
-  sizes = dict(SIZES[args.size])
-  for key in sizes:
-    if getattr(args, key) is not None:
-      sizes[key] = getattr(args, key)
-  if sizes["depth"] < 2:
+  args.sizes = size_values(args, SIZES)
+  if args.sizes["depth"] < 2:
     parser.error("--depth must be >= 2")
-  args.sizes = sizes
   return args
 
 
@@ -236,9 +230,8 @@ def sigmoid_map(args: argparse.Namespace) -> dict:
     epsilon=args.epsilon,
   )
   arrays = {"map/scale": m.x, "map/sigma_b2": m.y, "map/outcome": m.outcome}
-  for field in ("p_vanish", "p_stable", "p_explode", "p_vanish_ci", "p_explode_ci"):
-    arrays[f"map/{field}"] = getattr(m, field)
-  arrays["map/mean_log_growth"] = m.mean_log_growth
+  fields = ("p_vanish", "p_stable", "p_explode", "p_vanish_ci", "p_explode_ci", "mean_log_growth")
+  arrays |= map_arrays(m, fields)
   _, chi1_cells = scale_map.mean_field_chi1("sigmoid", m.sigma_w2, m.sigma_b2)
   arrays["map/mean_field_phase"] = scale_map.mean_field_phase(
     chi1_cells, depth=sizes["depth"], epsilon=args.epsilon
@@ -285,15 +278,7 @@ def config_of(args: argparse.Namespace) -> dict:
 
 def cached(args: argparse.Namespace) -> Path:
   """The stored run of ``args``' config, computed first (one chunk per part) if needed."""
-  return cached_run(
-    args.out,
-    "sigmoid_weights",
-    config_of(args),
-    lambda part: PARTS[part](args),
-    table="summary",
-    force=args.force,
-    chunks=list(PARTS),
-  )
+  return cached_parts(args, "sigmoid_weights", config_of(args), PARTS, table="summary")
 
 
 ensure = default_ensure(parse_args, cached)

@@ -45,7 +45,13 @@ import jax.numpy as jnp
 import numpy as np
 
 import vanish as vn
-from experiments._common import cached_run, default_ensure, experiment_parser, positive_int
+from experiments._common import (
+  cached_run,
+  default_ensure,
+  experiment_parser,
+  positive_float,
+  positive_int,
+)
 from vanish import data, store, theory, training
 
 SIGMA_B2 = 0.05  # Schoenholz et al. (2017), Fig. 6
@@ -70,25 +76,18 @@ SIZES = {
 }
 
 
-def _positive_float(text: str) -> float:
-  value = float(text)
-  if not (math.isfinite(value) and value > 0):
-    raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
-  return value
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   parser = experiment_parser(
     __doc__,
     quick_help="8 σ_w² × 4 depths ≤ 36, width 32, 4 epochs (CPU, CI)",
     full_help="36 σ_w² × 20 depths up to 200, width 256, 20 epochs (one GPU)",
   )
-  parser.add_argument("--sigma-w2", type=_positive_float, nargs="+", help="weight variances")
+  parser.add_argument("--sigma-w2", type=positive_float, nargs="+", help="weight variances")
   parser.add_argument("--depths", type=positive_int, nargs="+", help="depths L (layers)")
   parser.add_argument("--width", type=positive_int, help="hidden width n")
   parser.add_argument("--seeds", type=positive_int, help="networks per cell")
   parser.add_argument("--epochs", type=positive_int, help="training epochs (the fixed budget)")
-  parser.add_argument("--learning-rate", type=_positive_float, default=0.02, help="SGD η (0.02)")
+  parser.add_argument("--learning-rate", type=positive_float, default=0.02, help="SGD η (0.02)")
   parser.add_argument("--batch-size", type=positive_int, default=32, help="default 32")
   parser.add_argument(
     "--train-size", type=positive_int, help="use only the first N training images (tests)"
