@@ -105,6 +105,37 @@ def mc(ax, x, y, lo=None, hi=None, *, label: str | None = None, **style):
   return ax.errorbar(x, y, yerr=np.clip(yerr, 0, None), label=label, **style)
 
 
+def outcome_map(ax, arrays, x: str, y: str, *, depth: int, epsilon: float) -> None:
+  """A map of P(explode) − P(vanish) (blue: vanishes, red: explodes) against mean field.
+
+  Draws the measured P = ½ contours (solid), the mean-field lines χ₁ = 1 (dashed) and
+  ((K − 1)/2)·log χ₁ = ±log ε (dotted), and a colorbar.
+
+  Args:
+    ax: the axis.
+    arrays: a run's arrays: the map ``map/<x>`` ``[X]``, ``map/<y>`` ``[Y]``,
+      ``map/p_vanish`` and ``map/p_explode`` ``[Y, X]``; mean field on a fine grid,
+      ``theory/<x>`` ``[TX]``, ``theory/<y>`` ``[TY]`` and ``theory/chi1`` ``[TY, TX]``.
+    x, y: the names of the map's two axes.
+    depth: K, the depth the gradient crosses.
+    epsilon: the vanish/explode threshold ε.
+  """
+  mx, my, pv, pe = (arrays[f"map/{k}"] for k in (x, y, "p_vanish", "p_explode"))
+  mesh = ax.pcolormesh(
+    mx, my, pe - pv, cmap="RdBu_r", vmin=-1, vmax=1, shading="nearest", rasterized=True
+  )
+  for p, c in ((pv, "#08306b"), (pe, "#67000d")):
+    if np.ptp(p) > 0:  # a constant map has no P = ½ contour
+      ax.contour(mx, my, p, levels=[0.5], colors=c, linewidths=1.0)
+  tx, ty, chi1 = (arrays[f"theory/{k}"] for k in (x, y, "chi1"))
+  log_eps = np.log(epsilon)
+  lines = {"colors": "black", "linewidths": 1}
+  ax.contour(tx, ty, np.log(chi1), levels=[0.0], linestyles="--", **lines)
+  growth = 0.5 * (depth - 1) * np.log(chi1)
+  ax.contour(tx, ty, growth, levels=[log_eps, -log_eps], linestyles=":", **lines)
+  ax.figure.colorbar(mesh, ax=ax, fraction=0.05, pad=0.02).set_label("P(explode) − P(vanish)")
+
+
 def panel_labels(axes: Sequence, *, start: str = "a") -> None:
   """Writes (a), (b), … in the upper-left corner of each axis."""
   for i, ax in enumerate(np.ravel(axes)):

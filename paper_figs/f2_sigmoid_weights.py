@@ -51,38 +51,11 @@ def _factor_panel(ax, fig, a):
   cbar.set_label(r"$\log_{10}|w\,\sigma'(w a)|$")
 
 
-def _map_panel(ax, fig, a, cfg):
-  s, b2 = a["map/scale"], a["map/sigma_b2"]
-  mesh = ax.pcolormesh(
-    s,
-    b2,
-    a["map/p_explode"] - a["map/p_vanish"],
-    cmap="RdBu_r",
-    vmin=-1,
-    vmax=1,
-    shading="nearest",
-    rasterized=True,
-  )
-  for field, c in (("p_vanish", "#08306b"), ("p_explode", "#67000d")):
-    if np.ptp(a[f"map/{field}"]) > 0:
-      ax.contour(s, b2, a[f"map/{field}"], levels=[0.5], colors=c, linewidths=1.0)
-  ts, tb2, chi1 = a["theory/scale"], a["theory/sigma_b2"], a["theory/chi1"]
-  log_eps = np.log(cfg["epsilon"])
-  ax.contour(ts, tb2, np.log(chi1), levels=[0.0], colors="black", linestyles="--", linewidths=1)
-  ax.contour(
-    ts,
-    tb2,
-    0.5 * (cfg["depth"] - 1) * np.log(chi1),
-    levels=[log_eps, -log_eps],
-    colors="black",
-    linestyles=":",
-    linewidths=1,
-  )
+def _map_panel(ax, a, cfg):
+  _style.outcome_map(ax, a, "scale", "sigma_b2", depth=cfg["depth"], epsilon=cfg["epsilon"])
   ax.set_xscale("log")
   ax.set_xlabel(r"weight scale s ($\sigma_w = s$)")
   ax.set_ylabel(r"$\sigma_b^2$")
-  cbar = fig.colorbar(mesh, ax=ax, fraction=0.05, pad=0.02)
-  cbar.set_label("P(explode) − P(vanish)")
 
 
 def draw(*, quick: bool, out_dir, store_root, force: bool = False) -> list[Path]:
@@ -170,7 +143,7 @@ def draw(*, quick: bool, out_dir, store_root, force: bool = False) -> list[Path]
   ax_s.set_ylabel(rf"P($|g_K|$ < {cfg['epsilon']:g})")
   ax_s.legend(loc="lower right", fontsize=6)
 
-  _map_panel(ax_m, fig, a, cfg)
+  _map_panel(ax_m, a, cfg)
 
   # measured mean log-growth across depth vs the mean-field ((K − 1)/2) log χ₁
   rows = [0, a["map/sigma_b2"].size - 1]

@@ -17,28 +17,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from experiments import scaled_tanh as experiment
 from paper_figs import _style, figure_main
 from vanish import store
 
 
-def _map_panel(ax, fig, a, cfg):
-  n, w2 = a["map/n"], a["map/sigma_w2"]
-  diff = a["map/p_explode"] - a["map/p_vanish"]
-  mesh = ax.pcolormesh(
-    n, w2, diff, cmap="RdBu_r", vmin=-1, vmax=1, shading="nearest", rasterized=True
-  )
-  ax.contour(n, w2, a["map/p_vanish"], levels=[0.5], colors="#08306b", linewidths=1.0)
-  ax.contour(n, w2, a["map/p_explode"], levels=[0.5], colors="#67000d", linewidths=1.0)
-  tn, tw2, chi1 = a["theory/n"], a["theory/sigma_w2"], a["theory/chi1"]
-  log_growth = 0.5 * (cfg["depth"] - 1) * np.log(chi1)
-  log_eps = np.log(cfg["epsilon"])
-  ax.contour(tn, tw2, np.log(chi1), levels=[0.0], colors="black", linestyles="--", linewidths=1)
-  ax.contour(
-    tn, tw2, log_growth, levels=[log_eps, -log_eps], colors="black", linestyles=":", linewidths=1
-  )
+def _map_panel(ax, a, cfg):
+  _style.outcome_map(ax, a, "n", "sigma_w2", depth=cfg["depth"], epsilon=cfg["epsilon"])
   ax.set_xscale("log")
   ax.set_yscale("log")
   ax.set_xlabel("slope n")
@@ -46,8 +31,6 @@ def _map_panel(ax, fig, a, cfg):
   ax.set_title(rf"tanh($n\cdot x$) nets, $\sigma_b^2$ = {cfg['sigma_b2']:g}, K = {cfg['depth']}")
   ax.text(0.05, 0.08, "vanish", transform=ax.transAxes, color="white", fontsize=7)
   ax.text(0.7, 0.85, "explode", transform=ax.transAxes, color="#67000d", fontsize=7)
-  cbar = fig.colorbar(mesh, ax=ax, fraction=0.05, pad=0.02)
-  cbar.set_label("P(explode) − P(vanish)")
 
 
 def draw(*, quick: bool, out_dir, store_root, force: bool = False) -> list[Path]:
@@ -124,7 +107,7 @@ def draw(*, quick: bool, out_dir, store_root, force: bool = False) -> list[Path]
   ax_c.set_title("one-neuron chain, w, b, x ~ N(0, 1)")
   ax_c.legend(loc="lower right")
 
-  _map_panel(ax_m, fig, a, cfg)
+  _map_panel(ax_m, a, cfg)
   _style.panel_labels(axes)
   return _style.save(fig, out_dir, "F3_scaled_tanh", source=str(path))
 
