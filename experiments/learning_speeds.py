@@ -29,10 +29,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import jax
-import numpy as np
 
 import vanish as vn
 from experiments._common import cached_run, default_ensure, experiment_parser, positive_int
+from experiments.activation_depth import first_last_ratio
 from vanish import data, store, training
 
 ACTIVATIONS = {
@@ -92,11 +92,6 @@ def network(activation: str, hidden: int) -> vn.MLP:
   )
 
 
-def _ratio(speeds: np.ndarray) -> np.ndarray:
-  """Geometric mean over members of speed(first hidden) / speed(last hidden): ``[..., T]``."""
-  return np.exp(np.mean(np.log(speeds[..., 0]) - np.log(speeds[..., -2]), axis=0))
-
-
 def _train(args, sizes, name, hidden, params, train_set, test_set) -> training.Log:
   return training.train(
     network(name, hidden),
@@ -115,7 +110,7 @@ def _train(args, sizes, name, hidden, params, train_set, test_set) -> training.L
 
 def _rows(name: str, hidden: int, log: training.Log) -> list[dict]:
   full, mini = log.eval_bias_speed, log.bias_speed  # [M, T+1, L], [M, T, L]
-  ratio, mini_ratio = _ratio(full), _ratio(mini)
+  ratio, mini_ratio = first_last_ratio(full), first_last_ratio(mini)
   rows = []
   for epoch in range(full.shape[1]):
     mean = full[:, epoch].mean(axis=0)
