@@ -60,6 +60,14 @@ def test_cell_log_growth_equals_phase_map_on_a_grid():
     "tanh", np.broadcast_to(w2, (2, 3)), np.broadcast_to(b2[:, None], (2, 3)), **common
   )
   np.testing.assert_array_equal(np.asarray(cells), np.asarray(grid))
+  # the (σ_w², σ_b²) phase map is the cell map on the outer-product cells
+  pm = phase_map.gradient_phase_map("tanh", w2, b2, epsilon=0.1, **common)
+  cm = scale_map.cell_phase_map(
+    "tanh", *np.meshgrid(w2, b2), x=w2, y=b2, x_name="w2", y_name="b2", epsilon=0.1, **common
+  )
+  for name in phase_map.PhaseMap._fields[2:-1]:
+    np.testing.assert_array_equal(getattr(cm, name), getattr(pm, name))
+  assert pm.config == {**cm.config, "chunk_size": 6} and 0 < pm.p_stable.mean() < 1
 
 
 def test_scaled_tanh_map_is_the_tanh_map_at_scaled_variances():

@@ -63,7 +63,15 @@ from numpy.typing import ArrayLike
 
 from vanish import activations as _activations
 from vanish.networks import _check_key
-from vanish.phase_map import summarize_growth
+from vanish.phase_map import (
+  EXPLODE,
+  STABLE,
+  VANISH,
+  _deterministic,
+  _integer,
+  _unit_interval,
+  summarize_growth,
+)
 
 __all__ = [
   "EXPLODE",
@@ -83,23 +91,7 @@ __all__ = [
   "tied_tanh_critical_lines",
 ]
 
-VANISH, STABLE, EXPLODE = -1, 0, 1
-
-
 # --------------------------------------------------------------------------- validation
-
-
-def _integer(name: str, value: Any, minimum: int = 1) -> int:
-  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-    raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-  return int(value)
-
-
-def _epsilon(value: Any) -> float:
-  value = float(value)
-  if not 0 < value < 1:
-    raise ValueError(f"epsilon must be in (0, 1), got {value}")
-  return value
 
 
 def _finite(name: str, value: ArrayLike, ndim: int | None = None) -> np.ndarray:
@@ -131,13 +123,16 @@ def _depths(depths: int | Sequence[int]) -> tuple[int, ...]:
   return values
 
 
-def _deterministic(activation: Any) -> _activations.Activation:
-  act = _activations.get(activation)
-  if act.stochastic:
+def _points(w: ArrayLike, b: ArrayLike, x: ArrayLike, dtype: Any) -> tuple[tuple[int, ...], list]:
+  """``(S, [w, b, x])``: the finite ``w``, ``b``, ``x`` broadcast to shape S and flattened."""
+  w, b, x = (_finite(name, v) for name, v in (("w", w), ("b", b), ("x", x)))
+  try:
+    shape = np.broadcast_shapes(w.shape, b.shape, x.shape)
+  except ValueError:
     raise ValueError(
-      f"activation {act.name!r} is stochastic; parameter maps need a deterministic activation"
-    )
-  return act
+      f"w, b and x must broadcast together, got shapes {w.shape}, {b.shape}, {x.shape}"
+    ) from None
+  return shape, [jnp.asarray(np.broadcast_to(v, shape).ravel(), dtype) for v in (w, b, x)]
 
 
 # --------------------------------------------------------------------------- primitives
@@ -173,7 +168,7 @@ def classify(log_g: ArrayLike, epsilon: float = 1e-3) -> np.ndarray:
     >>> classify([-7.0, -6.9, 0.0, 6.9, 7.0, -np.inf], epsilon=1e-3).tolist()
     [-1, 0, 0, 0, 1, -1]
   """
-  epsilon = _epsilon(epsilon)
+  epsilon = _unit_interval("epsilon", epsilon)
   values = np.asarray(log_g, np.float64)
   if np.isnan(values).any() or np.isposinf(values).any():
     raise ValueError("log_g contains NaN or +inf")
@@ -245,14 +240,7 @@ def tied_chain_log_gradient(
   """
   act = _deterministic(activation)
   depths = _depths(depths)
-  w, b, x = (_finite(name, v) for name, v in (("w", w), ("b", b), ("x", x)))
-  try:
-    shape = np.broadcast_shapes(w.shape, b.shape, x.shape)
-  except ValueError:
-    raise ValueError(
-      f"w, b and x must broadcast together, got shapes {w.shape}, {b.shape}, {x.shape}"
-    ) from None
-  flat = [jnp.asarray(np.broadcast_to(v, shape).ravel(), dtype) for v in (w, b, x)]
+  shape, flat = _points(w, b, x, dtype)
   out = _tied_flat(act, *flat, depths=depths)
   return out.reshape((len(depths), *shape))
 
@@ -309,7 +297,7 @@ def tied_chain_map(
   """
   w, b = _grid("w", w), _grid("b", b)
   x = _finite("x", np.atleast_1d(np.asarray(x, np.float64)), ndim=1)
-  epsilon = _epsilon(epsilon)
+  epsilon = _unit_interval("epsilon", epsilon)
   depths = _depths(depth)
   log_g = tied_chain_log_gradient(
     activation, w[None, :, None], b[:, None, None], x[None, None, :], depths=depths
@@ -571,7 +559,7 @@ def slice_map(
   width = _integer("width", width)
   depth = _integer("depth", depth)
   samples = _integer("samples", samples)
-  epsilon = _epsilon(epsilon)
+  epsilon = _unit_interval("epsilon", epsilon)
   _check_key(key)
   k_w, k_b, k_x, k_u = (jax.random.fold_in(key, i) for i in range(4))
   weights = jax.random.normal(k_w, (samples, depth, width, width)) / math.sqrt(width)
@@ -666,14 +654,7 @@ def tied_chain_outputs(
   """
   act = _deterministic(activation)
   depth = _integer("depth", depth)
-  w, b, x = (_finite(name, v) for name, v in (("w", w), ("b", b), ("x", x)))
-  try:
-    shape = np.broadcast_shapes(w.shape, b.shape, x.shape)
-  except ValueError:
-    raise ValueError(
-      f"w, b and x must broadcast together, got shapes {w.shape}, {b.shape}, {x.shape}"
-    ) from None
-  flat = [jnp.asarray(np.broadcast_to(v, shape).ravel(), dtype) for v in (w, b, x)]
+  shape, flat = _points(w, b, x, dtype)
   return _tied_outputs(act, *flat, depth=depth).reshape(shape)
 
 

@@ -78,6 +78,9 @@ _TRACE_ARRAYS = 3  # the backward chain stores (h_in, pre-activation, slope) per
 
 
 # --------------------------------------------------------------------------- validation
+# Shared by vanish.scale_map and vanish.parameter_map.
+
+VANISH, STABLE, EXPLODE = -1, 0, 1  # outcome codes of a cell or a gradient
 
 
 def _integer(name: str, value: Any, minimum: int = 1) -> int:
@@ -95,25 +98,41 @@ def _q0(value: Any) -> float | None:
   return value
 
 
-def _epsilon(value: Any) -> float:
+def _unit_interval(name: str, value: Any) -> float:
   value = float(value)
   if not 0 < value < 1:
-    raise ValueError(f"epsilon must be in (0, 1), got {value}")
+    raise ValueError(f"{name} must be in (0, 1), got {value}")
   return value
 
 
-def _grid(name: str, values: ArrayLike) -> np.ndarray:
-  """A 1-D, non-empty, finite, non-negative, strictly increasing float64 grid."""
-  grid = np.asarray(values, np.float64)
-  if grid.ndim == 0:
-    grid = grid[None]
-  if grid.ndim != 1 or grid.size == 0:
-    raise ValueError(f"{name} must be a non-empty 1-D grid, got shape {np.shape(values)}")
-  if not np.all(np.isfinite(grid)) or np.any(grid < 0):
-    raise ValueError(f"{name} must hold finite variances >= 0, got {grid.tolist()}")
-  if np.any(np.diff(grid) <= 0):
-    raise ValueError(f"{name} must be strictly increasing, got {grid.tolist()}")
+def _values(name: str, values: ArrayLike, *, positive: bool = False) -> np.ndarray:
+  """A non-empty float64 array of finite values ≥ 0 (> 0 if ``positive``)."""
+  try:
+    array = np.asarray(values, np.float64)
+  except (TypeError, ValueError):
+    raise ValueError(f"{name} must be real numbers, got {values!r}") from None
+  if array.size == 0:
+    raise ValueError(f"{name} must not be empty")
+  bad = ~np.isfinite(array) | ((array <= 0) if positive else (array < 0))
+  if bad.any():
+    bound = "> 0" if positive else ">= 0"
+    raise ValueError(f"{name} must be finite and {bound}, got {array.ravel()[bad.ravel()][:5]}")
+  return array
+
+
+def _grid(name: str, values: ArrayLike, *, positive: bool = False) -> np.ndarray:
+  """A strictly increasing 1-D grid of :func:`_values` (a scalar is a grid of one)."""
+  grid = np.atleast_1d(_values(name, values, positive=positive))
+  if grid.ndim != 1 or np.any(np.diff(grid) <= 0):
+    raise ValueError(f"{name} must be a strictly increasing 1-D grid, got {grid.tolist()}")
   return grid
+
+
+def _deterministic(activation: Any) -> _activations.Activation:
+  act = _activations.get(activation)
+  if act.stochastic:
+    raise ValueError(f"activation must be deterministic, got the stochastic {act.name!r}")
+  return act
 
 
 # --------------------------------------------------------------------------- the vectorized chain
@@ -288,35 +307,9 @@ def log_growth(
   Returns:
     ``[B, A, members, inputs]``; ``−inf`` where the gradient is exactly zero.
   """
+  sampling = _sampling(width, depth, members, key, inputs, chunk_size, precision, dtype)
   sigma_w2, sigma_b2 = _grid("sigma_w2", sigma_w2), _grid("sigma_b2", sigma_b2)
-  cell_w2, cell_b2 = np.meshgrid(sigma_w2, sigma_b2)  # [B, A]
-  return cell_log_growth(
-    activation,
-    cell_w2,
-    cell_b2,
-    width=width,
-    depth=depth,
-    members=members,
-    key=key,
-    inputs=inputs,
-    chunk_size=chunk_size,
-    precision=precision,
-    dtype=dtype,
-  )
-
-
-def _cell_values(name: str, values: ArrayLike) -> np.ndarray:
-  """A non-empty float64 array of finite values ≥ 0."""
-  try:
-    array = np.asarray(values, np.float64)
-  except (TypeError, ValueError):
-    raise ValueError(f"{name} must be real numbers, got {values!r}") from None
-  if array.size == 0:
-    raise ValueError(f"{name} must not be empty")
-  bad = ~np.isfinite(array) | (array < 0)
-  if bad.any():
-    raise ValueError(f"{name} must be finite and >= 0, got {array.ravel()[bad.ravel()][:5]}")
-  return array
+  return _cell_log_growth(activation, *np.meshgrid(sigma_w2, sigma_b2), sampling)  # [B, A]
 
 
 def cell_log_growth(
@@ -358,24 +351,60 @@ def cell_log_growth(
     >>> g.shape, bool((g[0, 0] < g[0, 2]).all())
     ((1, 3, 8, 1), True)
   """
-  sigma_w2 = _cell_values("sigma_w2", sigma_w2)
-  sigma_b2 = _cell_values("sigma_b2", sigma_b2)
-  if sigma_w2.shape != sigma_b2.shape:
-    raise ValueError(
-      f"sigma_w2 and sigma_b2 must have the same shape, got {sigma_w2.shape} and {sigma_b2.shape}"
+  sampling = _sampling(width, depth, members, key, inputs, chunk_size, precision, dtype)
+  return _cell_log_growth(activation, sigma_w2, sigma_b2, sampling)
+
+
+class _Sampling(NamedTuple):
+  """The checked keywords of :func:`cell_log_growth`, bundled for the maps built on it."""
+
+  width: int
+  depth: int
+  members: int
+  key: jax.Array
+  inputs: int
+  chunk_size: int | None  # None: default_chunk_size
+  precision: str
+  dtype: Any
+
+  def cells_per_chunk(self, cells: int) -> int:
+    if self.chunk_size is not None:
+      return self.chunk_size
+    width, depth, members, _, inputs, _, _, dtype = self
+    itemsize = jnp.dtype(dtype).itemsize
+    return default_chunk_size(
+      cells, width=width, depth=depth, members=members, inputs=inputs, itemsize=itemsize
     )
+
+
+def _sampling(width, depth, members, key, inputs, chunk_size, precision, dtype=jnp.float32):
+  """Checks the keywords that every Monte Carlo map passes to :func:`cell_log_growth`."""
   width = _integer("width", width)
   depth = _integer("depth", depth)
   members = _integer("members", members)
   inputs = _integer("inputs", inputs)
   _engine.check_precision(precision)
-  cells = sigma_w2.size
-  if chunk_size is None:
-    itemsize = jnp.dtype(dtype).itemsize
-    chunk_size = default_chunk_size(
-      cells, width=width, depth=depth, members=members, inputs=inputs, itemsize=itemsize
+  if chunk_size is not None:
+    chunk_size = _integer("chunk_size", chunk_size)
+  _check_key(key)
+  return _Sampling(width, depth, members, key, inputs, chunk_size, precision, dtype)
+
+
+def _cell_log_growth(
+  activation: str | _activations.Activation,
+  sigma_w2: ArrayLike,
+  sigma_b2: ArrayLike,
+  sampling: _Sampling,
+) -> jax.Array:
+  """:func:`cell_log_growth` with its checked keywords bundled."""
+  sigma_w2, sigma_b2 = _values("sigma_w2", sigma_w2), _values("sigma_b2", sigma_b2)
+  if sigma_w2.shape != sigma_b2.shape:
+    raise ValueError(
+      f"sigma_w2 and sigma_b2 must have the same shape, got {sigma_w2.shape} and {sigma_b2.shape}"
     )
-  chunk_size = min(_integer("chunk_size", chunk_size), cells)
+  width, depth, members, key, inputs, _, precision, dtype = sampling
+  cells = sigma_w2.size
+  chunk_size = min(sampling.cells_per_chunk(cells), cells)
   crn = common_random_numbers(
     activation, width=width, depth=depth, members=members, key=key, inputs=inputs, dtype=dtype
   )
@@ -455,10 +484,8 @@ def summarize_growth(
     >>> s["p_vanish"].tolist(), s["p_stable"].tolist(), s["p_explode"].tolist()
     ([0.25], [0.5], [0.25])
   """
-  epsilon = _epsilon(epsilon)
-  confidence = float(confidence)
-  if not 0 < confidence < 1:
-    raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+  epsilon = _unit_interval("epsilon", epsilon)
+  confidence = _unit_interval("confidence", confidence)
   samples = np.asarray(growth, np.float64)
   if samples.ndim < 1 or samples.shape[-1] == 0:
     raise ValueError(f"growth must have shape [..., S] with S >= 1, got {samples.shape}")
@@ -528,47 +555,47 @@ def gradient_phase_map(
     ValueError: a negative, non-finite, unsorted or empty grid, ``epsilon`` outside
       (0, 1), or ``width``, ``depth``, ``members``, ``inputs`` or ``chunk_size`` < 1.
   """
+  sampling = _sampling(width, depth, members, key, inputs, chunk_size, precision)
   sigma_w2, sigma_b2 = _grid("sigma_w2", sigma_w2), _grid("sigma_b2", sigma_b2)
-  epsilon = _epsilon(epsilon)
-  width = _integer("width", width)
-  depth = _integer("depth", depth)
-  members = _integer("members", members)
-  inputs = _integer("inputs", inputs)
-  if chunk_size is not None:
-    chunk_size = _integer("chunk_size", chunk_size)
-  else:
-    chunk_size = default_chunk_size(
-      sigma_w2.size * sigma_b2.size, width=width, depth=depth, members=members, inputs=inputs
-    )
-  growth = log_growth(
-    activation,
-    sigma_w2,
-    sigma_b2,
-    width=width,
-    depth=depth,
-    members=members,
-    key=key,
-    inputs=inputs,
-    chunk_size=chunk_size,
-    precision=precision,
+  cells = np.meshgrid(sigma_w2, sigma_b2)  # [B, A]
+  stats, config = _classify_cells(activation, *cells, sampling, epsilon, confidence)
+  config["chunk_size"] = sampling.cells_per_chunk(sigma_w2.size * sigma_b2.size)
+  return PhaseMap(sigma_w2=sigma_w2, sigma_b2=sigma_b2, config=config, **stats)
+
+
+def _classify_cells(
+  activation: str | _activations.Activation,
+  sigma_w2: ArrayLike,
+  sigma_b2: ArrayLike,
+  sampling: _Sampling,
+  epsilon: float,
+  confidence: float,
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+  """The :func:`summarize_growth` of ``[*S]`` cells of (σ_w², σ_b²), and the map's config.
+
+  The one implementation behind :func:`gradient_phase_map` (an outer-product grid)
+  and :func:`vanish.scale_map.cell_phase_map` (any cells).
+  """
+  epsilon = _unit_interval("epsilon", epsilon)
+  growth = np.asarray(_cell_log_growth(activation, sigma_w2, sigma_b2, sampling))
+  trials = sampling.members * sampling.inputs
+  stats = summarize_growth(
+    growth.reshape(*growth.shape[:-2], trials), epsilon=epsilon, confidence=confidence
   )
-  growth = np.asarray(growth).reshape(sigma_b2.size, sigma_w2.size, members * inputs)
-  stats = summarize_growth(growth, epsilon=epsilon, confidence=confidence)
   act = _activations.get(activation)
   config = {
     "activation": act.name,
     "activation_params": dict(act.params),
-    "width": width,
-    "depth": depth,
-    "members": members,
-    "inputs": inputs,
-    "trials": members * inputs,
+    "width": sampling.width,
+    "depth": sampling.depth,
+    "members": sampling.members,
+    "inputs": sampling.inputs,
+    "trials": trials,
     "epsilon": epsilon,
     "confidence": float(confidence),
-    "precision": precision,
-    "chunk_size": chunk_size,
+    "precision": sampling.precision,
   }
-  return PhaseMap(sigma_w2=sigma_w2, sigma_b2=sigma_b2, config=config, **stats)
+  return stats, config
 
 
 # --------------------------------------------------------------------------- theory
@@ -783,7 +810,7 @@ def mean_field_boundaries(
   """
   sigma_b2 = _grid("sigma_b2", sigma_b2)
   depth = _integer("depth", depth, minimum=2)
-  epsilon = _epsilon(epsilon)
+  epsilon = _unit_interval("epsilon", epsilon)
   if width is not None:
     width = _integer("width", width)
   q0 = _q0(q0)
@@ -867,9 +894,7 @@ def empirical_boundary(phase_map: PhaseMap, level: float = 0.5) -> EmpiricalBoun
     >>> b.vanish.tolist(), b.explode.tolist()
     ([2.0], [2.5])
   """
-  level = float(level)
-  if not 0 < level < 1:
-    raise ValueError(f"level must be in (0, 1), got {level}")
+  level = _unit_interval("level", level)
   grid = _grid("sigma_w2", phase_map.sigma_w2)
   p_vanish = np.asarray(phase_map.p_vanish, np.float64)
   p_explode = np.asarray(phase_map.p_explode, np.float64)

@@ -53,7 +53,18 @@ from vanish import _engine, chains, phase_map
 from vanish import activations as _activations
 from vanish import init as _init
 from vanish.networks import MLP, _check_key
-from vanish.phase_map import cell_log_growth  # re-exported: the per-cell engine of every map
+from vanish.phase_map import (
+  EXPLODE,
+  STABLE,
+  VANISH,
+  _deterministic,
+  _grid,
+  _integer,
+  _sampling,
+  _unit_interval,
+  _values,
+  cell_log_growth,  # re-exported: the per-cell engine of every map
+)
 
 __all__ = [
   "CellMap",
@@ -67,53 +78,6 @@ __all__ = [
   "scaled_tanh_map",
   "weight_scale_map",
 ]
-
-VANISH, STABLE, EXPLODE = -1, 0, 1
-
-
-# --------------------------------------------------------------------------- validation
-
-
-def _integer(name: str, value: Any, minimum: int = 1) -> int:
-  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-    raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-  return int(value)
-
-
-def _values(name: str, values: ArrayLike, *, positive: bool = False) -> np.ndarray:
-  """A non-empty float64 array of finite values ≥ 0 (> 0 if ``positive``)."""
-  try:
-    array = np.asarray(values, np.float64)
-  except (TypeError, ValueError):
-    raise ValueError(f"{name} must be real numbers, got {values!r}") from None
-  if array.size == 0:
-    raise ValueError(f"{name} must not be empty")
-  bad = ~np.isfinite(array) | ((array <= 0) if positive else (array < 0))
-  if bad.any():
-    bound = "> 0" if positive else ">= 0"
-    raise ValueError(f"{name} must be finite and {bound}, got {array.ravel()[bad.ravel()][:5]}")
-  return array
-
-
-def _increasing(name: str, values: ArrayLike, *, positive: bool = False) -> np.ndarray:
-  grid = np.atleast_1d(_values(name, values, positive=positive))
-  if grid.ndim != 1 or np.any(np.diff(grid) <= 0):
-    raise ValueError(f"{name} must be a strictly increasing 1-D grid, got {grid.tolist()}")
-  return grid
-
-
-def _epsilon(value: Any) -> float:
-  value = float(value)
-  if not 0 < value < 1:
-    raise ValueError(f"epsilon must be in (0, 1), got {value}")
-  return value
-
-
-def _deterministic(activation: Any) -> _activations.Activation:
-  act = _activations.get(activation)
-  if act.stochastic:
-    raise ValueError(f"activation must be deterministic, got the stochastic {act.name!r}")
-  return act
 
 
 # --------------------------------------------------------------------------- Monte Carlo maps
@@ -207,7 +171,16 @@ def cell_phase_map(
   Returns:
     A :class:`CellMap`.
   """
-  epsilon = _epsilon(epsilon)
+  sampling = _sampling(width, depth, members, key, inputs, chunk_size, precision)
+  return _cell_map(
+    activation, sigma_w2, sigma_b2, x, y, x_name, y_name, sampling, epsilon, confidence
+  )
+
+
+def _cell_map(
+  activation, sigma_w2, sigma_b2, x, y, x_name, y_name, sampling, epsilon, confidence=0.95
+) -> CellMap:
+  """:func:`cell_phase_map` with the checked keywords of :func:`cell_log_growth` bundled."""
   sigma_w2, sigma_b2 = _values("sigma_w2", sigma_w2), _values("sigma_b2", sigma_b2)
   x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
   if sigma_w2.shape != (y.size, x.size) or sigma_b2.shape != sigma_w2.shape:
@@ -215,33 +188,9 @@ def cell_phase_map(
       f"sigma_w2 and sigma_b2 must have shape [Y, X] = {(y.size, x.size)}, "
       f"got {sigma_w2.shape} and {sigma_b2.shape}"
     )
-  growth = cell_log_growth(
-    activation,
-    sigma_w2,
-    sigma_b2,
-    width=width,
-    depth=depth,
-    members=members,
-    key=key,
-    inputs=inputs,
-    chunk_size=chunk_size,
-    precision=precision,
+  stats, config = phase_map._classify_cells(
+    activation, sigma_w2, sigma_b2, sampling, epsilon, confidence
   )
-  growth = np.asarray(growth).reshape(y.size, x.size, members * inputs)
-  stats = phase_map.summarize_growth(growth, epsilon=epsilon, confidence=confidence)
-  act = _activations.get(activation)
-  config = {
-    "activation": act.name,
-    "activation_params": dict(act.params),
-    "width": width,
-    "depth": depth,
-    "members": members,
-    "inputs": inputs,
-    "trials": members * inputs,
-    "epsilon": epsilon,
-    "confidence": float(confidence),
-    "precision": precision,
-  }
   outcome = outcome_classes(stats["p_vanish"], stats["p_stable"], stats["p_explode"])
   return CellMap(x, y, x_name, y_name, sigma_w2, sigma_b2, outcome=outcome, config=config, **stats)
 
@@ -278,27 +227,13 @@ def scaled_tanh_map(
     A :class:`CellMap` with ``x = n``, ``y = σ_w²`` and effective tanh variances
     ``n²σ_w²``, ``n²σ_b²``.
   """
-  n = _increasing("n", n, positive=True)
-  sigma_w2 = _increasing("sigma_w2", sigma_w2, positive=True)
+  sampling = _sampling(width, depth, members, key, inputs, chunk_size, precision)
+  n = _grid("n", n, positive=True)
+  sigma_w2 = _grid("sigma_w2", sigma_w2, positive=True)
   sigma_b2 = float(_values("sigma_b2", sigma_b2))
   n2 = (n**2)[None, :]
-  return cell_phase_map(
-    "tanh",
-    n2 * sigma_w2[:, None],
-    np.broadcast_to(n2 * sigma_b2, (sigma_w2.size, n.size)),
-    x=n,
-    y=sigma_w2,
-    x_name="n",
-    y_name="sigma_w2",
-    width=width,
-    depth=depth,
-    members=members,
-    key=key,
-    epsilon=epsilon,
-    inputs=inputs,
-    chunk_size=chunk_size,
-    precision=precision,
-  )
+  cells = n2 * sigma_w2[:, None], np.broadcast_to(n2 * sigma_b2, (sigma_w2.size, n.size))
+  return _cell_map("tanh", *cells, n, sigma_w2, "n", "sigma_w2", sampling, epsilon)
 
 
 def weight_scale_map(
@@ -330,25 +265,13 @@ def weight_scale_map(
   Returns:
     A :class:`CellMap` with ``x = s``, ``y = σ_b²``.
   """
-  scale = _increasing("weight_scale", weight_scale, positive=True)
-  sigma_b2 = _increasing("sigma_b2", sigma_b2)
+  sampling = _sampling(width, depth, members, key, inputs, chunk_size, precision)
+  scale = _grid("weight_scale", weight_scale, positive=True)
+  sigma_b2 = _grid("sigma_b2", sigma_b2)
   shape = (sigma_b2.size, scale.size)
-  return cell_phase_map(
-    activation,
-    np.broadcast_to((scale**2)[None, :], shape),
-    np.broadcast_to(sigma_b2[:, None], shape),
-    x=scale,
-    y=sigma_b2,
-    x_name="weight_scale",
-    y_name="sigma_b2",
-    width=width,
-    depth=depth,
-    members=members,
-    key=key,
-    epsilon=epsilon,
-    inputs=inputs,
-    chunk_size=chunk_size,
-    precision=precision,
+  cells = np.broadcast_to((scale**2)[None, :], shape), np.broadcast_to(sigma_b2[:, None], shape)
+  return _cell_map(
+    activation, *cells, scale, sigma_b2, "weight_scale", "sigma_b2", sampling, epsilon
   )
 
 
@@ -485,7 +408,7 @@ def mean_field_phase(chi1: ArrayLike, *, depth: int, epsilon: float = 1e-3) -> n
     [-1, 0, 1]
   """
   depth = _integer("depth", depth, minimum=2)
-  epsilon = _epsilon(epsilon)
+  epsilon = _unit_interval("epsilon", epsilon)
   chi1 = np.asarray(chi1, np.float64)
   with np.errstate(divide="ignore", invalid="ignore"):
     growth = 0.5 * (depth - 1) * np.log(chi1)
