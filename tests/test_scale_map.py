@@ -167,6 +167,8 @@ def test_outcome_classes_and_validation():
     scale_map.scaled_tanh_map([0.0, 1.0], [1.0], **common)
   with pytest.raises(ValueError, match="sigma_w2 must be a strictly increasing"):
     scale_map.scaled_tanh_map([1.0], [2.0, 1.0], **common)
+  with pytest.raises(ValueError, match="sigma_b2 must be one bias variance"):
+    scale_map.scaled_tanh_map([1.0], [1.0], sigma_b2=[0.1, 0.2], **common)
   with pytest.raises(ValueError, match="same shape"):
     scale_map.cell_log_growth("tanh", [1.0, 2.0], [0.0], **common)
   with pytest.raises(ValueError, match="epsilon"):

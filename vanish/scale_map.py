@@ -230,7 +230,10 @@ def scaled_tanh_map(
   sampling = _sampling(width, depth, members, key, inputs, chunk_size, precision)
   n = _grid("n", n, positive=True)
   sigma_w2 = _grid("sigma_w2", sigma_w2, positive=True)
-  sigma_b2 = float(_values("sigma_b2", sigma_b2))
+  sigma_b2 = _values("sigma_b2", sigma_b2)
+  if sigma_b2.size != 1:
+    raise ValueError(f"sigma_b2 must be one bias variance >= 0, got {sigma_b2.tolist()}")
+  sigma_b2 = float(sigma_b2.item())
   n2 = (n**2)[None, :]
   cells = n2 * sigma_w2[:, None], np.broadcast_to(n2 * sigma_b2, (sigma_w2.size, n.size))
   return _cell_map("tanh", *cells, n, sigma_w2, "n", "sigma_w2", sampling, epsilon)
