@@ -150,6 +150,7 @@ def register(
   fn: ArrayFn | Callable[..., Activation],
   derivative: ArrayFn | None = None,
   *,
+  log_derivative: ArrayFn | None = None,
   overwrite: bool = False,
 ) -> Activation | Callable[..., Activation]:
   """Registers a user activation under ``name``.
@@ -159,6 +160,10 @@ def register(
     fn: ``φ``, an elementwise ``jax.Array -> jax.Array``.
     derivative: the exact ``φ'``. If omitted it is computed by autodiff,
       ``vmap(grad(φ))`` over all elements — correct but slower.
+    log_derivative: ``log |φ'|`` in a form that does not underflow, for an activation
+      whose derivative decays exponentially (see :attr:`Activation.log_derivative`);
+      without it a saturated unit's ``log |φ'|`` is that of the float32 ``φ'``, ``−inf``
+      once it underflows.
     overwrite: allow replacing an existing name.
 
   Returns:
@@ -184,7 +189,9 @@ def register(
       flat = jnp.ravel(z)
       return jax.vmap(scalar_grad)(flat).reshape(jnp.shape(z))
 
-  activation = Activation(name, (), fn, derivative)
+  if log_derivative is not None and not callable(log_derivative):
+    raise TypeError(f"log_derivative must be callable, got {type(log_derivative).__name__}")
+  activation = Activation(name, (), fn, derivative, log_derivative=log_derivative)
   _REGISTRY[name] = lambda: activation
   return activation
 

@@ -240,8 +240,9 @@ def _blocked(net, p, x, key, prec, *, k, refine, qr, depths, block):
   """Benettin with one QR per *block* of layers; ``(spectrum [D, k], counts)``.
 
   ``Z = J_l ⋯ J_{s+1} Q_s`` is carried unnormalized (as ``e^{−Σs} Z``, the layers'
-  slope scales summed in log space) and factored only when the block is full, a requested depth or a segment end is reached. The block length
-  is ``block`` (an int) or, for ``"adaptive"``, the largest ``b`` with
+  slope scales summed in log space) and factored only when the block is full, a
+  requested depth or a segment end is reached. The block length is ``block`` (an
+  int) or, for ``"adaptive"``, the largest ``b`` with
   ``b · Δ̂ ≤ BLOCK_LOG_COND · ln(1/ε)`` and ``b · max|λ̂| ≤ ¼ ln(finfo.max)``, where
   ``Δ̂`` is the ensemble's largest running spread ``(max − min) log_d / depth``
   (the current estimate of ``λ_1 − λ_k`` per layer) and ``λ̂`` its running rates.
