@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# The GPU runs the open issues still need, in stages that each fit one 10-minute command of a
+# lent machine (about 30 minutes of device time in all). Run from the repository root:
+#
+#   bash benchmarks/gpu_session.sh STAGE
+#
+# STAGE is one of
+#   kernels   the kernel tests compiled for CUDA, then bench_kernels at the paper shapes (issue 6)
+#   qr        the stable spectrum with adaptive re-orthonormalization at the paper shapes (issue 6)
+#   scale     10^6 members in bounded memory (issue 7), 64 members trained together (issue 4)
+#   full      `vanish reproduce --full` (issue 5); resumable: repeat the stage until it says done
+#
+# Results go to $OUT (the device tool's return folder) or, without it, benchmarks/results/;
+# every stage also records nvidia-smi and `vanish info`. Each command has its own time limit, and
+# every benchmark rewrites its JSON atomically, so a stage cut short keeps what it measured.
+set -uo pipefail
+
+stage="${1:?usage: bash benchmarks/gpu_session.sh kernels|qr|scale|full}"
+out="${OUT:-benchmarks/results}"
+mkdir -p "$out"
+export XLA_PYTHON_CLIENT_MEM_FRACTION="${XLA_PYTHON_CLIENT_MEM_FRACTION:-0.5}"
+py="${PYTHON:-python}"
+tag="$("$py" -c 'import jax; print(jax.devices()[0].device_kind.split()[0].lower())')"
+
+# timed LIMIT_S NAME COMMAND...: runs COMMAND under a time limit, output to $out/NAME.log.
+timed() {
+  local limit="$1" name="$2"
+  shift 2
+  local start=$SECONDS
+  timeout --signal=TERM --kill-after=10 "$limit" "$@" >"$out/$name.log" 2>&1
+  local rc=$?
+  echo "$name: exit $rc after $((SECONDS - start)) s (limit $limit s)" | tee -a "$out/stages.txt"
+  tail -n 5 "$out/$name.log"
+}
+
+nvidia-smi >"$out/nvidia-smi.txt" 2>&1 || true
+"$py" -m vanish info >"$out/vanish-info.txt" 2>&1 || true
+
+case "$stage" in
+  kernels)
+    JAX_PLATFORMS=cuda timed 200 test_kernels "$py" -m pytest tests/test_kernels.py -q -n 0 -p no:cacheprovider
+    timed 360 bench_kernels "$py" -m benchmarks.bench_kernels --size paper \
+      --out "$out/kernels_$tag.json"
+    ;;
+  qr)
+    timed 560 bench_qr_adaptive "$py" -m benchmarks.bench_qr --size paper --sections spectra \
+      --no-layer-rows --no-presets --spectrum-methods auto --budget-s 500 \
+      --out "$out/qr_adaptive_$tag.json"
+    ;;
+  scale)
+    timed 330 bench_chunking "$py" -m benchmarks.bench_chunking --size paper \
+      --out "$out/chunking_$tag.json"
+    timed 240 bench_ensemble_training "$py" -m benchmarks.bench_ensemble_training --full \
+      --out "$out/ensemble_training_$tag.json"
+    ;;
+  full)
+    # The store lives in the (ignored) results/ folder of the device's checkout, which a warm
+    # machine keeps between calls: a stage cut at its limit resumes from its last finished chunk.
+    timed 570 reproduce_full "$py" -m vanish reproduce --full --store results/full \
+      --out "$out/figures_full"
+    ;;
+  *)
+    echo "unknown stage '$stage': expected kernels, qr, scale or full" >&2
+    exit 2
+    ;;
+esac
