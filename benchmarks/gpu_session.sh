@@ -16,6 +16,13 @@
 set -uo pipefail
 
 stage="${1:?usage: bash benchmarks/gpu_session.sh kernels|qr|scale|full}"
+case "$stage" in
+  kernels | qr | scale | full) ;;
+  *)
+    echo "unknown stage '$stage': expected kernels, qr, scale or full" >&2
+    exit 2
+    ;;
+esac
 out="${OUT:-benchmarks/results}"
 mkdir -p "$out"
 export XLA_PYTHON_CLIENT_MEM_FRACTION="${XLA_PYTHON_CLIENT_MEM_FRACTION:-0.5}"
@@ -58,9 +65,5 @@ case "$stage" in
     # machine keeps between calls: a stage cut at its limit resumes from its last finished chunk.
     timed 570 reproduce_full "$py" -m vanish reproduce --full --store results/full \
       --out "$out/figures_full"
-    ;;
-  *)
-    echo "unknown stage '$stage': expected kernels, qr, scale or full" >&2
-    exit 2
     ;;
 esac
