@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import ast
 import math
+import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -94,6 +96,55 @@ def map_arrays(result: Any, fields: Sequence[str] = MAP_FIELDS) -> dict[str, Any
 # ``vanish reproduce`` summarizes at the end (experiment, path, chunks computed, reused).
 RUN_LOG: list[store.Outcome] = []
 
+# The runs ``cached_run(force=True)`` recomputed in this process: ``--force`` recomputes each
+# run once, however many figures ask for it (F4 and F5 share one experiment).
+_FORCED: set[Path] = set()
+
+_EXPERIMENTS = Path(__file__).resolve().parent
+
+
+def _experiment_imports(path: Path) -> set[Path]:
+  """The ``experiments/*.py`` files that ``path`` imports (``from experiments.x import ...``,
+  ``from experiments import x``, ``import experiments.x``)."""
+  found = set()
+  for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+    if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("experiments"):
+      names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+    elif isinstance(node, ast.Import):
+      names = [a.name for a in node.names]
+    else:
+      continue
+    for name in names:
+      parts = name.split(".")
+      if parts[0] == "experiments" and len(parts) == 2:
+        candidate = _EXPERIMENTS / f"{parts[1]}.py"
+        if candidate.is_file():
+          found.add(candidate)
+  return found
+
+
+def code_fingerprint(experiment: str, compute: Callable[..., Any] | None = None) -> str:
+  """A fingerprint of the code that computes ``experiment``: every file of the ``vanish``
+  package, ``experiments/<experiment>.py`` (and the module defining ``compute``) and the
+  experiment modules they import, transitively. Figure scripts are not part of it: redrawing
+  never needs a recompute.
+  """
+  import vanish
+
+  package = Path(vanish.__file__).resolve().parent
+  module = sys.modules.get(getattr(compute, "__module__", None) or "")
+  seeds = {_EXPERIMENTS / f"{experiment}.py", _EXPERIMENTS / "_common.py"}
+  if module is not None and getattr(module, "__file__", None):
+    seeds.add(Path(module.__file__).resolve())
+  files, todo = set(), [p for p in seeds if p.is_file() and p.parent == _EXPERIMENTS]
+  while todo:
+    path = todo.pop()
+    if path not in files:
+      files.add(path)
+      todo.extend(_experiment_imports(path) - files)
+  sources = [*package.rglob("*.py"), *files]
+  return store.source_fingerprint(sources, root=package.parent)
+
 
 def cached_run(
   out: str | Path,
@@ -114,11 +165,23 @@ def cached_run(
     compute: returns ``{"arrays": {...}, "rows": [...]}``; called with no argument, or
       with one chunk at a time when ``chunks`` is given.
     table: the CSV name for ``rows``.
-    force: recompute even if the run exists.
+    force: recompute even if the run exists (once per process: a run that several
+      figures share is recomputed for the first).
     chunks: split the work into these chunks; each finished chunk is saved, so a killed
       run resumes from the last one (see :func:`vanish.store.compute`).
+
+  A stored run (or saved chunk) made by other code (:func:`code_fingerprint`) is recomputed.
   """
   start = time.perf_counter()
+  code = code_fingerprint(experiment, compute)
+  folder = store.run_folder(out, experiment, config)
+  force = force and folder not in _FORCED
+  if (
+    not force
+    and store.find(out, experiment, config)
+    and not store.find(out, experiment, config, code=code)
+  ):
+    print(f"{folder} was made by other code: recomputing it")
   outcome = store.compute(
     out,
     experiment,
@@ -128,7 +191,10 @@ def cached_run(
     table=table,
     precision=config.get("precision", "highest"),
     force=force,
+    code=code,
   )
+  if force:
+    _FORCED.add(folder)
   RUN_LOG.append(outcome)
   if outcome.computed == 0:
     print(f"reusing {outcome.path}")

@@ -162,3 +162,99 @@ def test_a_full_disk_leaves_no_partial_file_and_the_rerun_resumes(tmp_path, monk
   )
   assert calls == [2, 3] and (outcome.computed, outcome.reused) == (2, 1)
   assert store.load(outcome.path).arrays["a2"].tolist() == [2.0] * 3
+
+
+def test_a_run_made_by_other_code_is_recomputed_not_reused(tmp_path):
+  calls = []
+
+  def counted(k):
+    calls.append(k)
+    return _chunk(k)
+
+  first = store.compute(tmp_path, "exp", {"n": 2}, counted, chunks=[1, 2], code="aaaa")
+  same = store.compute(tmp_path, "exp", {"n": 2}, counted, chunks=[1, 2], code="aaaa")
+  assert (same.computed, same.reused, calls) == (0, 2, [1, 2])
+  assert store.find(tmp_path, "exp", {"n": 2}, code="bbbb") is None
+  upgraded = store.compute(tmp_path, "exp", {"n": 2}, counted, chunks=[1, 2], code="bbbb")
+  assert upgraded.path == first.path and upgraded.computed == 2 and calls == [1, 2, 1, 2]
+  assert json.loads((upgraded.path / "run.json").read_text())["code"] == "bbbb"
+  assert [p.name for p in (tmp_path / "exp").iterdir()] == [first.path.name]  # old one gone
+
+
+def test_saved_chunks_of_other_code_are_not_resumed(tmp_path):
+  def fails_at_2(k):
+    if k == 2:
+      raise RuntimeError("interrupted")
+    return _chunk(k)
+
+  with pytest.raises(RuntimeError):
+    store.compute(tmp_path, "exp", {"n": 2}, fails_at_2, chunks=[1, 2], code="old")
+  outcome = store.compute(tmp_path, "exp", {"n": 2}, _chunk, chunks=[1, 2], code="new")
+  assert (outcome.computed, outcome.reused) == (2, 0)
+
+
+def test_a_folder_without_its_arrays_is_not_a_finished_run(tmp_path):
+  path = store.compute(tmp_path, "exp", {"n": 1}, _chunk, chunks=[1]).path
+  (path / "arrays.npz").unlink()
+  assert store.find(tmp_path, "exp", {"n": 1}) is None
+  assert store.compute(tmp_path, "exp", {"n": 1}, _chunk, chunks=[1]).computed == 1
+
+
+def test_stored_files_follow_the_umask_not_owner_only(tmp_path):
+  old = os.umask(0o022)
+  try:
+    calls = []
+
+    def fails_at_2(k):
+      calls.append(k)
+      if k == 2 and calls.count(2) == 1:
+        raise RuntimeError("interrupted")
+      return _chunk(k)
+
+    with pytest.raises(RuntimeError):
+      store.compute(tmp_path, "exp", {"n": 2}, fails_at_2, chunks=[1, 2])
+    partial = next((tmp_path / "exp").glob(".partial-*"))
+    chunk_modes = {p.name: p.stat().st_mode & 0o777 for p in partial.iterdir()}
+    path = store.compute(tmp_path, "exp", {"n": 2}, fails_at_2, chunks=[1, 2]).path
+  finally:
+    os.umask(old)
+  assert chunk_modes == {"0.json": 0o644, "0.npz": 0o644}
+  assert path.stat().st_mode & 0o777 == 0o755
+  assert {p.name: p.stat().st_mode & 0o777 for p in path.iterdir()} == {
+    "arrays.npz": 0o644,
+    "rows.csv": 0o644,
+    "run.json": 0o644,
+  }
+
+
+def test_force_recomputes_a_shared_run_once_per_process(tmp_path, monkeypatch):
+  from experiments import _common
+
+  monkeypatch.setattr(_common, "_FORCED", set())
+  calls = []
+
+  def compute():
+    calls.append(1)
+    return _chunk(7)
+
+  for _ in range(3):  # three figures asking for the same run under --force
+    _common.cached_run(tmp_path, "shared", {"n": 1}, compute, table="rows", force=True)
+  assert len(calls) == 1
+  run = store.load(store.find(tmp_path, "shared", {"n": 1}))
+  assert json.loads((run.path / "run.json").read_text())["code"] == _common.code_fingerprint(
+    "shared", compute
+  )
+
+
+def test_progress_after_a_resume_estimates_from_this_runs_items_only():
+  import io
+
+  from vanish.progress import Progress
+
+  stream = io.StringIO()
+  with Progress("chunks", total=4, stream=stream, initial=3) as bar:
+    first = stream.getvalue()
+    bar.update()
+  assert "3/4" in first and "left" not in first  # no rate yet: nothing computed in this run
+  with pytest.raises(ValueError, match="initial"):
+    Progress("chunks", total=2, initial=3)

@@ -40,7 +40,9 @@ class Progress:
   def __init__(self, label: str, total: int, *, stream: TextIO | None = None, initial: int = 0):
     if total < 0:
       raise ValueError(f"total must be >= 0, got {total}")
-    self.label, self.total, self.done = label, total, initial
+    if not 0 <= initial <= total:
+      raise ValueError(f"initial must be in [0, total={total}], got {initial}")
+    self.label, self.total, self.done, self._initial = label, total, initial, initial
     self.stream = sys.stderr if stream is None else stream
     self.enabled = os.environ.get("VANISH_PROGRESS", "1") != "0"
     self.interactive = bool(getattr(self.stream, "isatty", lambda: False)())
@@ -70,8 +72,8 @@ class Progress:
       f"{self.label}: {self.done}/{self.total} [{'#' * filled}{'.' * (_BAR - filled)}] "
       f"{100 * fraction:3.0f}% {elapsed:.1f} s"
     )
-    if 0 < self.done < self.total:
-      text += f", ~{elapsed / self.done * (self.total - self.done):.0f} s left"
+    if self.done < self.total and self.done > self._initial:  # the rate of this run's items
+      text += f", ~{elapsed / (self.done - self._initial) * (self.total - self.done):.0f} s left"
     return text
 
   def _draw(self, *, force: bool = False) -> None:

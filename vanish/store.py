@@ -3,9 +3,11 @@
 A run folder holds ``arrays.npz`` (every array), one CSV per table, and
 ``run.json`` (the config, its hash, the run metadata — versions, device,
 precision — and the wall time). Everything opens without vanish (numpy, csv,
-json). The folder is assembled under a temporary name and renamed into place,
-so a reader sees either nothing or the whole run; a rerun with the same config
-finds it and reuses it.
+json). The folder is assembled under a temporary name, flushed to disk and renamed
+into place, so a reader sees either nothing or the whole run; a rerun with the same
+config finds it and reuses it. A run may also record the *code* that made it (a
+fingerprint of its sources, :func:`source_fingerprint`): a run made by other code is
+then not reused but recomputed, so an upgrade never serves stale numbers.
 
 :func:`compute` is find-or-compute for experiments split into *chunks* (one
 activation, one block of grid rows, …): each finished chunk is saved atomically
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -43,7 +46,17 @@ import numpy as np
 from vanish.metadata import run_metadata, to_json
 from vanish.progress import Progress
 
-__all__ = ["Outcome", "Run", "compute", "config_hash", "find", "load", "run_folder", "save"]
+__all__ = [
+  "Outcome",
+  "Run",
+  "compute",
+  "config_hash",
+  "find",
+  "load",
+  "run_folder",
+  "save",
+  "source_fingerprint",
+]
 
 
 class Run(NamedTuple):
@@ -64,23 +77,83 @@ def config_hash(experiment: str, config: Mapping[str, Any]) -> str:
   return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
+def source_fingerprint(files: Sequence[str | os.PathLike], *, root: str | os.PathLike) -> str:
+  """12 hex digits of SHA-256 over ``files`` (their paths relative to ``root``, and contents).
+
+  Moving the checkout keeps the fingerprint; editing, adding or removing a file changes it.
+
+  Example:
+    >>> import tempfile, pathlib
+    >>> root = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (root / "a.py").write_text("x = 1")
+    >>> before = source_fingerprint([root / "a.py"], root=root)
+    >>> _ = (root / "a.py").write_text("x = 2")
+    >>> before == source_fingerprint([root / "a.py"], root=root), len(before)
+    (False, 12)
+  """
+  digest = hashlib.sha256()
+  for path in sorted(Path(f) for f in files):
+    digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+    digest.update(path.read_bytes() + b"\0")
+  return digest.hexdigest()[:12]
+
+
 def run_folder(root: str | os.PathLike, experiment: str, config: Mapping[str, Any]) -> Path:
   """Where the run of ``config`` lives: ``root/experiment/<hash>``."""
   return Path(root) / experiment / config_hash(experiment, config)
 
 
-def find(root: str | os.PathLike, experiment: str, config: Mapping[str, Any]) -> Path | None:
-  """The finished run for ``config``, or None."""
+def _stored_code(path: Path) -> str | None:
+  """The code fingerprint a finished run recorded (None: not recorded or unreadable)."""
+  try:
+    return json.loads((path / "run.json").read_text()).get("code")
+  except (OSError, ValueError, AttributeError):
+    return None
+
+
+def find(
+  root: str | os.PathLike,
+  experiment: str,
+  config: Mapping[str, Any],
+  *,
+  code: str | None = None,
+) -> Path | None:
+  """The finished run for ``config`` (made by ``code``, when given), or None."""
   path = run_folder(root, experiment, config)
-  return path if (path / "run.json").is_file() else None
+  if not ((path / "run.json").is_file() and (path / "arrays.npz").is_file()):
+    return None
+  if code is not None and _stored_code(path) != code:
+    return None
+  return path
+
+
+def _umask() -> int:
+  mask = os.umask(0o022)
+  os.umask(mask)
+  return mask
+
+
+def _readable(path: Path, *, folder: bool) -> None:
+  """Gives ``path`` the permissions a plain ``open``/``mkdir`` would (``mkstemp`` and
+  ``mkdtemp`` make them private to the owner)."""
+  os.chmod(path, (0o777 if folder else 0o666) & ~_umask())
+
+
+def _write_durably(path: Path, write: Callable[[Any], None]) -> None:
+  """``write(handle)`` into a new file at ``path`` (binary), flushed to disk."""
+  with open(path, "wb") as handle:
+    write(handle)
+    handle.flush()
+    os.fsync(handle.fileno())
 
 
 def _write_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
   fields = list(dict.fromkeys(key for row in rows for key in row))
-  with open(path, "w", newline="") as handle:
-    writer = csv.DictWriter(handle, fieldnames=fields)
-    writer.writeheader()
-    writer.writerows(rows)
+  text = io.StringIO(newline="")
+  writer = csv.DictWriter(text, fieldnames=fields)
+  writer.writeheader()
+  writer.writerows(rows)
+  _write_durably(path, lambda handle: handle.write(text.getvalue().encode()))
 
 
 def save(
@@ -92,6 +165,7 @@ def save(
   tables: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
   precision: str,
   wall_time_s: float | None = None,
+  code: str | None = None,
 ) -> Path:
   """Writes a run atomically and returns its folder.
 
@@ -103,6 +177,10 @@ def save(
     tables: name → list of row dicts, saved to ``<name>.csv``.
     precision: the matmul precision used (recorded with the metadata).
     wall_time_s: the computation's wall time.
+    code: a fingerprint of the code that made the run (:func:`source_fingerprint`).
+
+  An older run of the same config is replaced: it is renamed aside, the new folder renamed
+  in, and only then the old one deleted, so a crash never leaves neither.
 
   Raises:
     OSError: the folder cannot be written (nothing partial is left behind).
@@ -111,22 +189,30 @@ def save(
   final.parent.mkdir(parents=True, exist_ok=True)
   staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
   try:
-    np.savez(staging / "arrays.npz", **{k: np.asarray(v) for k, v in arrays.items()})
+    _readable(staging, folder=True)
+    arrays = {k: np.asarray(v) for k, v in arrays.items()}
+    _write_durably(staging / "arrays.npz", lambda handle: np.savez(handle, **arrays))
     for name, rows in (tables or {}).items():
       _write_csv(staging / f"{name}.csv", rows)
     record = {
       "experiment": experiment,
       "config_hash": final.name,
+      "code": code,
       "wall_time_s": wall_time_s,
       "metadata": {**run_metadata(precision), "config": to_json(dict(config), where="config")},
     }
-    (staging / "run.json").write_text(json.dumps(record, indent=2, sort_keys=True))
-    if final.exists():  # an older result for the same config: replace it whole
-      shutil.rmtree(final)
+    text = json.dumps(record, indent=2, sort_keys=True).encode()
+    _write_durably(staging / "run.json", lambda handle: handle.write(text))
+    retired = None
+    if final.exists():  # an older result for the same config: swap it out, then delete it
+      retired = Path(tempfile.mkdtemp(prefix=f".{final.name}.old.", dir=final.parent))
+      os.replace(final, retired / final.name)
     os.replace(staging, final)
   except BaseException:
     shutil.rmtree(staging, ignore_errors=True)
     raise
+  if retired is not None:
+    shutil.rmtree(retired, ignore_errors=True)
   return final
 
 
@@ -157,23 +243,23 @@ def _partial_folder(root: str | os.PathLike, experiment: str, config: Mapping[st
   return final.parent / f".partial-{final.name}"
 
 
-def _save_chunk(folder: Path, index: int, chunk: Any, result: Mapping[str, Any], wall: float):
+def _save_chunk(
+  folder: Path, index: int, chunk: Any, result: Mapping[str, Any], wall: float, code: str | None
+):
   """Writes chunk ``index`` as ``<index>.npz`` + ``<index>.json``; the JSON (written last) marks
   it finished."""
   folder.mkdir(parents=True, exist_ok=True)
+  record = {"chunk": chunk, "code": code, "rows": list(result.get("rows", [])), "wall_time_s": wall}
   for suffix, write in (
     (".npz", lambda f: np.savez(f, **{k: np.asarray(v) for k, v in result["arrays"].items()})),
     (
       ".json",
-      lambda f: f.write(
-        json.dumps(
-          to_json({"chunk": chunk, "rows": list(result.get("rows", [])), "wall_time_s": wall})
-        ).encode()
-      ),
+      lambda f: f.write(json.dumps(to_json(record)).encode()),
     ),
   ):
     fd, temp = tempfile.mkstemp(prefix=f".{index}.", suffix=suffix, dir=folder)
     try:
+      _readable(Path(temp), folder=False)
       with os.fdopen(fd, "wb") as handle:
         write(handle)
         handle.flush()
@@ -184,14 +270,15 @@ def _save_chunk(folder: Path, index: int, chunk: Any, result: Mapping[str, Any],
       raise
 
 
-def _load_chunk(folder: Path, index: int, chunk: Any) -> dict[str, Any] | None:
-  """The saved result of chunk ``index`` if it is finished and is the same chunk, else None."""
+def _load_chunk(folder: Path, index: int, chunk: Any, code: str | None) -> dict[str, Any] | None:
+  """The saved result of chunk ``index`` if it is finished, is the same chunk and was made by
+  the same code, else None."""
   record_path = folder / f"{index}.json"
   if not record_path.is_file():
     return None
   try:
     record = json.loads(record_path.read_text())
-    if record["chunk"] != to_json(chunk):
+    if record["chunk"] != to_json(chunk) or record.get("code") != code:
       return None
     with np.load(folder / f"{index}.npz") as data:
       arrays = {k: data[k] for k in data.files}
@@ -211,6 +298,7 @@ def compute(
   precision: str = "highest",
   force: bool = False,
   label: str | None = None,
+  code: str | None = None,
 ) -> Outcome:
   """Finds the run of ``config`` or computes it chunk by chunk, resuming an interrupted run.
 
@@ -225,6 +313,8 @@ def compute(
     precision: the matmul precision used (recorded).
     force: recompute every chunk, ignoring a finished run and saved chunks.
     label: the progress bar's label (default: the experiment's name).
+    code: a fingerprint of the code that computes the run (:func:`source_fingerprint`): a
+      finished run or saved chunk made by other code is recomputed, not reused.
 
   Returns:
     An :class:`Outcome`: the run's folder and the number of chunks computed and reused
@@ -246,25 +336,23 @@ def compute(
   chunks = list(chunks)
   if not chunks:
     raise ValueError("chunks must hold at least one chunk")
-  existing = find(root, experiment, config)
+  existing = find(root, experiment, config, code=code)
   if existing and not force:
     return Outcome(existing, 0, len(chunks))
   partial = _partial_folder(root, experiment, config)
   if force:
     shutil.rmtree(partial, ignore_errors=True)
-  results, reused = [], 0
-  with Progress(label or experiment, total=len(chunks)) as bar:
+  results = [_load_chunk(partial, index, chunk, code) for index, chunk in enumerate(chunks)]
+  reused = sum(result is not None for result in results)
+  with Progress(label or experiment, total=len(chunks), initial=reused) as bar:
     for index, chunk in enumerate(chunks):
-      result = _load_chunk(partial, index, chunk)
-      if result is None:
+      if results[index] is None:
         start = time.perf_counter()
         result = dict(compute_chunk(chunk))
         result["wall_time_s"] = time.perf_counter() - start
-        _save_chunk(partial, index, chunk, result, result["wall_time_s"])
-      else:
-        reused += 1
-      results.append(result)
-      bar.update()
+        _save_chunk(partial, index, chunk, result, result["wall_time_s"], code)
+        results[index] = result
+        bar.update()
   arrays: dict[str, Any] = {}
   for result in results:
     clash = arrays.keys() & result["arrays"].keys()
@@ -280,6 +368,7 @@ def compute(
     tables={table: rows} if rows else None,
     precision=precision,
     wall_time_s=sum(result["wall_time_s"] for result in results),
+    code=code,
   )
   shutil.rmtree(partial, ignore_errors=True)
   return Outcome(path, len(chunks) - reused, reused)
