@@ -20,13 +20,14 @@ import math
 import os
 import platform
 import statistics
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
 import numpy as np
+
+from vanish import store
 
 # Dense datasheet peaks in TFLOP/s by arithmetic class, and HBM bandwidth in GB/s.
 # "fp32" is the non-tensor-core SIMT rate, which is what XLA's precision="highest"
@@ -218,20 +219,9 @@ def rel_diff(a: Any, b: Any) -> float:
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
-  """Writes ``obj`` as JSON to ``path`` through a temporary file and ``os.replace``."""
-  path = os.fspath(path)
-  folder = os.path.dirname(os.path.abspath(path))
-  os.makedirs(folder, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=folder)
-  try:
-    with os.fdopen(fd, "w") as f:
-      json.dump(obj, f, indent=1, allow_nan=True, default=_json_default)
-      f.write("\n")
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
-    raise
+  """Writes ``obj`` as JSON to ``path`` atomically (:func:`vanish.store.write_atomic`)."""
+  text = json.dumps(obj, indent=1, allow_nan=True, default=_json_default) + "\n"
+  store.write_atomic(path, lambda handle: handle.write(text.encode()))
 
 
 def _json_default(value: Any) -> Any:

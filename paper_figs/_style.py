@@ -11,9 +11,7 @@ Conventions (so every figure reads the same):
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,6 +20,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+from vanish.store import write_atomic  # noqa: E402
 
 COLUMN = 3.4  # inches: one column of a two-column paper
 PAGE = 7.0  # inches: both columns
@@ -166,21 +166,18 @@ def save(fig, out_dir: str | os.PathLike, name: str, *, source: str | None = Non
   out_dir.mkdir(parents=True, exist_ok=True)
   paths = []
   for suffix, extra in ((".pdf", {}), (".png", {"dpi": 300})):
-    final = out_dir / f"{name}{suffix}"
-    fd, temp = tempfile.mkstemp(prefix=f".{name}.", suffix=suffix, dir=out_dir)
-    os.close(fd)
-    try:
-      metadata = {"Title": name, "Creator": "vanish paper_figs"}
-      if source and suffix == ".pdf":
-        metadata["Subject"] = f"data: {source}"
-      elif source:
-        metadata["Source"] = str(source)
-      fig.savefig(temp, format=suffix[1:], metadata=metadata, **extra)
-      os.replace(temp, final)
-    except BaseException:
-      with contextlib.suppress(FileNotFoundError):
-        os.unlink(temp)
-      raise
-    paths.append(final)
+    metadata = {"Title": name, "Creator": "vanish paper_figs"}
+    if source and suffix == ".pdf":
+      metadata["Subject"] = f"data: {source}"
+    elif source:
+      metadata["Source"] = str(source)
+    paths.append(
+      write_atomic(
+        out_dir / f"{name}{suffix}",
+        lambda handle, suffix=suffix, metadata=metadata, extra=extra: fig.savefig(
+          handle, format=suffix[1:], metadata=metadata, **extra
+        ),
+      )
+    )
   plt.close(fig)
   return paths

@@ -20,13 +20,10 @@ Example:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import json
 import math
-import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -327,20 +324,11 @@ def _print_layer_table(result: dict[str, Any], depth: int) -> None:
 
 
 def _write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
-  """Writes ``payload`` to a temp file beside ``path``, then renames it over ``path``."""
-  path.parent.mkdir(parents=True, exist_ok=True)
-  fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-  try:
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-      json.dump(payload, f, indent=1, allow_nan=False)
-      f.write("\n")
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(temp, path)
-  except BaseException:
-    with contextlib.suppress(FileNotFoundError):
-      os.unlink(temp)
-    raise
+  """Writes ``payload`` as JSON to ``path`` atomically (:func:`vanish.store.write_atomic`)."""
+  from vanish.store import write_atomic
+
+  text = json.dumps(payload, indent=1, allow_nan=False) + "\n"
+  write_atomic(path, lambda handle: handle.write(text.encode("utf-8")))
 
 
 def _run_demo(args: argparse.Namespace) -> int:

@@ -39,7 +39,7 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, BinaryIO, NamedTuple
 
 import numpy as np
 
@@ -56,6 +56,7 @@ __all__ = [
   "run_folder",
   "save",
   "source_fingerprint",
+  "write_atomic",
 ]
 
 
@@ -139,12 +140,40 @@ def _readable(path: Path, *, folder: bool) -> None:
   os.chmod(path, (0o777 if folder else 0o666) & ~_umask())
 
 
-def _write_durably(path: Path, write: Callable[[Any], None]) -> None:
+def _write_durably(path: Path, write: Callable[[BinaryIO], Any]) -> None:
   """``write(handle)`` into a new file at ``path`` (binary), flushed to disk."""
   with open(path, "wb") as handle:
     write(handle)
     handle.flush()
     os.fsync(handle.fileno())
+
+
+def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], Any]) -> Path:
+  """Writes the file ``path`` all at once: a reader sees the old file or the new one, never part.
+
+  ``write(handle)`` fills a temporary file beside ``path`` (opened binary), which is flushed to
+  disk and renamed over ``path``; on any error the temporary file is removed and ``path`` is
+  untouched. The folder is created if missing; permissions follow the umask.
+
+  Example:
+    >>> import json, tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "out" / "summary.json"
+    >>> _ = write_atomic(path, lambda f: f.write(json.dumps({"ok": True}).encode()))
+    >>> json.loads(path.read_text())
+    {'ok': True}
+  """
+  path = Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+  os.close(fd)
+  try:
+    _readable(Path(temp), folder=False)
+    _write_durably(Path(temp), write)
+    os.replace(temp, path)
+  except BaseException:
+    Path(temp).unlink(missing_ok=True)
+    raise
+  return path
 
 
 def _write_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -248,26 +277,12 @@ def _save_chunk(
 ):
   """Writes chunk ``index`` as ``<index>.npz`` + ``<index>.json``; the JSON (written last) marks
   it finished."""
-  folder.mkdir(parents=True, exist_ok=True)
   record = {"chunk": chunk, "code": code, "rows": list(result.get("rows", [])), "wall_time_s": wall}
-  for suffix, write in (
-    (".npz", lambda f: np.savez(f, **{k: np.asarray(v) for k, v in result["arrays"].items()})),
-    (
-      ".json",
-      lambda f: f.write(json.dumps(to_json(record)).encode()),
-    ),
-  ):
-    fd, temp = tempfile.mkstemp(prefix=f".{index}.", suffix=suffix, dir=folder)
-    try:
-      _readable(Path(temp), folder=False)
-      with os.fdopen(fd, "wb") as handle:
-        write(handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-      os.replace(temp, folder / f"{index}{suffix}")
-    except BaseException:
-      Path(temp).unlink(missing_ok=True)
-      raise
+  arrays = {k: np.asarray(v) for k, v in result["arrays"].items()}
+  write_atomic(folder / f"{index}.npz", lambda handle: np.savez(handle, **arrays))
+  write_atomic(
+    folder / f"{index}.json", lambda handle: handle.write(json.dumps(to_json(record)).encode())
+  )
 
 
 def _load_chunk(folder: Path, index: int, chunk: Any, code: str | None) -> dict[str, Any] | None:

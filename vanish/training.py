@@ -86,7 +86,6 @@ import json
 import math
 import numbers
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -97,7 +96,7 @@ import numpy as np
 import optax
 from jax import lax
 
-from vanish import _engine
+from vanish import _engine, store
 from vanish.data import Dataset
 from vanish.models import MLPModel, _check_params, apply, members, to_params
 from vanish.networks import MLP, _check_key
@@ -692,7 +691,7 @@ def _fingerprint(net, config, params, key, data) -> str:
 
 
 def _save_checkpoint(path, fingerprint, params, opt_state, rows, epoch, key) -> None:
-  """Writes the state atomically: a temporary file in the same folder, then ``os.replace``."""
+  """Writes the state atomically (:func:`vanish.store.write_atomic`)."""
   path = Path(path)
   arrays = {
     "fingerprint": np.asarray(fingerprint),
@@ -705,17 +704,7 @@ def _save_checkpoint(path, fingerprint, params, opt_state, rows, epoch, key) -> 
     rows = [rows[0], {k: np.concatenate([r[k] for r in rows[1:]], axis=1) for k in rows[1]}]
   for r, row in enumerate(rows):
     arrays |= {f"log/{r}/{k}": v for k, v in row.items()}
-  path.parent.mkdir(parents=True, exist_ok=True)
-  fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-  try:
-    with os.fdopen(fd, "wb") as handle:
-      np.savez(handle, **arrays)
-      handle.flush()
-      os.fsync(handle.fileno())
-    os.replace(temporary, path)
-  except BaseException:
-    Path(temporary).unlink(missing_ok=True)
-    raise
+  store.write_atomic(path, lambda handle: np.savez(handle, **arrays))
 
 
 def _load_checkpoint(path, fingerprint, params, net, config):
