@@ -152,3 +152,41 @@ def test_log_abs_derivative_without_a_closed_form_is_log_of_the_derivative():
   np.testing.assert_allclose(
     swish.log_abs_derivative(z), np.log(np.abs(swish.derivative(z))), rtol=1e-6
   )
+
+
+def test_a_registered_log_derivative_keeps_the_sign_of_a_negative_derivative():
+  """swish' < 0 for z < −1.28: the log-space slope must keep that sign (Jacobian and the
+  one-neuron chain's sign equal the float64 product of w·φ'(z))."""
+  import vanish as vn
+
+  def swish(z):
+    return z * jax.nn.sigmoid(z)
+
+  def swish_slope(z):
+    return jax.nn.sigmoid(z) * (1 + z * (1 - jax.nn.sigmoid(z)))
+
+  act = activations.register(
+    "swish_signed_test",
+    swish,
+    swish_slope,
+    log_derivative=lambda z: jnp.log(jnp.abs(swish_slope(z))),
+    overwrite=True,
+  )
+  net = vn.MLP([3] * 4, act, vn.init.gaussian(1.0), vn.init.constant(-3.0))
+  params = net.init(jax.random.key(0), members=2)
+  x = np.array([-3.0, -2.5, 0.5], np.float32)
+  sig = lambda z: 1 / (1 + np.exp(-z))  # noqa: E731
+  for m in range(2):
+    h, want = x.astype(np.float64), np.eye(3)
+    weights = np.concatenate([np.asarray(s["w"][m], np.float64) for s in params])  # [L, 3, 3]
+    biases = np.concatenate([np.asarray(s["b"][m], np.float64) for s in params])
+    for w, b in zip(weights, biases, strict=True):
+      z = w @ h + b
+      want = (sig(z) * (1 + z * (1 - sig(z))))[:, None] * (w @ want)
+      h = z * sig(z)
+    np.testing.assert_allclose(vn.jacobian(net, params, x)[m], want, rtol=1e-5, atol=1e-7)
+  chain = vn.MLP([1] * 4, act, vn.init.constant(1.0), vn.init.constant(-3.0))
+  _, sign = vn.scalar_chain(chain, chain.init(jax.random.key(0), 1), np.ones(1, np.float32))
+  z1 = 1.0 - 3.0  # φ'(−2) < 0, then z = swish(−2) − 3 < −1.28 twice more: signs −, +, −
+  assert swish_slope(z1) < 0
+  np.testing.assert_array_equal(sign[0], [-1.0, 1.0, -1.0])

@@ -368,7 +368,7 @@ def one_neuron_factors(net, p, xb, k, prec):
   for _, _, (slope, log_scale) in outs:  # Dense slopes: φ'(z)·e^{−s} and s, [L_s, 1], [L_s]
     log_abs = jnp.log(jnp.abs(slope[:, 0])) + log_scale  # width 1: exactly log |φ'(z)|
     log_d.append(log_abs)
-    sign_d.append(jnp.where(jnp.isfinite(log_abs), jnp.where(slope[:, 0] < 0, -1.0, 1.0), 0.0))
+    sign_d.append(jnp.where(jnp.isfinite(log_abs), jnp.where(jnp.signbit(slope[:, 0]), -1.0, 1.0), 0.0))
   weights = jnp.concatenate([p_s["w"][:, 0, 0] for p_s in p])
   pre = jnp.concatenate([z[:, 0] for _, z, _ in outs])
   w = jnp.concatenate([jnp.ones_like(weights[:1]), weights[1:]])

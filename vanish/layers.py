@@ -70,14 +70,16 @@ def scaled_slope(
   softplus, erf) a layer with every unit saturated has every ``φ'(z_i)`` below float32's
   range (σ'(z) = 0 once |z| ≳ 90, tanh' once |z| ≳ 9), and the chain through it would
   read an exact zero. Scaled by its largest entry the slope keeps its relative sizes and
-  ``s`` carries the magnitude in log space. Other activations keep ``(slope, 0)``.
+  ``s`` carries the magnitude in log space. The sign is ``φ'(z)``'s own, signed zeros
+  included (an underflowed negative derivative is ``−0.0``). Other activations keep
+  ``(slope, 0)``.
   """
   if activation.log_derivative is None or activation.stochastic:
     return slope, jnp.zeros((), slope.dtype)
   log_slope = activation.log_derivative(z)
   top = jnp.max(log_slope)
   top = jnp.where(jnp.isfinite(top), top, 0.0)  # every φ' exactly 0 (z = −inf): slopes of 0
-  return jnp.exp(log_slope - top), top
+  return jnp.copysign(jnp.exp(log_slope - top), slope), top
 
 
 @dataclasses.dataclass(frozen=True)
