@@ -258,3 +258,19 @@ def test_progress_after_a_resume_estimates_from_this_runs_items_only():
   assert "3/4" in first and "left" not in first  # no rate yet: nothing computed in this run
   with pytest.raises(ValueError, match="initial"):
     Progress("chunks", total=2, initial=3)
+
+
+@pytest.mark.parametrize("torn", [b"", b"PK\x03\x04 half a zip"])
+def test_a_torn_chunk_file_is_recomputed_not_fatal(tmp_path, torn):
+  def fails_at_2(k):
+    if k == 2:
+      raise RuntimeError("interrupted")
+    return _chunk(k)
+
+  with pytest.raises(RuntimeError):
+    store.compute(tmp_path, "exp", {"n": 2}, fails_at_2, chunks=[1, 2])
+  partial = next((tmp_path / "exp").glob(".partial-*"))
+  (partial / "0.npz").write_bytes(torn)  # e.g. a disk that lost the file's blocks
+  outcome = store.compute(tmp_path, "exp", {"n": 2}, _chunk, chunks=[1, 2])
+  assert (outcome.computed, outcome.reused) == (2, 0)
+  assert store.load(outcome.path).arrays["a1"].tolist() == [1.0] * 3

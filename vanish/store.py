@@ -232,7 +232,6 @@ def save(
     }
     text = json.dumps(record, indent=2, sort_keys=True).encode()
     _write_durably(staging / "run.json", lambda handle: handle.write(text))
-    retired = None
     if final.exists():  # an older result for the same config: swap it out, then delete it
       retired = Path(tempfile.mkdtemp(prefix=f".{final.name}.old.", dir=final.parent))
       os.replace(final, retired / final.name)
@@ -240,8 +239,8 @@ def save(
   except BaseException:
     shutil.rmtree(staging, ignore_errors=True)
     raise
-  if retired is not None:
-    shutil.rmtree(retired, ignore_errors=True)
+  for old in final.parent.glob(f".{final.name}.old.*"):  # this swap's, and any a kill left
+    shutil.rmtree(old, ignore_errors=True)
   return final
 
 
@@ -297,7 +296,7 @@ def _load_chunk(folder: Path, index: int, chunk: Any, code: str | None) -> dict[
       return None
     with np.load(folder / f"{index}.npz") as data:
       arrays = {k: data[k] for k in data.files}
-  except (OSError, ValueError, KeyError):  # a torn or foreign file: recompute the chunk
+  except Exception:  # a torn, empty or foreign file (BadZipFile, EOFError, ...): recompute it
     return None
   return {"arrays": arrays, "rows": record["rows"], "wall_time_s": record["wall_time_s"]}
 
