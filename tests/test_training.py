@@ -512,3 +512,40 @@ def test_compiled_epoch_branches_once_for_all_members_not_per_member():
   )
   np.testing.assert_allclose(plain, scaled, rtol=1e-6)
   np.testing.assert_allclose(plain, ([5**0.5], [12**0.5 * 0.5]), rtol=1e-6)
+
+
+def test_rates_given_as_zero_dimensional_arrays_are_accepted():
+  for rate in (np.array(0.1), jnp.asarray(0.1), np.float32(0.1), 0.1):
+    config = training.Config(learning_rate=rate, momentum=np.array(0.5))
+    assert config.learning_rate == float(rate) and config.momentum == 0.5
+  for bad in (np.array([0.1]), jnp.asarray(True), np.array("0.1"), jnp.zeros(())):
+    with pytest.raises(ValueError, match="learning_rate"):
+      training.Config(learning_rate=bad)
+
+
+def test_float64_training_uses_the_data_unrounded():
+  """Under ``jax.enable_x64`` float64 params train on float64 data, not data rounded to float32.
+
+  The two inputs differ by 1e-12, far below float32's resolution (6e-8 at 1) but far above
+  float64's (2e-16); float32 rounding of x changes the gradient by ~1e-8 relative, while a
+  float64 computation of this 3-4-2 net agrees with float64 autodiff to a few ulp (< 1e-12).
+  """
+  net = vn.MLP([3, 4, 2], "tanh", readout="linear")
+  x = np.array([[1 + 1e-12, 0.1, 0.3], [1.0, 0.1, 0.3], [0.2, -0.7, 1 / 3]])
+  y = np.array([0, 1, 1])
+  with jax.enable_x64(True):
+    params = jax.tree.map(lambda a: a.astype(jnp.float64), net.init(jax.random.key(0), 1))
+
+    def loss(p):
+      out = models.apply(net, jax.tree.map(lambda a: a[0], p), jnp.asarray(x), "highest")
+      return training.cost("cross_entropy", out, jnp.asarray(y))
+
+    grads = jax.grad(loss)(params)
+    bias, _ = training.gradient_norms(net, params, data.Dataset(x, y))
+    assert bias.dtype == jnp.float64
+    np.testing.assert_allclose(bias[0], _norms([g["b"][0, 0] for g in grads]), rtol=1e-12)
+    result = training.train(
+      net, params, data.Dataset(x, y), key=jax.random.key(1), batch_size=3, learning_rate=0.5
+    )
+    expected = jax.tree.map(lambda p, g: p - 0.5 * g, params, grads)  # one full-batch SGD step
+    assert _relative(result.params, expected) < 1e-12

@@ -153,14 +153,12 @@ class Config:
       raise ValueError(f"cost must be one of {', '.join(COSTS)}, got {self.cost!r}")
     if self.optimizer not in OPTIMIZERS:
       raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
-    lr = self.learning_rate
-    if (
-      isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not (math.isfinite(lr) and lr > 0)
-    ):
-      raise ValueError(f"learning_rate must be a finite number > 0, got {lr!r}")
-    mu = self.momentum
-    if isinstance(mu, bool) or not isinstance(mu, numbers.Real) or not 0 <= mu < 1:
-      raise ValueError(f"momentum must be a number in [0, 1), got {mu!r}")
+    lr = _real_scalar(self.learning_rate)
+    if lr is None or not (math.isfinite(lr) and lr > 0):
+      raise ValueError(f"learning_rate must be a finite number > 0, got {self.learning_rate!r}")
+    mu = _real_scalar(self.momentum)
+    if mu is None or not 0 <= mu < 1:
+      raise ValueError(f"momentum must be a number in [0, 1), got {self.momentum!r}")
     _check_count("batch_size", self.batch_size, 1)
     if self.log not in _LOGS:
       raise ValueError(f"log must be 'epoch' or 'step', got {self.log!r}")
@@ -470,7 +468,7 @@ def gradient_norms(
   config = Config(cost=cost, precision=precision, eval_speeds=True)
   _check_network(net, params)
   x, y = _check_data(net, data, "data")
-  x = x.astype(jnp.asarray(params[0]["w"]).dtype)
+  x = jnp.asarray(x, jnp.asarray(params[0]["w"]).dtype)
   row = _evaluate_members(net, _eval_static(config), params, x, y, None, None)
   return row["eval_bias_speed"], row["eval_weight_speed"]
 
@@ -532,10 +530,10 @@ def train(
   checkpoint_every = _check_count("checkpoint_every", checkpoint_every, 1)
   x, y = _check_data(net, train_data, "train_data")
   x_test, y_test = (None, None) if test_data is None else _check_data(net, test_data, "test_data")
-  dtype = jnp.asarray(
-    params[0]["w"]
-  ).dtype  # float64 params (under jax.enable_x64) train in float64
-  x, x_test = x.astype(dtype), None if x_test is None else x_test.astype(dtype)
+  # float64 params (under jax.enable_x64) train in float64, on the data as given (not rounded
+  # to float32 on the way)
+  dtype = jnp.asarray(params[0]["w"]).dtype
+  x, x_test = jnp.asarray(x, dtype), None if x_test is None else jnp.asarray(x_test, dtype)
   if config.batch_size > x.shape[0]:
     raise ValueError(f"batch_size ({config.batch_size}) exceeds the training set ({x.shape[0]})")
   params = jax.tree.map(jnp.asarray, tuple(params))
@@ -609,6 +607,20 @@ def fit(
 # --------------------------------------------------------------------------- helpers
 
 
+def _real_scalar(value: Any) -> float | None:
+  """``value`` as a float if it is a real number (Python, numpy or a 0-d numpy/JAX array of a
+  real, non-boolean dtype), else None."""
+  if isinstance(value, (np.ndarray, jax.Array)):
+    if value.ndim != 0 or not (
+      jnp.issubdtype(value.dtype, jnp.floating) or jnp.issubdtype(value.dtype, jnp.integer)
+    ):
+      return None
+    return float(value)
+  if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+    return None
+  return float(value)
+
+
 def _check_count(name: str, value: Any, low: int) -> int:
   if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
     raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
@@ -640,7 +652,7 @@ def _check_data(net: MLP, data: Any, name: str) -> tuple[jax.Array, jax.Array]:
     raise ValueError(
       f"{name}.y must lie in [0, {classes}) (the output width), got {y.min()}..{y.max()}"
     )
-  return jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.int32)
+  return x, jnp.asarray(y, jnp.int32)  # x is cast once, straight to the params' dtype
 
 
 def _assemble_log(rows: list[dict[str, np.ndarray]], config: Config, net: MLP, spe: int) -> Log:
