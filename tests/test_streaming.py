@@ -24,8 +24,9 @@ COTANGENT = np.stack([np.ones(8), np.linspace(-1.0, 1.0, 8)]).astype(np.float32)
 EPSILON = 0.3  # some layers vanish, some explode at σ_w² = 1.5
 HISTOGRAM = (-4.0, 4.0, 80)
 FIELDS = [
-  "count", "zero", "mean", "var", "min", "max", "vanish", "explode", "ratio_count",
-  "ratio_mean", "ratio_var", "ratio_min", "ratio_max", "histogram", "ratio_histogram",
+  "count", "zero", "nan", "mean", "var", "min", "max", "vanish", "explode", "ratio_count",
+  "ratio_mean", "ratio_var", "ratio_min", "ratio_max", "ratio_zero", "histogram",
+  "ratio_histogram",
 ]  # fmt: skip
 
 
@@ -205,3 +206,36 @@ def test_stochastic_activations_need_a_noise_key():
   noisy = vn.MLP([4, 4], vn.activations.noisy_relu(0.5))
   with pytest.raises(ValueError, match="noise_key"):
     streaming.gradient_statistics(noisy, np.ones(4), key=jax.random.key(0), members=2)
+
+
+def test_dead_layers_and_overflowed_members_are_counted_not_dropped():
+  """ReLU with dead units: ratios of −inf (layer l dead, last layer alive) count as such in
+  the ratio quantiles. Softplus with N(0, 20²) weights at depth 40: members whose forward pass
+  overflowed are NaN, counted in ``nan``, warned about, and left out of the fractions."""
+  one = jax.devices()[:1]
+  relu = vn.MLP([4] * 9, "relu", vn.init.gaussian(2.0), vn.init.normal(0.1))
+  x = np.array([1.0, -0.5, 0.2, 0.3], np.float32)
+  kwargs = {"members": 64, "block": 64, "chunk": 64, "devices": one, "progress": False}
+  stats = streaming.gradient_statistics(relu, x, key=jax.random.key(3), **kwargs)
+  log_g = np.asarray(vn.log_gradient_norms(relu, relu.init(jax.random.key(3), 64), x), float)
+  with np.errstate(invalid="ignore"):  # −inf − (−inf): both layers dead
+    ratio = log_g - log_g[:, -1:]
+  np.testing.assert_array_equal(stats.ratio_zero, (ratio == -np.inf).sum(0))
+  assert (ratio == -np.inf).mean(0)[0] > 0.1  # the 0.1-quantile of layer 1 is −inf
+  want = [np.quantile(r[~np.isnan(r)], 0.1, method="inverted_cdf") for r in ratio.T]
+  got = stats.quantiles([0.1], ratio=True)[:, 0]
+  np.testing.assert_array_equal(np.isneginf(got), np.isneginf(want))
+
+  softplus = vn.MLP([4] * 41, "softplus", vn.init.normal(20.0))
+  with pytest.warns(vn.ForwardOverflowWarning, match="counted in `nan`"):
+    stats = streaming.gradient_statistics(softplus, x, key=jax.random.key(1), **kwargs)
+  with pytest.warns(vn.ForwardOverflowWarning):
+    log_g = np.asarray(vn.log_gradient_norms(softplus, softplus.init(jax.random.key(1), 64), x))
+  nan = np.isnan(log_g)
+  assert 0 < nan[:, 0].sum() < 64
+  np.testing.assert_array_equal(stats.nan, nan.sum(0))
+  np.testing.assert_array_equal(stats.count + stats.zero + stats.nan, stats.samples)
+  defined = ~nan
+  np.testing.assert_allclose(
+    stats.p_vanish, ((log_g < np.log(1e-3)) & defined).sum(0) / defined.sum(0), rtol=1e-12
+  )

@@ -40,6 +40,7 @@ from vanish import (
   theory,
   training,
 )
+from vanish._engine import ForwardOverflowWarning
 from vanish.chains import jacobian, log_gradient_norms, outputs, preactivations, scalar_chain
 from vanish.networks import MLP, Network, ResidualMLP
 from vanish.spectrum import lyapunov_exponents, lyapunov_spectrum
@@ -47,6 +48,7 @@ from vanish.spectrum import lyapunov_exponents, lyapunov_spectrum
 __version__ = "0.1.0"
 
 __all__ = [
+  "ForwardOverflowWarning",
   "MLP",
   "Network",
   "ResidualMLP",

@@ -118,6 +118,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -350,18 +351,22 @@ class GradientStatistics:
   """Per-layer statistics of ``log ‖∂C/∂b^l‖`` over an ensemble (natural logs), l = 1..L.
 
   Every (member, input) pair is one sample. Moments, extrema and ratios use the
-  finite samples only; exact zeros (``log = −inf``) are counted in ``zero``.
+  finite samples only; exact zeros (``log = −inf``) are counted in ``zero``, and samples
+  whose forward pass overflowed float32 (NaN, see :class:`vanish.ForwardOverflowWarning`)
+  in ``nan``: the fractions ``p_vanish``/``p_explode`` are of the samples that are not NaN.
 
   Attributes:
     members: M; samples: M × inputs.
     epsilon: the threshold ε.
     count: ``[L]`` finite samples.
     zero: ``[L]`` samples with a gradient exactly 0 (``−inf``).
+    nan: ``[L]`` samples that are NaN (their forward pass overflowed).
     mean, var: ``[L]`` of the finite log-norms (population variance).
     min, max: ``[L]`` of the finite log-norms.
     vanish, explode: ``[L]`` samples with ``‖δ^l‖ < ε`` (zeros included) and ``> 1/ε``.
     ratio_count, ratio_mean, ratio_var, ratio_min, ratio_max: the same for
       ``log(‖δ^l‖/‖δ^L‖)`` (finite where both norms are positive).
+    ratio_zero: ``[L]`` samples with ``‖δ^l‖ = 0 < ‖δ^L‖`` (a ratio of ``−inf``).
     bin_edges: ``[K + 1]`` the histogram's fixed edges.
     histogram, ratio_histogram: ``[L, K + 2]`` sample counts: below ``bin_edges[0]``
       (zeros included), the K bins, then at or above ``bin_edges[-1]``.
@@ -373,6 +378,7 @@ class GradientStatistics:
   epsilon: float
   count: np.ndarray
   zero: np.ndarray
+  nan: np.ndarray
   mean: np.ndarray
   var: np.ndarray
   min: np.ndarray
@@ -384,6 +390,7 @@ class GradientStatistics:
   ratio_var: np.ndarray
   ratio_min: np.ndarray
   ratio_max: np.ndarray
+  ratio_zero: np.ndarray
   bin_edges: np.ndarray
   histogram: np.ndarray
   ratio_histogram: np.ndarray
@@ -395,26 +402,38 @@ class GradientStatistics:
     return np.sqrt(self.var)
 
   @property
+  def defined(self) -> np.ndarray:
+    """``[L]`` the samples that are not NaN: the denominators of the fractions."""
+    return self.samples - self.nan
+
+  @property
   def p_vanish(self) -> np.ndarray:
-    """``[L]`` the fraction of samples with ``‖δ^l‖ < ε``."""
-    return self.vanish / self.samples
+    """``[L]`` the fraction of samples with ``‖δ^l‖ < ε`` (NaN where every sample is NaN)."""
+    return self._fraction(self.vanish)
 
   @property
   def p_explode(self) -> np.ndarray:
-    """``[L]`` the fraction of samples with ``‖δ^l‖ > 1/ε``."""
-    return self.explode / self.samples
+    """``[L]`` the fraction of samples with ``‖δ^l‖ > 1/ε`` (NaN where every sample is NaN)."""
+    return self._fraction(self.explode)
 
   def p_vanish_ci(self, confidence: float = 0.95) -> np.ndarray:
     """``[L, 2]`` Wilson interval of :attr:`p_vanish`."""
-    from vanish.probability import wilson_interval
-
-    return wilson_interval(self.vanish, self.samples, confidence)
+    return self._interval(self.vanish, confidence)
 
   def p_explode_ci(self, confidence: float = 0.95) -> np.ndarray:
     """``[L, 2]`` Wilson interval of :attr:`p_explode`."""
+    return self._interval(self.explode, confidence)
+
+  def _fraction(self, counts: np.ndarray) -> np.ndarray:
+    defined = self.defined
+    return np.where(defined > 0, counts / np.maximum(defined, 1), np.nan)
+
+  def _interval(self, counts: np.ndarray, confidence: float) -> np.ndarray:
     from vanish.probability import wilson_interval
 
-    return wilson_interval(self.explode, self.samples, confidence)
+    defined = self.defined
+    bounds = wilson_interval(counts, np.maximum(defined, 1), confidence)
+    return np.where((defined > 0)[:, None], bounds, np.nan)
 
   def quantiles(self, levels: Sequence[float], *, ratio: bool = False) -> np.ndarray:
     """``[L, Q]`` quantiles from the histogram (inverted CDF, linear within a bin).
@@ -432,7 +451,7 @@ class GradientStatistics:
       raise ValueError(f"levels must be a 1-D sequence of values in (0, 1), got {levels}")
     counts = self.ratio_histogram if ratio else self.histogram
     low, high = (self.ratio_min, self.ratio_max) if ratio else (self.min, self.max)
-    zero = np.zeros_like(self.zero) if ratio else self.zero
+    zero = self.ratio_zero if ratio else self.zero
     out = np.empty((counts.shape[0], levels.size))
     for l in range(counts.shape[0]):
       out[l] = _histogram_quantiles(counts[l], zero[l], self.bin_edges, low[l], high[l], levels)
@@ -554,6 +573,8 @@ def _empty_partials(depth: int, bins: int, dtype: Any) -> dict[str, jax.Array]:
     "ratio_min": big,
     "ratio_max": -big,
     "zero": counts,
+    "nan": counts,
+    "ratio_zero": counts,
     "vanish": counts,
     "explode": counts,
     "histogram": histogram,
@@ -590,6 +611,8 @@ def _block_partials(spec, key, noise_key, index, members, x, cotangent, scalars,
     "ratio_min": jnp.minimum(p["ratio_min"], jnp.min(jnp.where(ratio_ok, ratio, big), axis=0)),
     "ratio_max": jnp.maximum(p["ratio_max"], jnp.max(jnp.where(ratio_ok, ratio, -big), axis=0)),
     "zero": p["zero"] + (valid & (log_g == -big)).sum(axis=0, dtype=jnp.int32),
+    "nan": p["nan"] + (valid & jnp.isnan(log_g)).sum(axis=0, dtype=jnp.int32),
+    "ratio_zero": p["ratio_zero"] + (valid & (ratio == -big)).sum(axis=0, dtype=jnp.int32),
     "vanish": p["vanish"] + (valid & (log_g < log_eps)).sum(axis=0, dtype=jnp.int32),
     "explode": p["explode"] + (valid & (log_g > -log_eps)).sum(axis=0, dtype=jnp.int32),
     "histogram": _add_histogram(p["histogram"], log_g, valid & ~jnp.isnan(log_g), low, width),
@@ -665,7 +688,7 @@ class _Accumulator:
     zeros = functools.partial(np.zeros, depth)
     self.reference = None  # per-layer shift: the mean of block 0, the same in any chunking
     self.moments = {name: [zeros(np.int64), zeros(), zeros()] for name in ("", "ratio_")}
-    self.counts = {n: zeros(np.int64) for n in ("zero", "vanish", "explode")}
+    self.counts = {n: zeros(np.int64) for n in ("zero", "nan", "ratio_zero", "vanish", "explode")}
     self.extrema = {
       "min": np.full(depth, np.inf),
       "max": np.full(depth, -np.inf),
@@ -838,13 +861,22 @@ def gradient_statistics(
       pending = (out, -(-real // block))
     accumulator.add(*pending)
     bar.update()
-  return accumulator.finish(
+  stats = accumulator.finish(
     members=members,
     samples=members * inputs,
     epsilon=epsilon,
     bin_edges=np.linspace(low, high, bins + 1),
     block=block,
   )
+  if stats.nan.any():
+    warnings.warn(
+      f"gradient_statistics: {int(stats.nan.max())} of {stats.samples} samples are NaN because "
+      "their forward pass overflowed float32 (|z| > 3.4e38: an unbounded activation with a large "
+      "weight scale at this depth); they are counted in `nan` and left out of the fractions",
+      _engine.ForwardOverflowWarning,
+      stacklevel=2,
+    )
+  return stats
 
 
 # --------------------------------------------------------------------------- validation
