@@ -71,3 +71,73 @@ def test_reproduce_exit_status_and_reuse(reproduced, tmp_path):
   record = json.loads((tmp_path / "reproduce_summary.json").read_text())["figures"][0]
   assert record["status"] == "drawn"
   assert all(run["computed_chunks"] == 0 for run in record["experiments"])  # reused
+
+
+def _fake_run(root: Path, name: str, metadata: dict) -> str:
+  folder = root / "store" / name / "0123456789ab"
+  folder.mkdir(parents=True)
+  (folder / "run.json").write_text(json.dumps({"metadata": metadata}))
+  return str(folder)
+
+
+def _fake_summary(out: Path, size: str, figures: dict[str, str]) -> None:
+  """A reproduce_summary.json of ``figures`` (name → run folder) with 1200 × 600 px PNGs."""
+  from PIL import Image
+
+  out.mkdir(exist_ok=True)
+  records = []
+  for name, run in figures.items():
+    png = out / f"{name}_demo.png"
+    Image.new("RGB", (1200, 600), "white").save(png)
+    records.append(
+      {
+        "figure": name,
+        "title": cli.FIGURES[name].title,
+        "status": "drawn",
+        "files": [str(png)],
+        "experiments": [{"path": run, "computed_chunks": 0, "reused_chunks": 1}],
+        "wall_time_s": 12.0,
+      }
+    )
+  summary = {"command": "reproduce", "size": size, "figures": records, "wall_time_s": 30.0}
+  (out / "reproduce_summary.json").write_text(json.dumps(summary))
+
+
+def test_write_readme_full_captions_size_device_thumbnails_and_merge(tmp_path):
+  import ast
+
+  from PIL import Image
+
+  from paper_figs import write_readme
+
+  gpu = {"backend": "gpu", "devices": ["NVIDIA H100 80GB HBM3"], "device_count": 1}
+  run_gpu = _fake_run(tmp_path, "gpu_run", gpu)
+  run_cpu = _fake_run(tmp_path, "cpu_run", {"backend": "cpu", "devices": ["cpu"]})
+  figs = tmp_path / "figs"
+  _fake_summary(figs, "full", {"F2": run_gpu, "F6": run_gpu})
+  readme_dir = tmp_path / "readme"
+  readme = write_readme.write(figs, readme_dir=readme_dir).read_text()
+  for name in ("F2", "F6"):
+    (script,) = (ROOT / "paper_figs").glob(f"{name.lower()}_*.py")
+    doc = ast.get_docstring(ast.parse(script.read_text()))
+    panels = " ".join(doc.split("\n\n", 1)[1].split())  # the second paragraph: the panels
+    assert panels.startswith("(a)") and panels in readme, name
+    assert f"`vanish reproduce --full --only {name}`" in readme
+    height, width = matplotlib.image.imread(readme_dir / "gallery" / f"{name}.png").shape[:2]
+    assert (width, height) == (440, 220)  # 1200 px at 300 dpi -> 110 dpi
+    with Image.open(readme_dir / "gallery" / f"{name}.png") as image:
+      assert round(image.info["dpi"][0]) == 110
+  assert "on 1 × NVIDIA H100 80GB HBM3" in readme
+  assert "--quick --only" not in readme and "--quick` on" not in readme and "2-core" not in readme
+  # a later --only run on a CPU replaces F6 and keeps F2's entry from the first run
+  figs2 = tmp_path / "figs2"
+  _fake_summary(figs2, "quick", {"F6": run_cpu})
+  readme = write_readme.write(figs2, readme_dir=readme_dir).read_text()
+  assert "`vanish reproduce --full --only F2`" in readme
+  assert "`vanish reproduce --quick --only F6`" in readme
+  assert "--full --only F6" not in readme
+  assert "`vanish reproduce --full` on 1 × NVIDIA H100 80GB HBM3 (F2)" in readme
+  assert "`vanish reproduce --quick` on CPU (F6)" in readme
+  assert "kept from earlier runs" in readme
+  assert readme.index("## F2") < readme.index("## F6")
+  assert "Not yet drawn by any run: F1, F3, F4, F5, F7," in readme
