@@ -159,11 +159,20 @@ def test_noisy_relu_needs_a_key_and_is_reproducible():
     ({"key": 3}, TypeError, "typed PRNG key"),
     ({"params": "w"}, ValueError, "params must be the output of net.init"),
     ({"net": "mlp"}, TypeError, "net must be a vanish network"),
+    ({"x": np.ones(5, np.complex64)}, TypeError, "x must be real"),
+    ({"cotangent": np.array([1, np.nan, 1])}, ValueError, "cotangent contains inf or NaN"),
+    ({"params": "int weights"}, TypeError, "weights of dtype int32"),
+    ({"params": "short biases"}, ValueError, r"biases have shape \(2, 1, 8\), expected"),
   ],
 )
 def test_bad_input_is_rejected_before_compiling(kwargs, error, match):
   net = vn.MLP([5, 9, 9, 9], "tanh")
-  call = {"net": net, "params": net.init(jax.random.key(0), 2), "x": np.ones(5)} | kwargs
+  params = net.init(jax.random.key(0), 2)
+  if kwargs.get("params") == "int weights":
+    kwargs["params"] = (dict(params[0], w=params[0]["w"].astype(jnp.int32)), *params[1:])
+  elif kwargs.get("params") == "short biases":
+    kwargs["params"] = (dict(params[0], b=params[0]["b"][..., :8]), *params[1:])
+  call = {"net": net, "params": params, "x": np.ones(5)} | kwargs
   with pytest.raises(error, match=match):
     vn.log_gradient_norms(**call)
 
@@ -181,6 +190,18 @@ def test_network_spec_validation():
     vn.MLP([3, 3]).init(jax.random.PRNGKey(0))
   with pytest.raises(ValueError, match="alpha"):
     vn.ResidualMLP(4, 3, alpha=-1.0)
+  with pytest.raises(ValueError, match="alpha must be a finite number > 0, got 'a'"):
+    vn.ResidualMLP(4, 3, alpha="a")
+  with pytest.raises(ValueError, match="depth must be an integer >= 1, got nan"):
+    vn.ResidualMLP(4, float("nan"))
+  with pytest.raises(ValueError, match="members must be an integer >= 1, got nan"):
+    vn.MLP([3, 3]).init(jax.random.key(0), members=float("nan"))
+  with pytest.raises(ValueError, match=r"first \+ members must be <= 2\*\*32"):
+    vn.MLP([3, 3]).init(jax.random.key(0), members=2, first=2**32 - 1)
+  with pytest.raises(ValueError, match="sigma_w2 must be a finite number >= 0, got '1'"):
+    vn.init.gaussian("1")
+  with pytest.raises(ValueError, match="steps must be an integer >= 1, got nan"):
+    vn.activations.stepped_sigmoid(float("nan"))
 
 
 def test_scalar_chain_with_large_weights_stays_finite_and_exact():

@@ -123,3 +123,15 @@ def test_tanh2x_product_above_one_needs_half_the_preactivations_inside_t1():
 def test_bad_input(call, match):
   with pytest.raises(ValueError, match=match):
     call()
+
+
+def test_counts_and_probabilities_are_validated():
+  from vanish import scale_map
+
+  with pytest.raises(ValueError, match="trials must be an integer >= 1"):
+    probability.wilson_interval(np.array(1), 2.5)
+  assert probability.wilson_interval(np.array(1), 4.0).shape == (2,)  # a whole float is a count
+  with pytest.raises(ValueError, match="at least one sample"):
+    probability.summarize(np.zeros((0, 3)))
+  with pytest.raises(ValueError, match=r"probabilities in \[0, 1\]"):
+    scale_map.outcome_classes([1.5], [0.0], [0.0])

@@ -126,6 +126,19 @@ def test_bad_k_is_rejected():
   params = net.init(jax.random.key(0))
   with pytest.raises(ValueError, match=r"k must be an integer in \[1, min\(widths\) = 3\]"):
     vn.lyapunov_spectrum(net, params, jnp.ones(4), k=4)
+  with pytest.raises(TypeError, match="refine must be True or False, got 'no'"):
+    vn.lyapunov_spectrum(net, params, jnp.ones(4), refine="no")
+
+
+def test_exponents_divide_by_the_depth_of_each_row():
+  spectrum = jnp.array([[[-3.0, -6.0]], [[-8.0, -20.0]]])  # [M=2, D=1, k=2] at depth 4
+  np.testing.assert_array_equal(
+    vn.lyapunov_exponents(spectrum, depths=[4]), [[[-0.75, -1.5]], [[-2.0, -5.0]]]
+  )
+  with pytest.raises(ValueError, match="one entry per row"):
+    vn.lyapunov_exponents(spectrum, depths=[4, 8])
+  with pytest.raises(ValueError, match=r"spectrum must be a float array \[..., D, k\]"):
+    vn.lyapunov_exponents(jnp.ones(3))
 
 
 def _gaussian_params(width, depth, members, sigma_w2, sigma_b=0.0, seed=0, orthogonal=False):

@@ -29,6 +29,8 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import erf as _erf
 
+from vanish import _checks
+
 __all__ = [
   "Activation",
   "available",
@@ -205,10 +207,7 @@ def _family(name: str) -> Callable[[Callable[..., Activation]], Callable[..., Ac
 
 
 def _check_positive(name: str, value: float) -> float:
-  value = float(value)
-  if not (math.isfinite(value) and value > 0):
-    raise ValueError(f"{name} must be a finite number > 0, got {value}")
-  return value
+  return _checks.number(name, value, minimum=0, strict=True)
 
 
 def _log_tanh_slope(amplitude: float, slope: float) -> ArrayFn:
@@ -317,9 +316,7 @@ def softplus() -> Activation:
 @_family("stepped_sigmoid")
 def stepped_sigmoid(steps: int = 20) -> Activation:
   """Σ_{i=1..m} σ(z − i + 0.5), Nielsen's staircase of sigmoids; → softplus as m → ∞."""
-  if int(steps) != steps or steps < 1:
-    raise ValueError(f"steps must be an integer >= 1, got {steps}")
-  steps = int(steps)
+  steps = _checks.integer("steps", steps)
   offsets = jnp.arange(1, steps + 1) - 0.5
 
   def shifted(z):

@@ -57,23 +57,33 @@ def check_call(net: Any, params: Any, x: Any, key: Any, precision: Any) -> tuple
     raise ValueError(
       f"params must be the output of net.init (a tuple of {len(net.segments)} segment dicts)"
     )
-  members = None
+  members, dtype = None, None
   for segment, p in zip(net.segments, params, strict=True):
     if not isinstance(p, dict) or set(p) != {"w", "b"}:
       raise ValueError("params must be the output of net.init (dicts with keys 'w' and 'b')")
-    expected = (segment.depth, segment.fan_out, segment.fan_in)
-    shape = tuple(np.shape(p["w"]))
-    if len(shape) != 4 or shape[1:] != expected or (members is not None and shape[0] != members):
-      raise ValueError(
-        f"params do not match the network: segment weights have shape {shape}, expected "
-        f"[members, {', '.join(map(str, expected))}]"
-      )
-    members = shape[0]
-  on_accelerator = isinstance(x, jax.Array) and any(d.platform != "cpu" for d in x.devices())
-  if not on_accelerator:  # host data is checked for free; device data would force a sync
-    if not np.all(np.isfinite(np.asarray(x, np.float64))):
-      raise ValueError("x contains inf or NaN")
+    for name, expected in (
+      ("weights", (segment.depth, segment.fan_out, segment.fan_in)),
+      ("biases", (segment.depth, segment.fan_out)),
+    ):
+      array = p[name[0]]
+      shape = tuple(np.shape(array))
+      if shape[1:] != expected or (members is not None and shape[0] != members):
+        raise ValueError(
+          f"params do not match the network: segment {name} have shape {shape}, expected "
+          f"[members, {', '.join(map(str, expected))}]"
+        )
+      members = shape[0]
+      kind = array.dtype if hasattr(array, "dtype") else np.asarray(array).dtype
+      if not jnp.issubdtype(kind, jnp.floating) or (dtype is not None and kind != dtype):
+        raise TypeError(
+          f"params must be real floating arrays of one dtype (as net.init makes them), got "
+          f"{name} of dtype {kind}" + (f" beside {dtype}" if dtype is not None else "")
+        )
+      dtype = kind
+  check_finite("x", x)
   x = jnp.asarray(x)
+  if jnp.issubdtype(x.dtype, jnp.complexfloating):
+    raise TypeError(f"x must be real, got dtype {x.dtype}")
   if not jnp.issubdtype(x.dtype, jnp.floating):
     x = x.astype(params[0]["w"].dtype)
   if x.ndim not in (1, 2) or x.shape[-1] != net.widths[0]:
@@ -88,6 +98,16 @@ def check_call(net: Any, params: Any, x: Any, key: Any, precision: Any) -> tuple
 
     _check_key(key)
   return x.astype(params[0]["w"].dtype), x.ndim == 2
+
+
+def check_finite(name: str, value: Any) -> None:
+  """Raises ``ValueError`` naming ``name`` if host data holds inf or NaN (device data is not
+  checked: that would force a sync)."""
+  on_accelerator = isinstance(value, jax.Array) and any(
+    d.platform != "cpu" for d in value.devices()
+  )
+  if not on_accelerator and not np.all(np.isfinite(np.asarray(value).astype(np.complex128))):
+    raise ValueError(f"{name} contains inf or NaN")
 
 
 def ensemble_map(
@@ -297,6 +317,7 @@ def log_gradient_norms(
   elif callable(cotangent):
     loss, cotangent = cotangent, None
   else:
+    check_finite("cotangent", cotangent)
     cotangent = jnp.asarray(cotangent, x.dtype)
     ok_shapes = [(n_out,)] + ([(x.shape[0], n_out)] if batched else [])
     if cotangent.shape not in ok_shapes:
@@ -368,7 +389,9 @@ def one_neuron_factors(net, p, xb, k, prec):
   for _, _, (slope, log_scale) in outs:  # Dense slopes: φ'(z)·e^{−s} and s, [L_s, 1], [L_s]
     log_abs = jnp.log(jnp.abs(slope[:, 0])) + log_scale  # width 1: exactly log |φ'(z)|
     log_d.append(log_abs)
-    sign_d.append(jnp.where(jnp.isfinite(log_abs), jnp.where(jnp.signbit(slope[:, 0]), -1.0, 1.0), 0.0))
+    sign_d.append(
+      jnp.where(jnp.isfinite(log_abs), jnp.where(jnp.signbit(slope[:, 0]), -1.0, 1.0), 0.0)
+    )
   weights = jnp.concatenate([p_s["w"][:, 0, 0] for p_s in p])
   pre = jnp.concatenate([z[:, 0] for _, z, _ in outs])
   w = jnp.concatenate([jnp.ones_like(weights[:1]), weights[1:]])

@@ -27,6 +27,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from vanish import _checks
+
 __all__ = [
   "Centered",
   "Initializer",
@@ -119,12 +121,7 @@ _SAMPLERS = {
 
 
 def _finite(name: str, value: float, *, low: float = -math.inf, strict: bool = False) -> float:
-  value = float(value)
-  ok = math.isfinite(value) and (value > low if strict else value >= low)
-  if not ok:
-    bound = f"> {low}" if strict else (f">= {low}" if low > -math.inf else "finite")
-    raise ValueError(f"{name} must be a finite number {bound}, got {value}")
-  return value
+  return _checks.number(name, value, minimum=low, strict=strict)
 
 
 def gaussian(sigma_w2: float = 1.0) -> Initializer:

@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
-import numbers
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,6 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vanish import _checks
 from vanish import activations as _activations
 from vanish import init as _init
 from vanish.layers import Dense, Layer, Residual
@@ -60,12 +59,7 @@ def _check_widths(widths: Any) -> tuple[int, ...]:
     raise TypeError(f"widths must be a sequence of ints, got {type(widths).__name__}") from None
   if len(values) < 2:
     raise ValueError(f"widths needs at least 2 entries (input and one layer), got {list(values)}")
-  out = []
-  for i, w in enumerate(values):
-    if not isinstance(w, numbers.Real) or isinstance(w, bool) or not float(w).is_integer() or w < 1:
-      raise ValueError(f"widths[{i}] must be an integer >= 1, got {w!r}")
-    out.append(int(w))
-  return tuple(out)
+  return tuple(_checks.integer(f"widths[{i}]", w) for i, w in enumerate(values))
 
 
 def _group(kinds: Sequence[tuple[Layer, int, int]]) -> tuple[Segment, ...]:
@@ -119,19 +113,19 @@ class Network:
       One dict per segment, ``{"w": [M, L_s, fan_out, fan_in], "b": [M, L_s,
       fan_out]}``.
     """
-    if isinstance(members, bool) or int(members) != members or members < 1:
-      raise ValueError(f"members must be an integer >= 1, got {members!r}")
-    if isinstance(first, bool) or int(first) != first or first < 0:
-      raise ValueError(f"first must be an integer >= 0, got {first!r}")
+    members = _checks.integer("members", members)
+    first = _checks.integer("first", first, minimum=0)
+    if first + members > 2**32:  # member indices are uint32
+      raise ValueError(f"first + members must be <= 2**32, got {first} + {members}")
     _check_key(key)
     dtype = jnp.dtype(dtype)
     if not jnp.issubdtype(dtype, jnp.floating):
       raise TypeError(f"dtype must be a floating dtype, got {dtype}")
     if isinstance(self.biases, _init.Centered):  # the biases depend on the whole network
-      return _init_members(self, key, int(members), dtype, jnp.uint32(first))
+      return _init_members(self, key, members, dtype, jnp.uint32(first))
     # Otherwise sampling depends only on the initializers and the segment shapes: networks
     # that differ in activation or layer type share one compiled sampler.
-    return _init_members(_Sampler.of(self), key, int(members), dtype, jnp.uint32(first))
+    return _init_members(_Sampler.of(self), key, members, dtype, jnp.uint32(first))
 
   def _init_member(self, key: jax.Array, dtype: Any) -> tuple[dict[str, jax.Array], ...]:
     sampler = _Sampler(self.weights, self.biases, self.segments)  # centered biases need layers
@@ -299,19 +293,16 @@ class ResidualMLP(Network):
     biases: Any = None,
     alpha: float = 1.0,
   ):
-    if isinstance(depth, bool) or int(depth) != depth or depth < 1:
-      raise ValueError(f"depth must be an integer >= 1, got {depth!r}")
-    widths = _check_widths([width] * (int(depth) + 1))
-    alpha = float(alpha)
-    if not (math.isfinite(alpha) and alpha > 0):
-      raise ValueError(f"alpha must be a finite number > 0, got {alpha}")
+    depth = _checks.integer("depth", depth)
+    widths = _check_widths([width] * (depth + 1))
+    alpha = _checks.number("alpha", alpha, minimum=0, strict=True)
     act = _activations.get(activation)
     weights, biases = _resolve_initializers(
       _init.gaussian(1.0) if weights is None else weights,
       _init.zeros() if biases is None else biases,
     )
     layer = Residual(act, alpha)
-    segments = _group([(layer, widths[0], widths[0])] * int(depth))
+    segments = _group([(layer, widths[0], widths[0])] * depth)
     for name, value in [
       ("widths", widths),
       ("weights", weights),

@@ -443,7 +443,8 @@ def slice_log_gradient(
     x: ``[S, n]`` inputs.
     cotangent: ``[S, n]`` the output cotangents u.
     bias_std: ``s_b ≥ 0``.
-    chunk_size: grid cells per vmapped chunk (memory only; results do not depend on it).
+    chunk_size: grid cells per vmapped chunk (memory only; results agree to float rounding,
+      ~1e-7 relative, as XLA vectorizes a different number of cells, not bit for bit).
     dtype: computation dtype (``jnp.float64`` under ``jax.enable_x64``).
 
   Returns:

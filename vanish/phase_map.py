@@ -49,7 +49,7 @@ from jax import lax
 from numpy.typing import ArrayLike
 from scipy import optimize
 
-from vanish import _engine, chains, theory
+from vanish import _checks, _engine, chains, theory
 from vanish import activations as _activations
 from vanish import init as _init
 from vanish.networks import MLP, Segment, _check_key
@@ -84,9 +84,7 @@ VANISH, STABLE, EXPLODE = -1, 0, 1  # outcome codes of a cell or a gradient
 
 
 def _integer(name: str, value: Any, minimum: int = 1) -> int:
-  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-    raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-  return int(value)
+  return _checks.integer(name, value, minimum=minimum)
 
 
 def _q0(value: Any) -> float | None:

@@ -112,8 +112,11 @@ def wilson_interval(successes: np.ndarray, trials: int, confidence: float = 0.95
     [0.0, 0.037]
   """
   trials_array = np.asarray(trials)
-  if trials_array.dtype.kind not in "iuf" or not np.all(trials_array >= 1):
-    raise ValueError(f"trials must be a number >= 1, got {trials!r}")
+  whole = trials_array.dtype.kind in "iu" or (
+    trials_array.dtype.kind == "f" and np.all(np.mod(trials_array, 1) == 0)
+  )
+  if not whole or not np.all(trials_array >= 1):
+    raise ValueError(f"trials must be an integer >= 1 (a count), got {trials!r}")
   successes = np.asarray(successes, np.float64)
   if np.any(successes < 0) or np.any(successes > trials_array):
     raise ValueError(f"successes must lie in [0, trials], got {successes} for trials={trials}")
@@ -135,6 +138,8 @@ def _as_samples(log_g: jax.Array | np.ndarray) -> np.ndarray:
     raise ValueError(
       f"log_g must have shape [..., L] with at least one sample axis, got {array.shape}"
     )
+  if array.size == 0:
+    raise ValueError(f"log_g must hold at least one sample and one depth, got {array.shape}")
   if np.isnan(array).any():
     raise ValueError("log_g contains NaN")
   return array.reshape(-1, array.shape[-1])

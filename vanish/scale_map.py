@@ -92,7 +92,9 @@ def outcome_classes(p_vanish: ArrayLike, p_stable: ArrayLike, p_explode: ArrayLi
     >>> outcome_classes([0.6, 0.2, 0.4], [0.3, 0.3, 0.4], [0.1, 0.5, 0.2]).tolist()
     [-1, 1, 0]
   """
-  stacked = np.stack(np.broadcast_arrays(p_stable, p_vanish, p_explode), axis=0)
+  stacked = np.stack(np.broadcast_arrays(p_stable, p_vanish, p_explode), axis=0).astype(float)
+  if np.any((stacked < 0) | (stacked > 1)):
+    raise ValueError("p_vanish, p_stable and p_explode must be probabilities in [0, 1]")
   codes = np.array([STABLE, VANISH, EXPLODE], np.int8)
   return codes[np.argmax(stacked, axis=0)]
 

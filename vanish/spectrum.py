@@ -42,7 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from vanish import _engine, orthonormalize
+from vanish import _checks, _engine, orthonormalize
 from vanish.chains import check_call, ensemble_map
 from vanish.networks import Network
 
@@ -489,6 +489,8 @@ def lyapunov_spectrum(
     True
   """
   x, batched = check_call(net, params, x, key, precision)
+  if not isinstance(refine, (bool, np.bool_)):
+    raise TypeError(f"refine must be True or False, got {refine!r}")
   k_max = min(net.widths)
   if k is None:
     k = k_max
@@ -514,14 +516,34 @@ def lyapunov_spectrum(
   return (spectrum, counts) if return_counts else spectrum
 
 
-def lyapunov_exponents(spectrum: jax.Array) -> jax.Array:
+def lyapunov_exponents(spectrum: jax.Array, depths: Sequence[int] | None = None) -> jax.Array:
   """Finite-depth Lyapunov exponents: the spectrum at each depth divided by the depth.
 
   Args:
-    spectrum: ``[..., L, k]`` from :func:`lyapunov_spectrum`.
+    spectrum: ``[..., D, k]`` from :func:`lyapunov_spectrum`.
+    depths: the depths of the D rows, as passed to :func:`lyapunov_spectrum`
+      (default ``1 … D``: a spectrum of every layer).
 
   Returns:
-    ``[..., L, k]``; the last row estimates the exponents with O(1/L) bias.
+    ``[..., D, k]``; the row of depth ``l`` estimates the exponents with O(1/l) bias.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> lyapunov_exponents(jnp.array([[-2.0], [-4.0]])).ravel().tolist()
+    [-2.0, -2.0]
+    >>> lyapunov_exponents(jnp.array([[-20.0]]), depths=[10]).ravel().tolist()
+    [-2.0]
   """
-  depth = jnp.arange(1, spectrum.shape[-2] + 1, dtype=spectrum.dtype)
-  return spectrum / depth[:, None]
+  spectrum = jnp.asarray(spectrum)
+  if spectrum.ndim < 2 or not jnp.issubdtype(spectrum.dtype, jnp.floating):
+    raise ValueError(
+      f"spectrum must be a float array [..., D, k] from lyapunov_spectrum, got shape "
+      f"{spectrum.shape} and dtype {spectrum.dtype}"
+    )
+  rows = spectrum.shape[-2]
+  if depths is None:
+    depths = range(1, rows + 1)
+  depths = [_checks.integer("depths[i]", d) for d in depths]
+  if len(depths) != rows:
+    raise ValueError(f"depths must have one entry per row of spectrum ({rows}), got {len(depths)}")
+  return spectrum / jnp.broadcast_to(jnp.asarray(depths, spectrum.dtype)[:, None], spectrum.shape)

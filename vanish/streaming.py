@@ -128,7 +128,7 @@ import numpy as np
 from jax import lax
 from jax.sharding import PartitionSpec as P
 
-from vanish import _engine
+from vanish import _checks, _engine
 from vanish import init as _init
 from vanish import sharding as _sharding
 from vanish.chains import _backward_log_norms
@@ -883,9 +883,7 @@ def gradient_statistics(
 
 
 def _positive_int(name: str, value: Any) -> int:
-  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-    raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-  return int(value)
+  return _checks.integer(name, value)
 
 
 def _check_histogram(histogram: Any) -> tuple[float, float, int]:

@@ -51,7 +51,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import optimize, special, stats
 
-from vanish import activations
+from vanish import _checks, activations
 from vanish.activations import Activation
 
 __all__ = [
@@ -117,13 +117,7 @@ def _real_array(name: str, value: ArrayLike) -> np.ndarray:
 
 
 def _integer(name: str, value: int, minimum: int) -> int:
-  try:
-    ok = not isinstance(value, bool) and int(value) == value and value >= minimum
-  except (TypeError, ValueError):
-    ok = False
-  if not ok:
-    raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-  return int(value)
+  return _checks.integer(name, value, minimum=minimum)
 
 
 def _as_output(array: np.ndarray) -> float | np.ndarray:
