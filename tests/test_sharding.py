@@ -64,3 +64,13 @@ def test_an_ensemble_sampled_chunk_by_chunk_equals_one_sampled_at_once():
     vn.sharding.members_per_chunk(4, bytes_per_member=1, fraction=0)
   with pytest.raises(ValueError, match="first must be an integer >= 0"):
     net.init(key, members=2, first=-1)
+
+
+def test_cpu_devices_share_the_host_memory():
+  """8 fake CPU devices draw on one host: each is offered its share, not the whole."""
+  from vanish.sharding import _host_available
+
+  devices = jax.local_devices(backend="cpu")
+  assert len(devices) == 8
+  share, host = vn.sharding.free_memory(devices[3]), _host_available()
+  assert abs(share * 8 - host) <= 0.05 * host  # MemAvailable moves a little between reads

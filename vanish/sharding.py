@@ -381,7 +381,8 @@ def _check_members(members: int, mesh: jax.sharding.Mesh) -> int:
 
 def free_memory(device: jax.Device | None = None) -> int:
   """Bytes free on ``device`` (default: the first): accelerator memory not in use, or on
-  a CPU the host's available memory (``MemAvailable`` in ``/proc/meminfo``).
+  a CPU its share of the host's available memory (``MemAvailable`` in ``/proc/meminfo``
+  divided by the number of CPU devices, which all draw on it).
 
   Example:
     >>> free_memory() > 0
@@ -392,6 +393,10 @@ def free_memory(device: jax.Device | None = None) -> int:
     stats = device.memory_stats() or {}
     if "bytes_limit" in stats:
       return int(stats["bytes_limit"] - stats.get("bytes_in_use", 0))
+  return _host_available() // max(1, len(jax.local_devices(backend="cpu")))
+
+
+def _host_available() -> int:
   try:
     with open("/proc/meminfo") as handle:
       for line in handle:
