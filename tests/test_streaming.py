@@ -239,3 +239,34 @@ def test_dead_layers_and_overflowed_members_are_counted_not_dropped():
   np.testing.assert_allclose(
     stats.p_vanish, ((log_g < np.log(1e-3)) & defined).sum(0) / defined.sum(0), rtol=1e-12
   )
+
+
+def test_a_checkpointed_run_resumes_after_a_crash_and_equals_an_uninterrupted_one(
+  tmp_path, runs, monkeypatch
+):
+  """A crash after the 3rd of 7 calls (chunks of one block on one device), then a rerun
+  with another chunk size: bitwise the statistics of the uninterrupted runs."""
+  path = tmp_path / "stats.npz"
+  one = jax.devices()[:1]
+  real_add, calls = streaming._Accumulator.add, []
+
+  def crash_after_three(self, out, blocks):
+    if len(calls) == 3:
+      raise KeyboardInterrupt  # e.g. the job's time ran out
+    calls.append(blocks)
+    real_add(self, out, blocks)
+
+  monkeypatch.setattr(streaming._Accumulator, "add", crash_after_three)
+  with pytest.raises(KeyboardInterrupt):
+    stream(chunk=2, devices=one, checkpoint=path)
+  monkeypatch.setattr(streaming._Accumulator, "add", real_add)
+  with np.load(path) as saved:
+    assert int(saved["next"]) == 6  # three calls of one block of 2 members
+  resumed = stream(chunk=10, devices=one, checkpoint=path)
+  expected = runs["1 device, chunk 5 blocks"]
+  for field in FIELDS:
+    np.testing.assert_array_equal(getattr(resumed, field), getattr(expected, field), err_msg=field)
+  again = stream(chunk=10, devices=one, checkpoint=path)  # finished: read back, not recomputed
+  np.testing.assert_array_equal(again.histogram, expected.histogram)
+  with pytest.raises(ValueError, match="written by gradient_statistics with other arguments"):
+    stream(chunk=10, block=1, devices=one, checkpoint=path)
