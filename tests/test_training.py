@@ -549,3 +549,50 @@ def test_float64_training_uses_the_data_unrounded():
     )
     expected = jax.tree.map(lambda p, g: p - 0.5 * g, params, grads)  # one full-batch SGD step
     assert _relative(result.params, expected) < 1e-12
+
+
+def test_mnist_scales_only_integer_pixels_and_rejects_malformed_arrays(tmp_path):
+  rng = np.random.default_rng(1)
+  pixels = rng.integers(0, 256, (4, 28, 28)).astype(np.uint8)
+  labels = np.array([0, 9, 3, 3])
+
+  def save(name, **arrays):
+    path = tmp_path / name
+    np.savez(
+      path, **({"x_train": pixels, "y_train": labels, "x_test": pixels, "y_test": labels} | arrays)
+    )
+    return path
+
+  as_float = pixels.astype(np.float32) / 255  # already in [0, 1]: kept, not divided again
+  loaded, _ = data.mnist(save("float.npz", x_train=as_float))
+  np.testing.assert_array_equal(loaded.x, as_float.reshape(4, -1))
+  from_uint8, _ = data.mnist(save("uint8.npz"))
+  np.testing.assert_allclose(from_uint8.x, loaded.x, rtol=1e-7)
+  cases = {
+    "x_train": save("float255.npz", x_train=pixels.astype(np.float32)),  # 0..255 floats
+    "x_test": save("negative.npz", x_test=pixels.astype(np.int16) - 1),
+    "one-hot": save("onehot.npz", y_train=np.eye(10)[labels]),
+    "y_test": save("class10.npz", y_test=labels + 1),  # 10 is not an MNIST class
+  }
+  for name, path in cases.items():
+    with pytest.raises(ValueError, match=name):
+      data.mnist(path)
+  junk = tmp_path / "notes.txt"
+  junk.write_text("not an archive")
+  with pytest.raises(ValueError, match="notes.txt is neither an .npz") as error:
+    data.mnist(junk)
+  assert "pickle" not in str(error.value)
+
+
+def test_dataset_sizes_and_fractions_are_validated_naming_the_parameter():
+  key = jax.random.key(0)
+  with pytest.raises(TypeError, match="n_train"):
+    data.teacher_student(key, n_train=100.0)
+  with pytest.raises(TypeError, match="n_test"):
+    data.teacher_student(key, n_test="5")
+  with pytest.raises(TypeError, match="test_fraction"):
+    data.digits(test_fraction="0.2")
+  with pytest.raises(ValueError, match="test_fraction.*training split empty"):
+    data.digits(test_fraction=0.9999)  # rounds to all 1797 images held out
+  with pytest.raises(ValueError, match="seed"):
+    data.digits(seed=-1)

@@ -49,13 +49,36 @@ class Dataset(NamedTuple):
     return int(self.y.max()) + 1
 
 
+def _check_size(name: str, value: Any) -> int:
+  """An integer count >= 1 (Python or numpy integer; not a float, bool or string)."""
+  if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+    raise TypeError(f"{name} must be an integer >= 1, got {type(value).__name__} {value!r}")
+  if value < 1:
+    raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+  return int(value)
+
+
 def _split(
   x: np.ndarray, y: np.ndarray, test_fraction: float, seed: int, standardize: bool
 ) -> tuple[Dataset, Dataset]:
+  if isinstance(test_fraction, (bool, np.bool_)) or not isinstance(
+    test_fraction, (int, float, np.integer, np.floating)
+  ):
+    raise TypeError(
+      f"test_fraction must be a number in (0, 1), got {type(test_fraction).__name__} "
+      f"{test_fraction!r}"
+    )
   if not 0 < test_fraction < 1:
     raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
-  order = np.random.default_rng(seed).permutation(len(x))  # PCG64: stable across numpy versions
+  if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
+    raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
   n_test = max(1, round(test_fraction * len(x)))
+  if n_test >= len(x):
+    raise ValueError(
+      f"test_fraction={test_fraction} holds out {n_test} of the {len(x)} examples and leaves "
+      "the training split empty"
+    )
+  order = np.random.default_rng(seed).permutation(len(x))  # PCG64: stable across numpy versions
   test, train = order[:n_test], order[n_test:]
   x = x.astype(np.float64)
   if standardize:  # statistics of the training split only; constant pixels stay 0
@@ -117,9 +140,7 @@ def teacher_student(
     ``(train, test)`` with ``x`` ``[N, n_0]`` and ``y = argmax teacher(x)``.
   """
   _check_key(key)
-  for name, value in (("n_train", n_train), ("n_test", n_test)):
-    if isinstance(value, bool) or int(value) != value or value < 1:
-      raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+  n_train, n_test = _check_size("n_train", n_train), _check_size("n_test", n_test)
   if teacher is None:
     teacher = MLP([16, 32, 4], "tanh", _init.gaussian(2.0), readout="linear")
   if not isinstance(teacher, MLP) or teacher.widths[-1] < 2:
@@ -137,7 +158,64 @@ _IDX_FILES = {
   "test_x": "t10k-images-idx3-ubyte",
   "test_y": "t10k-labels-idx1-ubyte",
 }
+_IDX_ORDER = ("train_x", "train_y", "test_x", "test_y")
 _NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+_MNIST_CLASSES = 10
+
+
+def _read_npz(path: Path) -> list[np.ndarray]:
+  """The four arrays of a Keras-style ``mnist.npz``; a clear error for any other file."""
+  try:
+    archive = np.load(path, allow_pickle=False)
+  except (ValueError, OSError, EOFError):
+    raise ValueError(
+      f"{path} is neither an .npz archive (keys {', '.join(_NPZ_KEYS)}) nor a folder of the "
+      "4 MNIST IDX files"
+    ) from None
+  if not isinstance(archive, np.lib.npyio.NpzFile):
+    raise ValueError(f"{path} is a single .npy array, not an .npz archive with {list(_NPZ_KEYS)}")
+  with archive:
+    missing = [k for k in _NPZ_KEYS if k not in archive.files]
+    if missing:
+      raise ValueError(f"{path}: the npz lacks {missing}; expected keys {list(_NPZ_KEYS)}")
+    return [archive[k] for k in _NPZ_KEYS]
+
+
+def _check_labels(path: Path, name: str, labels: np.ndarray) -> None:
+  """Integer class labels ``[N]`` in ``0..9``; one-hot or out-of-range labels are rejected."""
+  if labels.ndim != 1:
+    hint = " (one-hot labels? pass their argmax)" if labels.ndim == 2 else ""
+    raise ValueError(
+      f"{path}: {name} must be integer class labels [N], got shape {labels.shape}{hint}"
+    )
+  if not np.issubdtype(labels.dtype, np.integer):
+    raise ValueError(f"{path}: {name} must hold integer class labels, got dtype {labels.dtype}")
+  if labels.size and (labels.min() < 0 or labels.max() >= _MNIST_CLASSES):
+    raise ValueError(
+      f"{path}: {name} must lie in [0, {_MNIST_CLASSES}) (the MNIST classes), "
+      f"got {labels.min()}..{labels.max()}"
+    )
+
+
+def _pixels(path: Path, name: str, images: np.ndarray) -> np.ndarray:
+  """Images ``[N, ...]`` as float64 ``[N, n_0]`` in [0, 1]: integer pixels 0..255 are divided
+  by 255, float pixels already in [0, 1] are kept; anything else is rejected."""
+  flat = images.reshape(len(images), -1)
+  low, high = (flat.min(), flat.max()) if flat.size else (0, 0)
+  if np.issubdtype(flat.dtype, np.integer):
+    if low < 0 or high > 255:
+      raise ValueError(f"{path}: integer pixels of {name} must lie in 0..255, got {low}..{high}")
+    return flat.astype(np.float64) / 255.0
+  if np.issubdtype(flat.dtype, np.floating):
+    if not (np.all(np.isfinite(flat)) and 0 <= low and high <= 1):
+      raise ValueError(
+        f"{path}: float pixels of {name} must lie in [0, 1] (or be integers 0..255), "
+        f"got {low}..{high}"
+      )
+    return flat.astype(np.float64)
+  raise ValueError(
+    f"{path}: {name} must hold integer (0..255) or float ([0, 1]) pixels, got {flat.dtype}"
+  )
 
 
 def _read_idx(path: Path) -> np.ndarray:
@@ -176,38 +254,42 @@ def mnist(path: str | os.PathLike, *, standardize: bool = False) -> tuple[Datase
       ``t10k-labels-idx1-ubyte``, each optionally ``.gz``), or an ``.npz`` with
       ``x_train, y_train, x_test, y_test`` (the layout of Keras' ``mnist.npz``).
     standardize: standardize each pixel with the training set's statistics;
-      default False scales pixels to [0, 1] (Nielsen's format).
+      default False gives pixels in [0, 1] (Nielsen's format): integer (uint8)
+      pixels are divided by 255, float pixels must already lie in [0, 1].
 
   Returns:
     ``(train, test)`` with ``x`` ``[N, 784]`` float32 and ``y`` int32.
 
   Raises:
     FileNotFoundError: the path or one of the files is missing.
+    ValueError: the file is not an npz/IDX file, or an array is malformed: labels not
+      integers ``[N]`` in 0..9 (e.g. one-hot), pixels outside 0..255 (integers) or
+      [0, 1] (floats); the message names the array and its range.
   """
   path = Path(path)
   hint = "vanish never downloads data; point mnist() at files you already have"
   if path.is_dir():
-    arrays = {}
+    arrays, arrays_from = {}, {}
     for name, stem in _IDX_FILES.items():
       found = _find_idx(path, stem)
       if found is None:
         raise FileNotFoundError(f"{path}: no {stem}[.gz] (expected the 4 MNIST IDX files); {hint}")
-      arrays[name] = _read_idx(found)
-    parts = [arrays[k] for k in ("train_x", "train_y", "test_x", "test_y")]
+      arrays[name], arrays_from[name] = _read_idx(found), found.name
+    parts = [arrays[k] for k in _IDX_ORDER]
   elif path.is_file():
-    with np.load(path) as archive:
-      missing = [k for k in _NPZ_KEYS if k not in archive.files]
-      if missing:
-        raise ValueError(f"{path}: the npz lacks {missing}; expected keys {list(_NPZ_KEYS)}")
-      parts = [archive[k] for k in _NPZ_KEYS]
+    parts = _read_npz(path)
   else:
     raise FileNotFoundError(f"{path} does not exist (an IDX folder or an .npz file); {hint}")
+  names = list(_NPZ_KEYS) if path.is_file() else [arrays_from[k] for k in _IDX_ORDER]
   train_x, train_y, test_x, test_y = parts
-  for name, images, labels in (("train", train_x, train_y), ("test", test_x, test_y)):
+  for name, images, labels, (_, y_name) in (
+    ("train", train_x, train_y, names[:2]),
+    ("test", test_x, test_y, names[2:]),
+  ):
     if len(images) != len(labels):
       raise ValueError(f"{path}: {len(images)} {name} images but {len(labels)} labels")
-  train_x = train_x.reshape(len(train_x), -1).astype(np.float64) / 255.0
-  test_x = test_x.reshape(len(test_x), -1).astype(np.float64) / 255.0
+    _check_labels(path, y_name, labels)
+  train_x, test_x = (_pixels(path, n, a) for n, a in ((names[0], train_x), (names[2], test_x)))
   if standardize:
     mean, std = train_x.mean(axis=0), train_x.std(axis=0)
     std = np.where(std > 0, std, 1.0)
