@@ -244,3 +244,28 @@ def test_rnn_through_time_experiment_smoke(tmp_path, capsys):
   slopes = run.arrays["ordered/slopes"]
   np.testing.assert_allclose(float(rows["ordered"]["measured_rate"]), slopes.mean(), rtol=1e-6)
   assert rnn_through_time.main(argv) == 0 and "reusing" in capsys.readouterr().out
+
+
+def test_model_call_broadcasts_or_validates_the_initial_state():
+  """``rnn(xs, h0)`` takes h0 ``(n,)`` (shared by the batch) or ``(batch, n)``, like
+  :func:`log_gradient_norms_through_time`; anything else is a ValueError naming h0."""
+  rnn = recurrent.RNN(2, 4, key=jax.random.key(0))
+  xs = jax.random.normal(jax.random.key(1), (3, 5, 2))
+  h0 = jnp.array([0.5, -1.0, 0.25, 2.0])
+  shared = rnn(xs, h0)
+  assert shared.shape == (3, 5, 4)
+  np.testing.assert_array_equal(shared, rnn(xs, jnp.broadcast_to(h0, (3, 4))))
+  # one sequence alone: another compiled program, so equal to float32 rounding of 5 steps of
+  # sums of n + d = 6 terms bounded by ~3 (|error| ≲ 5 · 6 · 3 · 2^-24 ≈ 5e-6)
+  tol = dict(rtol=0, atol=1e-5)
+  np.testing.assert_allclose(shared[1], rnn(xs[1], h0), **tol)
+  for bad in (jnp.zeros((2, 4)), jnp.zeros(3), jnp.zeros((3, 5))):
+    with pytest.raises(ValueError, match="h0 must have shape"):
+      rnn(xs, bad)
+  lstm = recurrent.LSTM(2, 4, key=jax.random.key(0))
+  state = (h0, -h0)
+  np.testing.assert_allclose(lstm(xs, state)[2], lstm(xs[2], state), **tol)
+  with pytest.raises(ValueError, match="state0 must have shape"):
+    lstm(xs, (h0, jnp.zeros((2, 4))))
+  with pytest.raises(TypeError, match="forget_bias"):
+    recurrent.LSTM(2, 4, key=jax.random.key(0), forget_bias="x")

@@ -455,18 +455,18 @@ def log_gradient_norms_through_time(
   )[WRT.index(wrt)]
 
 
-def _check_state0(params, state0, xs, batched, dtype):
+def _check_state0(params, state0, xs, batched, dtype, name="state0"):
   if state0 is None:
     return None
   n = _hidden_size(params)
   parts = state0 if isinstance(params, LSTMParams) else (state0,)
   if isinstance(params, LSTMParams) and (not isinstance(state0, (tuple, list)) or len(state0) != 2):
-    raise ValueError("state0 of an LSTM must be a pair (h_0, c_0)")
+    raise ValueError(f"{name} of an LSTM must be a pair (h_0, c_0)")
   ok = [(n,)] + ([(xs.shape[0], n)] if batched else [])
   parts = tuple(jnp.asarray(a, dtype) for a in parts)
   for a in parts:
     if a.shape not in ok:
-      raise ValueError(f"state0 must have shape {' or '.join(map(str, ok))}, got {a.shape}")
+      raise ValueError(f"{name} must have shape {' or '.join(map(str, ok))}, got {a.shape}")
   if batched and any(a.ndim == 1 for a in parts):
     parts = tuple(jnp.broadcast_to(a, (xs.shape[0], n)) for a in parts)
   return parts if isinstance(params, LSTMParams) else parts[0]
@@ -556,8 +556,8 @@ class RNN(nnx.Module):
     precision: matmul precision of the forward pass.
     dtype: parameter dtype.
 
-  Call with ``xs`` ``(T, d)`` or ``(batch, T, d)`` (and optionally ``h0``) to get the
-  hidden states ``[(M,) (batch,) T, n]``.
+  Call with ``xs`` ``(T, d)`` or ``(batch, T, d)`` (and optionally ``h0``: ``(n,)``,
+  shared by the batch, or ``(batch, n)``) to get the hidden states ``[(M,) (batch,) T, n]``.
 
   Example:
     >>> import jax
@@ -604,7 +604,9 @@ class RNN(nnx.Module):
   def __call__(self, xs: jax.Array, h0: jax.Array | None = None) -> jax.Array:
     xs = jnp.asarray(xs, self.w[...].dtype)
     _check_call_xs(xs, self.u[...].shape[-1])
-    return _apply(to_params(self), self.activation, self.precision, xs, h0)
+    params = to_params(self)
+    h0 = _check_state0(params, h0, xs, xs.ndim == 3, xs.dtype, "h0")  # (n,) broadcasts
+    return _apply(params, self.activation, self.precision, xs, h0)
 
 
 class LSTM(nnx.Module):
@@ -625,7 +627,8 @@ class LSTM(nnx.Module):
     key, rngs, precision, dtype: as for :class:`RNN`.
 
   Call with ``xs`` ``(T, d)`` or ``(batch, T, d)`` to get the hidden states
-  ``[(M,) (batch,) T, n]`` (from ``(h_0, c_0) = 0`` or ``state0``).
+  ``[(M,) (batch,) T, n]`` (from ``(h_0, c_0) = 0`` or ``state0``, each ``(n,)`` or
+  ``(batch, n)``).
 
   Example:
     >>> import jax
@@ -651,6 +654,12 @@ class LSTM(nnx.Module):
   ):
     _check_sizes(inputs, hidden)
     _engine.check_precision(precision)
+    if isinstance(forget_bias, (bool, np.bool_)) or not isinstance(
+      forget_bias, (int, float, np.integer, np.floating)
+    ):
+      raise TypeError(
+        f"forget_bias must be a finite number, got {type(forget_bias).__name__} {forget_bias!r}"
+      )
     forget_bias = float(forget_bias)
     if not math.isfinite(forget_bias):
       raise ValueError(f"forget_bias must be finite, got {forget_bias}")
@@ -671,7 +680,9 @@ class LSTM(nnx.Module):
   def __call__(self, xs: jax.Array, state0: tuple[jax.Array, jax.Array] | None = None):
     xs = jnp.asarray(xs, self.w[...].dtype)
     _check_call_xs(xs, self.u[...].shape[-1])
-    return _apply(to_params(self), self.activation, self.precision, xs, state0)
+    params = to_params(self)
+    state0 = _check_state0(params, state0, xs, xs.ndim == 3, xs.dtype)
+    return _apply(params, self.activation, self.precision, xs, state0)
 
 
 def _check_call_xs(xs: jax.Array, d: int) -> None:
