@@ -596,3 +596,14 @@ def test_dataset_sizes_and_fractions_are_validated_naming_the_parameter():
     data.digits(test_fraction=0.9999)  # rounds to all 1797 images held out
   with pytest.raises(ValueError, match="seed"):
     data.digits(seed=-1)
+
+
+def test_a_diverged_member_has_nan_accuracy_and_is_named_in_a_warning(subset):
+  params = NET.init(jax.random.key(3), members=3)
+  broken = params[0]["w"].at[1, 0, 0, 0].set(jnp.nan)  # member 1: NaN outputs from the start
+  params = ({"w": broken, "b": params[0]["b"]}, *params[1:])
+  with pytest.warns(RuntimeWarning, match=r"1 of 3 members .*: members 1$"):
+    log = training.train(NET, params, subset, subset, key=jax.random.key(4), **SGD).log
+  # argmax of NaN outputs is class 0, which would have read as a chance-level accuracy
+  assert np.isnan(log.train_accuracy[1]).all() and np.isnan(log.test_accuracy[1]).all()
+  assert np.isfinite(log.train_accuracy[[0, 2]]).all()

@@ -86,6 +86,7 @@ import json
 import math
 import numbers
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -182,7 +183,8 @@ class Log(NamedTuple):
       classifies.
     eval_step: ``[T + 1]``: 0 (initialization), then ``step``.
     train_loss, train_accuracy, test_loss, test_accuracy: ``[M, T + 1]`` on the
-      full sets (NaN without a test set).
+      full sets (NaN without a test set). A member whose outputs are inf or NaN
+      (diverged) has accuracy NaN, and :func:`train` warns naming it.
     eval_bias_speed, eval_weight_speed: ``[M, T + 1, L]`` learning speeds of the
       full training set's cost, or None unless ``eval_speeds=True``.
     eval_log_g: ``[M, T + 1]`` the gradient-product state of the full training
@@ -355,7 +357,10 @@ def _loss_and_outputs(net, config, params, x, y):
 
 
 def _accuracy(out, y):
-  return jnp.mean(jnp.argmax(out, axis=-1) == y)
+  """The fraction of correct argmax predictions; NaN if any output is inf or NaN (a diverged
+  network has no meaningful argmax: ``argmax`` of NaNs is 0, which would read as chance)."""
+  accuracy = jnp.mean(jnp.argmax(out, axis=-1) == y)
+  return jnp.where(jnp.all(jnp.isfinite(out)), accuracy, jnp.nan)
 
 
 def _evaluate(net, config, params, x, y, x_test, y_test, axis_name=None):
@@ -563,7 +568,9 @@ def train(
     rows.append(row)
     if checkpoint and ((epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs):
       _save_checkpoint(checkpoint, fingerprint, params, opt_state, rows, epoch + 1, key)
-  return TrainResult(params, opt_state, _assemble_log(rows, config, net, steps_per_epoch), epochs)
+  log = _assemble_log(rows, config, net, steps_per_epoch)
+  _warn_diverged(params, log)
+  return TrainResult(params, opt_state, log, epochs)
 
 
 def fit(
@@ -653,6 +660,24 @@ def _check_data(net: MLP, data: Any, name: str) -> tuple[jax.Array, jax.Array]:
       f"{name}.y must lie in [0, {classes}) (the output width), got {y.min()}..{y.max()}"
     )
   return x, jnp.asarray(y, jnp.int32)  # x is cast once, straight to the params' dtype
+
+
+def _warn_diverged(params, log: Log) -> None:
+  """A RuntimeWarning naming the members whose parameters or final training loss are not
+  finite (their accuracies read NaN)."""
+  m = log.train_loss.shape[0]
+  finite = np.isfinite(log.train_loss[:, -1])
+  for leaf in jax.tree.leaves(params):
+    finite &= np.isfinite(np.asarray(leaf)).reshape(m, -1).all(axis=1)
+  if not finite.all():
+    bad = np.flatnonzero(~finite)
+    shown = ", ".join(map(str, bad[:20])) + (", ..." if bad.size > 20 else "")
+    warnings.warn(
+      f"training diverged for {bad.size} of {m} members (parameters or training loss inf or "
+      f"NaN; their accuracies are NaN): members {shown}",
+      RuntimeWarning,
+      stacklevel=3,
+    )
 
 
 def _assemble_log(rows: list[dict[str, np.ndarray]], config: Config, net: MLP, spe: int) -> Log:
