@@ -3,15 +3,17 @@ the mean-field critical line χ₁ = 1 and its finite-depth boundaries, and the 
 initial weights and biases of tiny tanh networks, with gradient-descent trajectories from initial
 to final values.
 
-(a) Wide networks: P(vanish), P(stable), P(explode) per cell, blended as colors; the measured
-P = ½ boundaries (markers) against the mean-field boundaries χ₁ = ε^{±2/(L−1)} (dashed), their
-finite-width correction (dotted) and the critical line χ₁ = 1 (solid). (b) The tied one-neuron
-chain (every weight w, every bias b) at depth K: the outcome over the inputs, with gradient-descent
-paths on a teacher–student task (○ start, × end, ★ teacher); black paths reach the teacher.
-(c) The loss along those paths, colored by the initial outcome. (d) The same chain at depth 10,000:
-log|g|/K, the attractor's log-multiplier, is below 0 everywhere except on the bifurcation lines of
-the iterated map (dashed: period doubling for w < −1, fold for w > 1). (e, f) Width-2 and width-3
-networks on the slice W_l = w·Ŵ_l, b_l = b: P(stable) over random Ŵ and inputs.
+The key above the panels holds (a)'s and (b)'s markings. (a) Wide networks: P(vanish), P(stable),
+P(explode) per cell, blended as colors (blue: vanishes, near white: stable, vermillion: explodes; a
+cell with mixed outcomes gets the probability-weighted mix of the three); the measured P = ½
+boundaries (markers) against the mean-field boundaries χ₁ = ε^{±2/(L−1)} (dashed), their
+finite-width correction (dotted) and the critical line χ₁ = 1 (solid). (b) The tied one-neuron chain
+(every weight w, every bias b) at depth K: the outcome over the inputs, colored as in (a), with
+gradient-descent paths on a teacher–student task (○ start, × end, ★ teacher); black paths reach the
+teacher. (c) The loss along those paths, colored by the initial outcome. (d) The same chain at depth
+10,000: log|g|/K, the attractor's log-multiplier, is below 0 everywhere except on the bifurcation
+lines of the iterated map (dashed: period doubling for w < −1, fold for w > 1). (e, f) Width-2 and
+width-3 networks on the slice W_l = w·Ŵ_l, b_l = b: P(stable) over random Ŵ and inputs.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from pathlib import Path
 
 import matplotlib
 import numpy as np
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
 from experiments import parameter_map as parameter_map_experiment
 from experiments import phase_map as phase_map_experiment
@@ -67,7 +71,27 @@ def _phase_panel(ax, a) -> None:
   ax.set_ylim(sb[0], sb[-1])
   ax.set_xlabel("σ_w²")
   ax.set_ylabel("σ_b²")
-  ax.legend(loc="upper right", fontsize=5.5, frameon=True, framealpha=0.8)
+
+
+def _key(fig) -> None:
+  """One legend above the figure for (a) and (b): the outcome colors and every marking."""
+  line = {"color": "black", "linewidth": 1.0}
+  patch = {"edgecolor": "0.5", "linewidth": 0.5}
+  handles = [
+    Patch(facecolor=VANISH_RGB, label="vanishes", **patch),
+    Patch(facecolor=STABLE_RGB, label="stable", **patch),
+    Patch(facecolor=EXPLODE_RGB, label="explodes (mixtures blend)", **patch),
+    Line2D([], [], linestyle="-", label="(a) χ₁ = 1", **line),
+    Line2D([], [], linestyle="--", label="(a) χ₁ = ε^(±2/(L−1))", **line),
+    Line2D([], [], linestyle=":", color="0.3", label="(a) finite width"),
+    Line2D([], [], marker="o", mfc="white", mec="black", ls="none", label="(a) measured P = ½"),
+    Line2D([], [], marker="o", mfc="none", mec="black", ms=3, ls="none", label="(b) start"),
+    Line2D([], [], marker="x", color="#D55E00", ms=3.5, ls="none", label="(b) end"),
+    Line2D([], [], marker="*", color="gold", mec="black", ms=7, ls="none", label="(b) teacher"),
+    Line2D([], [], color="black", linewidth=0.8, label="(b) path reaches teacher"),
+    Line2D([], [], color="0.55", linewidth=0.8, label="(b) does not"),
+  ]
+  fig.legend(handles=handles, loc="outside upper center", ncol=4, fontsize=6.5)
 
 
 def _tied_panel(ax, a, depth_index: int) -> None:
@@ -182,6 +206,7 @@ def draw(*, quick: bool, out_dir, store_root, force: bool = False) -> list[Path]
     image = _slice_panel(ax, t, width)
   if image is not None:
     fig.colorbar(image, ax=list(axes[1, 1:]), label="P(stable)", shrink=0.9)
+  _key(fig)
   _style.panel_labels(axes)
   return _style.save(fig, out_dir, "F6_phase_map", source=f"{phase_path}; {tiny_path}")
 

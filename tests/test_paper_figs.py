@@ -121,7 +121,7 @@ def test_write_readme_full_captions_size_device_thumbnails_and_merge(tmp_path):
     (script,) = (ROOT / "paper_figs").glob(f"{name.lower()}_*.py")
     doc = ast.get_docstring(ast.parse(script.read_text()))
     panels = " ".join(doc.split("\n\n", 1)[1].split())  # the second paragraph: the panels
-    assert panels.startswith("(a)") and panels in readme, name
+    assert "(a)" in panels and "(b)" in panels and panels in readme, name
     assert f"`vanish reproduce --full --only {name}`" in readme
     height, width = matplotlib.image.imread(readme_dir / "gallery" / f"{name}.png").shape[:2]
     assert (width, height) == (440, 220)  # 1200 px at 300 dpi -> 110 dpi
@@ -141,3 +141,24 @@ def test_write_readme_full_captions_size_device_thumbnails_and_merge(tmp_path):
   assert "kept from earlier runs" in readme
   assert readme.index("## F2") < readme.index("## F6")
   assert "Not yet drawn by any run: F1, F3, F4, F5, F7," in readme
+
+
+def test_f8_error_bars_are_a_t_interval_with_three_seeds_and_the_range_with_two():
+  import numpy as np
+  from scipy import stats
+
+  from paper_figs import f8_trainability
+
+  two = np.array([[0.2, 0.6], [0.5, 0.5]])
+  mean, lo, hi, what = f8_trainability.seed_interval(two)
+  np.testing.assert_allclose(mean, [0.4, 0.5])
+  np.testing.assert_allclose(lo, [0.2, 0.5])
+  np.testing.assert_allclose(hi, [0.6, 0.5])
+  assert what == "min–max of 2 seeds"
+  three = np.array([0.6, 0.7, 0.9])
+  mean, lo, hi, what = f8_trainability.seed_interval(three)
+  half = stats.t.ppf(0.975, 2) * np.std(three, ddof=1) / np.sqrt(3)  # 4.30 · s / √3
+  assert half > 0.3 and what == "95 % t, 3 seeds"
+  np.testing.assert_allclose(
+    [mean, lo, hi], [2.2 / 3, 2.2 / 3 - half, 1.0]
+  )  # clipped to accuracy ≤ 1
