@@ -1,19 +1,19 @@
 """Markov model of the gradient in training: a one-way street only where the gradient is exactly 0.
 
-Ensembles of a tanh network (16 → 32 × 4 → 4) under SGD (η = 1, 10, 100) and Adam, and
-of a narrow ReLU network (16 → 8 × 6 → 4, He init) under SGD with η = 1, trained on a
-teacher–student task; g = ‖∂C/∂b^1‖ / ‖∂C/∂b^L‖ of the full training set after every
-step (filled) or of the applied mini-batch gradient (open), and ``[g ≈ 0]`` iff g < ε.
-(a) log₁₀ g over training: median and 10–90 % band per setting (g = 0 drawn at 10⁻²⁵);
-the dotted line is ε = 10⁻⁴. (b) The escape probability P(≈ → ≉) with 95 % Wilson
-intervals against ε; the one-way street claims it is ≈ 0 (below the dashed q0 = 0.01).
-(c) The vanishing rate P(≉ → ≈). (d) Survival of the first-passage time into
-``[g ≈ 0]`` at ε = 10⁻⁴ (full-set g), with 95 % intervals, against the geometric
-prediction (1 − p̂)^k of the fitted chain (dashed). (e) The test per setting at
-ε = 10⁻⁴: P̂(≈ → ≉) with its 95 % interval and the one-sided 95 % upper bound (bar);
-"holds" where H0: q ≤ q0 is not rejected. Only the ReLU net's full-set g, where
-``[g ≈ 0]`` is a dead layer with an exactly zero gradient, never escapes. (f) The share
-of members in ``[g ≈ 0]`` (ε = 10⁻⁴, full set): it only grows where the state absorbs.
+Ensembles of a tanh network (16 → 32 × 4 → 4) under SGD (η = 1, 10, 100) and Adam, and of a narrow
+ReLU network (16 → 8 × 6 → 4, He init) under SGD with η = 1, trained on a teacher–student task; g =
+‖∂C/∂b^1‖ / ‖∂C/∂b^L‖ of the full training set after every step (filled) or of the applied
+mini-batch gradient (open), and ``[g ≈ 0]`` iff g < ε. (a) log₁₀ g over training: median and 10–90 %
+band per setting (g = 0 drawn at 10⁻²⁵); the dotted line is ε = 10⁻⁴. (b) The escape probability P(≈
+→ ≉) with 95 % Wilson intervals against ε; the one-way street claims it is ≈ 0 (below the dashed q0
+= 0.01). (c) The vanishing rate P(≉ → ≈). (d) Survival of the first-passage time into ``[g ≈ 0]`` at
+ε = 10⁻⁴ (full-set g), with 95 % intervals, against the geometric prediction (1 − p̂)^k of the
+fitted chain (dashed). (e) The test per setting at ε = 10⁻⁴: P̂(≈ → ≉) with its 95 % interval and
+the one-sided 95 % upper bound (bar); above each estimate the verdict and the count escapes/vanished
+states: ✓ where the one-way street holds (H0: q ≤ q0 not rejected), ✗ where it is rejected. Only the
+ReLU net's full-set g, where ``[g ≈ 0]`` is a dead layer with an exactly zero gradient, never
+escapes. (f) The share of members in ``[g ≈ 0]`` (ε = 10⁻⁴, full set): it only grows where the state
+absorbs.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from paper_figs import _style, figure_main
 from vanish import store
 
 EPSILON = 1e-4
+FOREST_TOP = 20.0  # (e)'s y-axis runs to 1 and leaves a band above for the verdicts
 
 
 def _rows(run, setting, signal):
@@ -65,13 +66,13 @@ def _forest(ax, run, name, i, color):
       markerfacecolor=fill,
     )
     ax.plot([x - 0.08, x + 0.08], [float(row["q_escape_upper95"])] * 2, color=color, lw=1.5)
-    verdict = "rejected" if row["one_way_rejected"] == "True" else "holds"
+    verdict = "✗" if row["one_way_rejected"] == "True" else "✓"
     ax.text(
       x,
-      1.35,
+      1.3,
       f"{verdict} {row['escapes']}/{row['n_vanished']}",
       ha="center",
-      va="top",
+      va="bottom",
       rotation=90,
       fontsize=5,
       color=color,
@@ -146,8 +147,13 @@ def draw(*, quick: bool, out_dir, store_root, force: bool = False) -> list[Path]
   survival.set(xlabel="step k", ylabel=f"P(τ > k),  ε = {EPSILON:g}", ylim=(0, 1.05))
   forest.axhline(experiment.Q0, **_style.THEORY_STYLE)
   forest.set_yscale("symlog", linthresh=1e-2)
+  forest.spines["left"].set_bounds(0, 1)  # above 1: the verdicts' band
+  forest.set_yticks([0, 1e-2, 1e-1, 1])
+  forest.set_yticks([], minor=True)
   forest.set(
-    ylim=(0, 1.4), ylabel=f"escape  P(≈ → ≉),  ε = {EPSILON:g}", xlim=(-0.6, len(settings) - 0.4)
+    ylim=(0, FOREST_TOP),
+    ylabel=f"escape  P(≈ → ≉),  ε = {EPSILON:g}",
+    xlim=(-0.6, len(settings) - 0.4),
   )
   forest.set_xticks(range(len(settings)), [_short(n) for n in settings], fontsize=5.5)
   share.set(xlabel="training step", ylabel=f"share in [g ≈ 0],  ε = {EPSILON:g}", ylim=(0, 1))
