@@ -7,7 +7,7 @@ diamonds), Monte Carlo with 95 % intervals (fourth-moment formula), Hanin's exac
 each profile (open circles) and its large-width form 5β (dashed). (b) The mean,
 E[log ‖Ju‖²] − log(n_L/n₀), against the exact law and −(5/2)β. (c) The distribution of
 log ‖Ju‖² for profiles of equal β = 1 but different width and depth, against Gaussians
-with the exact mean and variance (dashed).
+with the exact mean and variance (dashed, in each profile's color).
 """
 
 from __future__ import annotations
@@ -98,6 +98,8 @@ def draw(*, quick: bool, out_dir: Path, store_root: Path, force: bool = False) -
     _style.theory(
       ax, grid, np.exp(-((grid - mu) ** 2) / (2 * var)) / np.sqrt(2 * np.pi * var), color=c
     )
+  _style.theory(ax, [], [], label="Gaussian, exact law")
+  ax.set_ylim(0, 1.45 * ax.get_ylim()[1])  # room for the legend above the histograms
   ax.set_xlabel(r"$\log\|Ju\|^2-\log(n_L/n_0)$")
   ax.set_ylabel("density")
   ax.set_title(rf"$\beta$ = {target:g}", loc="right")

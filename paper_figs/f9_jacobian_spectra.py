@@ -3,13 +3,13 @@ spectrum of JJᵀ linearly in depth, orthogonal tanh weights keep it O(1) (dynam
 as free probability predicts.
 
 (a–c) Densities of the squared singular values λ of ``J_l ⋯ J_1`` (exact, from
-:func:`vanish.lyapunov_spectrum`) for linear, ReLU and tanh networks at criticality,
-Gaussian (solid) vs orthogonal (dashed) weights, at a few depths; the dotted line marks
-the predicted mean E[λ] = χ₁^l = 1; exactly zero values (dead ReLU units) are left out.
-(d, e) Normalized variance m₂/m₁² − 1 of λ versus depth, Monte Carlo (95 % bootstrap
-intervals) against the free-probability prediction l(μ₂/μ₁² − 1 − s₁) (Pennington,
-Schoenholz & Ganguli 2017, 2018; dashed), and for linear Gaussian networks the exact
-finite-width value (dotted). (f) Mean of λ versus depth against χ₁^l = 1.
+:func:`vanish.lyapunov_spectrum`) for linear, ReLU and tanh networks at criticality, Gaussian
+(solid) vs orthogonal (dashed) weights, at a few depths (colors, key in (a); line styles, key in
+(c)); the dotted line marks the predicted mean E[λ] = χ₁^l = 1; exactly zero values (dead ReLU
+units) are left out. (d, e) Normalized variance m₂/m₁² − 1 of λ versus depth, Monte Carlo (95 %
+bootstrap intervals) against the free-probability prediction l(μ₂/μ₁² − 1 − s₁) (Pennington,
+Schoenholz & Ganguli 2017, 2018; dashed), and for linear Gaussian networks the exact finite-width
+value (dotted). (f) Mean of λ versus depth against χ₁^l = 1.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from matplotlib.lines import Line2D
 
 from experiments import jacobian_spectra as experiment
 from paper_figs import _style, figure_main
@@ -61,6 +62,15 @@ def draw(*, quick: bool, out_dir: Path, store_root: Path, force: bool = False) -
     sigma_w2 = float(a[f"{activation}/sigma_w2"])
     ax.set_title(f"{_style.label(activation)}, $\\sigma_w^2$ = {sigma_w2:.3g}", loc="right")
   axes[0][0].legend(loc="upper left")
+  line = {"color": "black", "linewidth": 1.0}
+  axes[0][2].legend(
+    handles=[
+      Line2D([], [], linestyle="-", label="Gaussian W", **line),
+      Line2D([], [], linestyle="--", label="orthogonal W", **line),
+      Line2D([], [], linestyle=":", label=r"E$\lambda$ = 1", **line),
+    ],
+    loc="upper left",
+  )
   for ax, weights in zip(axes[1][:2], experiment.WEIGHTS, strict=True):
     for i, activation in enumerate(activations):
       prefix = f"{activation}/{weights}"
