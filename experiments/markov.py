@@ -6,7 +6,8 @@ state is absorbing: large gradients push the weights (and so the pre-activations
 up until units saturate, and once the gradient has vanished no gradient can bring
 it back. This script trains ensembles of a tanh network (16 → 32 × 4 → 4, LeCun
 init N(0, 1/n_in), zero biases, softmax cross-entropy) on a teacher–student task
-with :func:`vanish.training.train` (``log="step"``) under several optimizers and
+with :func:`vanish.training.train` (``log="step"``, the full training set evaluated
+after every step: ``evaluate_every=1``) under several optimizers and
 learning rates, where the claim fails, and of a narrow deep ReLU network (16 → 8 × 6
 → 4, He init N(0, 2/n_in)) under SGD with η = 1, where it holds exactly: a step that
 makes a hidden layer output 0 on every training input (a *dead* layer) zeros the
@@ -246,6 +247,7 @@ def run(args: argparse.Namespace, sizes: dict, name: str) -> dict:
     learning_rate=learning_rate,
     batch_size=BATCH_SIZE,
     log="step",
+    evaluate_every=1,  # the "full" signals: the full training set's gradient after every step
     eval_speeds=True,
   ).log
   arrays = {

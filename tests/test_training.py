@@ -126,13 +126,28 @@ def _log_ratio(bias_grads):
   return np.log(first / last)
 
 
-def test_logged_learning_speeds_are_the_applied_gradients(subset):
+def test_logged_learning_speeds_are_the_applied_gradients(subset, tmp_path):
   params = NET.init(jax.random.key(3))
   key, eta = jax.random.key(4), 0.5
   kw = dict(key=key, epochs=1, **SGD)
   stepwise = training.train(NET, params, subset, log="step", eval_speeds=True, **kw)
   log = stepwise.log
-  assert log.bias_speed.shape == (1, 6, 4) and log.eval_bias_speed.shape == (1, 7, 4)
+  assert log.bias_speed.shape == (1, 6, 4) and log.step.tolist() == [1, 2, 3, 4, 5, 6]
+  # the full sets are evaluated at initialization and at the epoch's end only (cheap steps) ...
+  assert log.eval_bias_speed.shape == (1, 2, 4) and log.eval_step.tolist() == [0, 6]
+  # ... or also after every evaluate_every-th step
+  every4 = training.train(NET, params, subset, log="step", eval_speeds=True, evaluate_every=4, **kw)
+  assert every4.log.eval_step.tolist() == [0, 4, 6] and every4.log.train_loss.shape == (1, 3)
+  _assert_identical(every4.params, stepwise.params)
+  # evaluated steps count across epochs, and a resumed run restores them bitwise
+  path, kw2 = tmp_path / "every4.npz", {**kw, "epochs": 2}
+  options = dict(log="step", eval_speeds=True, evaluate_every=4, checkpoint=path)
+  training.train(NET, params, subset, **options, **kw)  # epoch 1, checkpointed
+  resumed = training.train(NET, params, subset, **options, **kw2).log
+  straight = training.train(NET, params, subset, **{**options, "checkpoint": None}, **kw2).log
+  assert straight.eval_step.tolist() == [0, 4, 6, 8, 12]
+  for name, value in straight.arrays().items():
+    np.testing.assert_array_equal(getattr(resumed, name), value, err_msg=name)
 
   ws, bs = _unstack(params)
   loss_and_grad = jax.jit(jax.value_and_grad(_plain_sigmoid_ce, argnums=(0, 1)))
@@ -142,6 +157,11 @@ def test_logged_learning_speeds_are_the_applied_gradients(subset):
       _, (_, gb) = loss_and_grad(ws, bs, x, y)
       np.testing.assert_allclose(log.eval_bias_speed[0, 0], _norms(gb), rtol=1e-5)
       np.testing.assert_allclose(log.eval_log_g[0, 0], _log_ratio(gb), rtol=0, atol=1e-5)
+    if t == 4:  # the evaluation after step 4 (evaluate_every=4): the full set at those params
+      full, (_, gb) = loss_and_grad(ws, bs, x, y)
+      np.testing.assert_allclose(every4.log.eval_bias_speed[0, 1], _norms(gb), rtol=1e-5)
+      np.testing.assert_allclose(every4.log.train_loss[0, 1], full, rtol=1e-5)
+      np.testing.assert_allclose(every4.log.eval_log_g[0, 1], _log_ratio(gb), rtol=0, atol=1e-5)
     loss, (gw, gb) = loss_and_grad(ws, bs, x[batch], y[batch])
     np.testing.assert_allclose(log.loss[0, t], loss, rtol=1e-5)
     np.testing.assert_allclose(log.bias_speed[0, t], _norms(gb), rtol=1e-5)
@@ -151,6 +171,10 @@ def test_logged_learning_speeds_are_the_applied_gradients(subset):
     ws = [w - eta * np.asarray(g) for w, g in zip(ws, gw, strict=True)]
     bs = [b - eta * np.asarray(g) for b, g in zip(bs, gb, strict=True)]
   assert _relative(_unstack(stepwise.params), (ws, bs)) < 1e-5
+  full, (_, gb) = loss_and_grad(ws, bs, x, y)
+  for run in (log, every4.log):  # the epoch's end
+    np.testing.assert_allclose(run.eval_bias_speed[0, -1], _norms(gb), rtol=1e-5)
+    np.testing.assert_allclose(run.train_loss[0, -1], full, rtol=1e-5)
 
   # per-epoch logging: the epoch means of the same rows, and the same end state
   per_epoch = training.train(NET, params, subset, log="epoch", **kw)
@@ -328,6 +352,9 @@ def test_tanh_nx_rescaling_equivalence(subset, tmp_path):
     ({"epochs": -1}, "epochs"),
     ({"epochs": 1.5}, "epochs"),
     ({"log": "batch"}, "log"),
+    ({"log": "step", "evaluate_every": 0}, "evaluate_every"),
+    ({"log": "step", "evaluate_every": 2.0}, "evaluate_every"),
+    ({"evaluate_every": 2}, "evaluate_every"),  # log="epoch" evaluates at epoch ends
     ({"checkpoint_every": 0}, "checkpoint_every"),
     ({"precision": "fastest"}, "precision"),
   ],
@@ -498,12 +525,25 @@ def test_compiled_epoch_branches_once_for_all_members_not_per_member():
   opt_state = jax.vmap(training._optimizer(config).init)(params)
   rates = (jnp.float32(0.1), jnp.float32(0.0))
   batches = training.epoch_batches(jax.random.key(1), 0, 20, 10)
-  jaxpr = str(
-    jax.make_jaxpr(training._run_epoch, static_argnums=(0, 1))(
-      SHALLOW, config, rates, params, opt_state, x, y, None, None, batches
+
+  def jaxpr(config):
+    return str(
+      jax.make_jaxpr(training._run_epoch, static_argnums=(0, 1))(
+        SHALLOW, config, rates, params, opt_state, x, y, None, None, batches
+      )
     )
-  )
-  assert "cond[" in jaxpr and "pmin" in jaxpr
+
+  assert "cond[" in jaxpr(config) and "pmin" in jaxpr(config)
+  # per-step logging costs what the step costs: the step's own gradients, no full-set pass
+  # (the matmuls of one step's forward and backward, as for log="epoch")
+  dots = {
+    every: jaxpr(training._static(training.Config(log="step", evaluate_every=every))).count(
+      "dot_general"
+    )
+    for every in (None, 1, 3)
+  }
+  assert dots[None] == jaxpr(config).count("dot_general")
+  assert dots[1] > dots[None] and dots[3] == dots[1]  # evaluating steps: + the full-set pass
   grads = ({"w": jnp.full((1, 3, 4), 0.5), "b": jnp.arange(3.0)[None]},)
   plain = jax.jit(training._layer_norms)(grads)  # sums in the safe range: the plain path
   scaled = (

@@ -37,8 +37,14 @@ of the full training set's gradient (with ``eval_speeds=True``).
 
 With ``log="epoch"`` the per-step values are averaged over the epoch's steps (so
 ``log_g`` is the mean log, a geometric mean of the ratio) and the full training and
-test sets are evaluated once per epoch; with ``log="step"`` every step is a row and
-the evaluation runs after every step.
+test sets are evaluated once per epoch. With ``log="step"`` every step is a row of
+these values, still taken from the step's own gradients, and the full sets are
+evaluated at the end of every epoch and, with ``evaluate_every=k``, also after every
+k-th step (``Log.eval_step`` lists the evaluated steps). A full evaluation costs far
+more than a mini-batch step: on CPU (8 members of a 64-30-30-30-10 sigmoid net, batch
+10, digits, 143 steps) an epoch takes 0.046 s with ``log="step"`` (0.044 s with
+``log="epoch"``), 0.12 s with ``evaluate_every=10`` and 0.97 s with
+``evaluate_every=1``, the old behaviour of ``log="step"``.
 
 Costs (on the network output ``a = h^L``, averaged over the mini-batch):
 
@@ -119,7 +125,7 @@ __all__ = [
 COSTS = ("quadratic", "cross_entropy", "sigmoid_cross_entropy")
 OPTIMIZERS = ("sgd", "momentum", "adam")
 _LOGS = ("epoch", "step")
-_CHECKPOINT_VERSION = 2  # 2: the log holds log_g
+_CHECKPOINT_VERSION = 3  # 2: the log holds log_g; 3: evaluate_every
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,6 +140,10 @@ class Config:
     batch_size: mini-batch size; each epoch drops the ``N mod batch_size``
       examples left over by its permutation (static shapes).
     log: ``"epoch"`` or ``"step"``.
+    evaluate_every: with ``log="step"``, evaluate the full training and test
+      sets after every step whose count is a multiple of this (and after the last
+      step of every epoch); None (default): only at the end of every epoch.
+      ``log="epoch"`` always evaluates at epoch ends (None only).
     eval_speeds: at every evaluation also compute the learning speeds of the
       full training set's mean cost (Nielsen's measurement; one extra backward
       pass per evaluation, not per step).
@@ -146,6 +156,7 @@ class Config:
   momentum: float = 0.9
   batch_size: int = 10
   log: str = "epoch"
+  evaluate_every: int | None = None
   eval_speeds: bool = False
   precision: str = "highest"
 
@@ -163,6 +174,11 @@ class Config:
     _check_count("batch_size", self.batch_size, 1)
     if self.log not in _LOGS:
       raise ValueError(f"log must be 'epoch' or 'step', got {self.log!r}")
+    if self.evaluate_every is not None:
+      _check_count("evaluate_every", self.evaluate_every, 1)
+      if self.log != "step":
+        raise ValueError("evaluate_every needs log='step' (log='epoch' evaluates at epoch ends)")
+      object.__setattr__(self, "evaluate_every", int(self.evaluate_every))
     _engine.check_precision(self.precision)
     object.__setattr__(self, "learning_rate", float(lr))
     object.__setattr__(self, "momentum", float(mu))
@@ -181,13 +197,15 @@ class Log(NamedTuple):
     log_g: ``[M, T]`` the gradient-product state ``log(‖∂C/∂b^1‖ / ‖∂C/∂b^L‖)`` of
       the applied gradient (epoch mean of the log), what :func:`vanish.markov.states`
       classifies.
-    eval_step: ``[T + 1]``: 0 (initialization), then ``step``.
-    train_loss, train_accuracy, test_loss, test_accuracy: ``[M, T + 1]`` on the
+    eval_step: ``[E + 1]`` the steps after which the full sets were evaluated: 0
+      (initialization), then every epoch's end (``E = T`` for ``log="epoch"``) and,
+      with ``evaluate_every=k``, every k-th step.
+    train_loss, train_accuracy, test_loss, test_accuracy: ``[M, E + 1]`` on the
       full sets (NaN without a test set). A member whose outputs are inf or NaN
       (diverged) has accuracy NaN, and :func:`train` warns naming it.
-    eval_bias_speed, eval_weight_speed: ``[M, T + 1, L]`` learning speeds of the
+    eval_bias_speed, eval_weight_speed: ``[M, E + 1, L]`` learning speeds of the
       full training set's cost, or None unless ``eval_speeds=True``.
-    eval_log_g: ``[M, T + 1]`` the gradient-product state of the full training
+    eval_log_g: ``[M, E + 1]`` the gradient-product state of the full training
       set's cost, or None unless ``eval_speeds=True``.
   """
 
@@ -281,7 +299,10 @@ def _static(config: Config) -> Config:
 
   The rates are passed traced, so a learning-rate sweep compiles once.
   """
-  return dataclasses.replace(config, learning_rate=1.0, momentum=0.0)
+  every = config.evaluate_every
+  return dataclasses.replace(
+    config, learning_rate=1.0, momentum=0.0, evaluate_every=None if every is None else min(every, 2)
+  )
 
 
 def epoch_batches(key: jax.Array, epoch: int, n: int, batch_size: int) -> jax.Array:
@@ -385,36 +406,74 @@ def _evaluate(net, config, params, x, y, x_test, y_test, axis_name=None):
 
 
 _MEMBERS = "members"  # the vmap axis name of the ensemble in the compiled epoch
+_EVAL_FIELDS = (
+  "train_loss",
+  "train_accuracy",
+  "test_loss",
+  "test_accuracy",
+  "eval_bias_speed",
+  "eval_weight_speed",
+  "eval_log_g",
+)
 
 
-def _epoch(net, config, rates, params, opt_state, x, y, x_test, y_test, batches):
-  """One epoch of ONE member (vmapped over axis ``_MEMBERS``): scan over mini-batches."""
+def _epoch(net, config, rates, params, opt_state, x, y, x_test, y_test, batches, evaluate):
+  """One epoch of ONE member (vmapped over axis ``_MEMBERS``): scan over mini-batches.
+
+  The step logs the mini-batch loss, speeds and ``log_g`` of its own gradients (no extra
+  pass). The full-set evaluation runs inside the step only for ``log="step"`` with
+  ``evaluate_every``: after every step (1) or, behind a ``lax.cond`` on the unbatched
+  ``evaluate[i]`` (≥ 2), after the flagged steps (NaN rows elsewhere, dropped on the host).
+  Otherwise the epoch end is evaluated after the call, by :func:`_evaluate_members`.
+  """
   tx = _optimizer(config, rates)
   grad_fn = jax.value_and_grad(_loss_and_outputs, argnums=2, has_aux=True)
 
-  def step(carry, indices):
+  def full_sets(params):
+    return _evaluate(net, config, params, x, y, x_test, y_test, _MEMBERS)
+
+  def skipped(params):
+    shapes = jax.eval_shape(full_sets, params)
+    return jax.tree.map(lambda a: jnp.full(a.shape, jnp.nan, a.dtype), shapes)
+
+  def step(carry, inputs):
     params, opt_state = carry
+    indices, flag = inputs
     (loss, _), grads = grad_fn(net, config, params, x[indices], y[indices])
     bias, weight = _layer_norms(grads, _MEMBERS)  # the gradients that are applied next
     updates, opt_state = tx.update(grads, opt_state, params)
     params = optax.apply_updates(params, updates)
     row = {"loss": loss, "bias_speed": bias, "weight_speed": weight, "log_g": _log_g(bias)}
-    if config.log == "step":
-      row |= _evaluate(net, config, params, x, y, x_test, y_test, _MEMBERS)
+    if config.evaluate_every == 1:
+      row |= full_sets(params)
+    elif config.evaluate_every is not None:
+      row |= lax.cond(flag, full_sets, skipped, params)
     return (params, opt_state), row
 
-  (params, opt_state), rows = lax.scan(step, (params, opt_state), batches)
+  if evaluate is None:
+    evaluate = jnp.zeros(batches.shape[0], bool)
+  (params, opt_state), rows = lax.scan(step, (params, opt_state), (batches, evaluate))
   if config.log == "epoch":  # evaluated after the call, by _evaluate_members: compiled once
     rows = jax.tree.map(lambda a: jnp.mean(a, axis=0)[None], rows)
   return params, opt_state, rows
 
 
 @functools.partial(jax.jit, static_argnames=("net", "config"))
-def _run_epoch(net, config, rates, params, opt_state, x, y, x_test, y_test, batches):
+def _run_epoch(net, config, rates, params, opt_state, x, y, x_test, y_test, batches, evaluate=None):
   per_member = functools.partial(_epoch, net, config, rates)
-  return jax.vmap(per_member, in_axes=(0, 0) + (None,) * 5, axis_name=_MEMBERS)(
-    params, opt_state, x, y, x_test, y_test, batches
+  return jax.vmap(per_member, in_axes=(0, 0) + (None,) * 6, axis_name=_MEMBERS)(
+    params, opt_state, x, y, x_test, y_test, batches, evaluate
   )
+
+
+def _evaluated_steps(config: Config, first: int, count: int, steps_per_epoch: int) -> np.ndarray:
+  """Which of the steps ``first + 1 .. first + count`` (1-based counts) end with a full-set
+  evaluation: every ``evaluate_every``-th step and every epoch's last (``log="step"``)."""
+  counts = np.arange(first + 1, first + count + 1)
+  flags = counts % steps_per_epoch == 0
+  if config.evaluate_every is not None:
+    flags |= counts % config.evaluate_every == 0
+  return flags
 
 
 @functools.partial(jax.jit, static_argnames=("net", "config"))
@@ -492,6 +551,7 @@ def train(
   momentum: float = 0.9,
   batch_size: int = 10,
   log: str = "epoch",
+  evaluate_every: int | None = None,
   eval_speeds: bool = False,
   precision: str = "highest",
   checkpoint: str | os.PathLike | None = None,
@@ -506,8 +566,8 @@ def train(
     test_data: an optional held-out :class:`~vanish.data.Dataset`.
     key: a typed key; it fixes the mini-batch order (shared by all members).
     epochs: number of epochs (≥ 0; a resumed run continues up to this number).
-    cost, optimizer, learning_rate, momentum, batch_size, log, eval_speeds,
-      precision: see :class:`Config`.
+    cost, optimizer, learning_rate, momentum, batch_size, log, evaluate_every,
+      eval_speeds, precision: see :class:`Config`.
     checkpoint: a file to checkpoint to and resume from (``.npz`` content).
     checkpoint_every: write the checkpoint every this many epochs (and at the end).
 
@@ -526,6 +586,7 @@ def train(
     momentum=momentum,
     batch_size=batch_size,
     log=log,
+    evaluate_every=evaluate_every,
     eval_speeds=eval_speeds,
     precision=precision,
   )
@@ -559,12 +620,15 @@ def train(
   rates = (jnp.asarray(config.learning_rate, dtype), jnp.asarray(config.momentum, dtype))
   for epoch in range(done, epochs):
     batches = epoch_batches(key, epoch, x.shape[0], config.batch_size)
+    evaluate = _evaluated_steps(config, epoch * steps_per_epoch, steps_per_epoch, steps_per_epoch)
     params, opt_state, row = _run_epoch(
-      net, _static(config), rates, params, opt_state, x, y, x_test, y_test, batches
+      net, _static(config), rates, params, opt_state, x, y, x_test, y_test, batches, evaluate
     )
     row = jax.tree.map(np.asarray, row)
-    if config.log == "epoch":
+    if config.evaluate_every is None:  # the epoch end, by the program of the initial evaluation
       row |= _host_rows(_evaluate_members(net, eval_config, params, x, y, x_test, y_test))
+    else:  # evaluated in the step: keep the flagged steps' rows
+      row |= {k: row[k][:, evaluate] for k in _EVAL_FIELDS if k in row}
     rows.append(row)
     if checkpoint and ((epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs):
       _save_checkpoint(checkpoint, fingerprint, params, opt_state, rows, epoch + 1, key)
@@ -696,7 +760,8 @@ def _assemble_log(rows: list[dict[str, np.ndarray]], config: Config, net: MLP, s
   }
   joined |= {name: np.concatenate([r[name] for r in rows], axis=1) for name in initial}
   step = np.arange(1, joined["loss"].shape[1] + 1) * (spe if config.log == "epoch" else 1)
-  return Log(step=step, eval_step=np.concatenate([[0], step]), **joined)
+  evaluated = step if config.log == "epoch" else step[_evaluated_steps(config, 0, step.size, spe)]
+  return Log(step=step, eval_step=np.concatenate([[0], evaluated]), **joined)
 
 
 # --------------------------------------------------------------------------- checkpoints
