@@ -247,10 +247,16 @@ def draw(*, quick: bool, out_dir: str | Path, store_root: str | Path, force=Fals
     Line2D([], [], **_style.THEORY_STYLE),
     Line2D([], [], color="black", linestyle=":", linewidth=0.8),
   ]
-  a.legend(loc="lower left", ncols=1)
-  b.legend(handles, ["CLT", "CLT ± std"], loc="lower right")
+  activations = a.legend(loc="lower left", ncols=1)
+  a.legend(handles, ["CLT mean", "CLT ± std"], loc="upper right")
+  a.add_artist(activations)
+  b.legend(handles[:1], ["CLT"], loc="lower right")
   d.legend(
-    handles, ["mean field ½(K−1) ln χ₁", "Hanin, ReLU ± std"], loc="upper left", fontsize=6.5
+    handles,
+    ["mean field ½(K−1) ln χ₁", "Hanin, ReLU ± std"],
+    loc="upper left",
+    bbox_to_anchor=(0.12, 0.56),
+    fontsize=6.5,
   )
   _style.panel_labels(axes)
   return _style.save(fig, out_dir, "F4_log_g_distribution", source=str(path))

@@ -130,13 +130,14 @@ def _draw_inside_distribution(ax, arrays, name, depth):
   half = trials[count * 2 >= depth].sum()
   grows = arrays[f"{name}/inside_t1/slope_product_at_least_1"].sum()
   ax.text(
-    0.97,
-    0.45,
+    0.985,
+    0.64,
     f"P(f ≥ ½) = {half / total:.3f}\nP(Πφ′ ≥ 1) = {grows / total:.3f}\n{total} chains",
     transform=ax.transAxes,
     ha="right",
     va="top",
-    fontsize=6,
+    fontsize=5.5,
+    linespacing=1.3,
   )
   ax.set_xlim(0, 1)
   ax.set_ylim(0, 1.6 * (trials / total).max())  # headroom for the legend and the counts
