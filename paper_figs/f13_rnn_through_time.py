@@ -8,7 +8,7 @@ orthogonal ``W``) and explodes in the chaotic phase. Dashed lines: the mean-fiel
 into the bias variance. (b) LSTMs at forget-gate bias 1 and 5: their gradient decays far
 slower than along the cell path alone (dotted, ``½ log E f²``), because the loop through
 ``h`` reuses the same weights at every step. (c) Measured rate per step against the
-mean-field number.
+mean-field number (colors and markers as in (a) and (b)).
 """
 
 from __future__ import annotations
@@ -98,11 +98,13 @@ def draw(*, quick: bool, out_dir, store_root, force: bool = False) -> list[Path]
       label="RNN, critical",
     )
   _style.theory(ax_lstm, [], [], linestyle=":", label="cell path ½ log E f²")
-  ax_lstm.set_ylim(bottom=max(ax_lstm.get_ylim()[0], 1.5 * min(a[f"{n}/lo"].min() for n in lstm)))
+  low = max(ax_lstm.get_ylim()[0], 1.5 * min(a[f"{n}/lo"].min() for n in lstm))
+  high = max(a[f"{n}/hi"].max() for n in lstm)
+  ax_lstm.set_ylim(low, high + 0.6 * (high - low))  # room for the legend above the curves
   ax_lstm.set_xlabel("lag T − t (steps)")
   ax_lstm.set_ylabel("log ‖∂L/∂(h_t, c_t)‖ (relative)")
   ax_lstm.set_title("gated: LSTM")
-  ax_lstm.legend(loc="lower left", fontsize=6)
+  ax_lstm.legend(loc="upper right", fontsize=6)
 
   lows, highs = [], []
   for i, (name, r) in enumerate(rows.items()):
@@ -123,12 +125,12 @@ def draw(*, quick: bool, out_dir, store_root, force: bool = False) -> list[Path]
     )
   span = np.array([min(lows), max(highs)])
   span = span + np.array([-0.05, 0.05]) * (span[1] - span[0])
-  _style.theory(ax_rate, span, span, label="measured = mean field")
+  (diagonal,) = _style.theory(ax_rate, span, span, label="measured = mean field")
   ax_rate.axhline(0, color="0.8", linewidth=0.6, zorder=0)
   ax_rate.set_xlabel("mean-field rate per step")
   ax_rate.set_ylabel("measured rate per step")
   ax_rate.set_title(f"width {run.config['hidden']}, {steps} steps")
-  ax_rate.legend(loc="lower right", fontsize=6)
+  ax_rate.legend([diagonal], ["measured = mean field"], loc="lower right", fontsize=6)
   _style.panel_labels(axes[0])
   return _style.save(fig, out_dir, "F13_rnn_through_time", source=str(path))
 
