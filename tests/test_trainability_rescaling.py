@@ -45,14 +45,23 @@ def test_sgd_rescaling_holds_to_float64_rounding_and_fails_without_n_squared(tas
   assert np.abs(cost_u - cost_a)[-1] > 1e-3
 
 
-def test_power_of_two_slope_is_bitwise_equal_even_in_float32(task):
-  train_set, batches = task
-  alpha = rescaling.initial_params(WIDTHS, key=jax.random.key(3), dtype=np.float32)
-  flat_a, cost_a = _run(2.0, alpha, train_set, batches, optimizer="sgd", learning_rate=0.1)
+def test_power_of_two_slope_agrees_to_float32_rounding_step_by_step():
+  """n = 2 scales exactly, but tanh(2·z) and tanh(z') are different compiled programs, so
+  their sums may round differently: not bitwise (the experiment's network differs by one ulp
+  after the first step), but each step agrees to K·u of the update, u = 2^-24 and K = 32 +
+  64 + 32 + 32 + 10 the longest chain of sums (batch and widths of the 64-32-32-10 net)."""
+  train_set, _ = data.digits()
+  batches = rescaling.step_batches(jax.random.key(1), len(train_set.y), 32, 4)
+  alpha = rescaling.initial_params(rescaling.WIDTHS, key=jax.random.key(0), dtype=np.float32)
   beta = rescaling.scale_params(alpha, 2.0)
-  flat_b, cost_b = _run(1.0, beta, train_set, batches, optimizer="sgd", learning_rate=0.4)
-  np.testing.assert_array_equal(flat_b, 2 * flat_a)
-  np.testing.assert_array_equal(cost_b, cost_a)
+  kw = dict(optimizer="sgd", train_data=train_set, batches=batches)
+  flat_a, cost_a = rescaling.trajectory(rescaling.network(2.0), alpha, learning_rate=0.05, **kw)
+  flat_b, cost_b = rescaling.trajectory(rescaling.network(1.0), beta, learning_rate=0.2, **kw)
+  tolerance = (32 + 64 + 32 + 32 + 10) * 2.0**-24
+  steps = np.linalg.norm(np.diff(flat_b, axis=0), axis=1)
+  gaps = np.linalg.norm(flat_b - 2 * flat_a, axis=1)
+  assert gaps[0] == 0 and np.all(np.diff(gaps) <= tolerance * steps)
+  np.testing.assert_allclose(cost_b, cost_a, rtol=len(cost_a) * tolerance)
 
 
 def test_adam_is_equivalent_at_rate_n_with_eps_over_n_and_not_at_rate_one(task):
