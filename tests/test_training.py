@@ -671,3 +671,42 @@ def test_each_step_of_an_ensemble_member_equals_its_step_alone_to_rounding(subse
       assert np.linalg.norm(gap) <= tolerance * np.linalg.norm(update)
       np.testing.assert_allclose(together.log.loss[m], alone.log.loss[0], rtol=tolerance)
     params = together.params
+
+
+def test_a_full_disk_while_checkpointing_keeps_the_previous_checkpoint(
+  subset, tmp_path, monkeypatch
+):
+  """``ENOSPC`` in the middle of writing the epoch-2 checkpoint: the error reaches the caller,
+  the epoch-1 checkpoint survives intact (no torn file, no temp file), and a rerun resumes from
+  it (2 epochs trained, not 3) to the same result as an uninterrupted run, bitwise."""
+  import errno
+
+  params, kw = NET.init(jax.random.key(3)), dict(key=jax.random.key(4), epochs=3, **SGD)
+  reference = training.train(NET, params, subset, **kw)
+  path, real_savez, calls = tmp_path / "ckpt.npz", np.savez, []
+
+  def savez_filling_the_disk(handle, **arrays):
+    calls.append(1)
+    if len(calls) == 2:
+      handle.write(b"PK\x03\x04 torn")
+      raise OSError(errno.ENOSPC, "No space left on device")
+    return real_savez(handle, **arrays)
+
+  monkeypatch.setattr(np, "savez", savez_filling_the_disk)
+  with pytest.raises(OSError) as error:
+    training.train(NET, params, subset, checkpoint=path, **kw)
+  assert error.value.errno == errno.ENOSPC
+  monkeypatch.setattr(np, "savez", real_savez)
+  assert [p.name for p in tmp_path.iterdir()] == ["ckpt.npz"]
+  with np.load(path) as saved:
+    assert int(saved["epoch"]) == 1
+
+  real_epoch, epochs_run = training._run_epoch, []
+  monkeypatch.setattr(
+    training, "_run_epoch", lambda *a, **k: epochs_run.append(1) or real_epoch(*a, **k)
+  )
+  resumed = training.train(NET, params, subset, checkpoint=path, **kw)
+  assert len(epochs_run) == 2
+  _assert_identical(resumed.params, reference.params)
+  for name, value in reference.log.arrays().items():
+    np.testing.assert_array_equal(getattr(resumed.log, name), value, err_msg=name)
