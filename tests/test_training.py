@@ -383,6 +383,9 @@ def test_bad_data_and_params_raise_value_error():
     training.train(net, params, data.Dataset(x, y), data.Dataset(x, y - 1), key=key)
   with pytest.raises(ValueError, match="params"):
     training.train(SHALLOW, params, data.Dataset(x, y), key=key)
+  noisy = vn.MLP([64, 8, 8, 8, 10], "noisy_relu", readout="linear")
+  with pytest.raises(ValueError, match="deterministic activations only: .* fresh noise"):
+    training.train(noisy, params, data.Dataset(x, y), key=key)
   with pytest.raises(ValueError, match="member"):
     models.from_params(net, params, member=1)
   with pytest.raises(ValueError, match="key=, rngs= or params="):

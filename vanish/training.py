@@ -711,7 +711,11 @@ def _check_network(net: Any, params: Any) -> None:
   if not isinstance(net, MLP):
     raise TypeError(f"net must be a vanish.MLP, got {type(net).__name__}")
   if any(s.layer.activation.stochastic for s in net.segments):
-    raise ValueError("net: training supports deterministic activations only")
+    raise ValueError(
+      "net: training supports deterministic activations only: a stochastic one (e.g. noisy "
+      "ReLU) needs fresh noise per step, member and example, which train does not draw; train "
+      "its deterministic counterpart (e.g. relu or softplus)"
+    )
   _check_params(net, params, member_axis=True)
 
 
