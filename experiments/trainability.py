@@ -22,8 +22,9 @@ resumes. The mean-field ξ_c comes from :func:`vanish.theory.mean_field` on the 
 grid plus points that approach the critical σ_w² from both sides.
 
 Reported: the final training and test accuracy of every cell (mean and range over
-seeds), and which cells are *trainable* (mean final training accuracy ≥ ``--threshold``,
-default 0.5) above or below the curve L = 6·ξ_c.
+seeds; a seed whose training diverged to inf/NaN counts as accuracy 0, and ``diverged``
+counts them), and which cells are *trainable* (mean final training accuracy ≥
+``--threshold``, default 0.5) above or below the curve L = 6·ξ_c.
 
 Run:  python -m experiments.trainability --quick   (8 σ_w² × 4 depths ≤ 36, width 32, 4 epochs;
       about 20 s on 2 idle CPU cores, mostly compiling one program per depth)
@@ -227,8 +228,10 @@ def run_depth(args: argparse.Namespace, sizes: dict, depth: int) -> dict:
   xi_c = mean_field_xi_c(s2)
   rows = []
   for i, s in enumerate(s2):
-    final = curves["train_accuracy"][i, :, -1]
     loss = curves["train_loss"][i, :, -1]
+    # A diverged seed (inf/NaN outputs, accuracy NaN) predicts no class: it counts as 0.
+    final = np.nan_to_num(curves["train_accuracy"][i, :, -1], nan=0.0)
+    test = np.nan_to_num(curves["test_accuracy"][i, :, -1], nan=0.0)
     rows.append(
       {
         "depth": depth,
@@ -236,7 +239,7 @@ def run_depth(args: argparse.Namespace, sizes: dict, depth: int) -> dict:
         "train_accuracy": float(final.mean()),
         "train_accuracy_min": float(final.min()),
         "train_accuracy_max": float(final.max()),
-        "test_accuracy": float(curves["test_accuracy"][i, :, -1].mean()),
+        "test_accuracy": float(test.mean()),
         "train_loss": float(loss.mean()),
         "diverged": int((~np.isfinite(loss)).sum()),
         "xi_c": float(xi_c[i]),
