@@ -115,14 +115,31 @@ def _section(entry: Mapping[str, Any]) -> list[str]:
   ]
 
 
-def _runs_line(entries: Sequence[Mapping[str, Any]]) -> str:
+def figure_list(names: Sequence[str], order: Sequence[str]) -> str:
+  """Figure names with consecutive runs (in ``order``) shortened: ``"F1–F5, F8"``.
+
+  Example:
+    >>> figure_list(["F1", "F2", "F3", "F5", "F6", "F9"], [f"F{i}" for i in range(1, 14)])
+    'F1–F3, F5, F6, F9'
+  """
+  index = {name: i for i, name in enumerate(order)}
+  spans: list[list[str]] = []
+  for name in sorted(names, key=index.__getitem__):
+    if spans and index[name] == index[spans[-1][-1]] + 1:
+      spans[-1].append(name)
+    else:
+      spans.append([name])
+  return ", ".join(f"{span[0]}–{span[-1]}" if len(span) > 2 else ", ".join(span) for span in spans)
+
+
+def _runs_line(entries: Sequence[Mapping[str, Any]], order: Sequence[str]) -> str:
   """Which size and device drew which figures, e.g. ``--quick` on CPU (F1–F13)``."""
   groups: dict[tuple[str, str], list[str]] = {}
   for e in entries:
     if e["status"] == "drawn":
       groups.setdefault((e["size"], e["device"]), []).append(e["figure"])
   return "; ".join(
-    f"`vanish reproduce --{size}` on {dev} ({', '.join(names)})"
+    f"`vanish reproduce --{size}` on {dev} ({figure_list(names, order)})"
     for (size, dev), names in groups.items()
   )
 
@@ -163,10 +180,10 @@ def write(figures_dir: Path, *, readme_dir: Path = HERE) -> Path:
     "Every figure is drawn by one script `fN_<topic>.py` from the results store (never from",
     "numbers in the script): `vanish reproduce --quick` draws them all on a CPU,",
     "`vanish reproduce --full` at paper scale on one GPU, `--only F4 F6` some of them.",
-    f"The images below come from {_runs_line(ordered)};"
+    f"The images below come from {_runs_line(ordered, list(FIGURES))};"
     f" drawing them took {sum(e['wall_time_s'] for e in drawn) / 60:.1f} min in all"
     " (experiments included, unless reused from the store).",
-    f"The latest run drew {', '.join(this_run)}"
+    f"The latest run drew {figure_list(this_run, list(FIGURES))}"
     + ("; the other entries are kept from earlier runs." if len(this_run) < len(ordered) else "."),
     "This page is written by `python -m paper_figs.write_readme results/figures` from that run;",
     "each caption is the figure script's docstring, and the gallery holds 110-dpi thumbnails",
@@ -175,7 +192,7 @@ def write(figures_dir: Path, *, readme_dir: Path = HERE) -> Path:
   ]
   missing = [name for name in FIGURES if name not in entries]
   if missing:
-    lines += [f"Not yet drawn by any run: {', '.join(missing)}.", ""]
+    lines += [f"Not yet drawn by any run: {figure_list(missing, list(FIGURES))}.", ""]
   for entry in ordered:
     lines += _section(entry)
   target = Path(readme_dir) / "README.md"

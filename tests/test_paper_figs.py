@@ -140,7 +140,7 @@ def test_write_readme_full_captions_size_device_thumbnails_and_merge(tmp_path):
   assert "`vanish reproduce --quick` on CPU (F6)" in readme
   assert "kept from earlier runs" in readme
   assert readme.index("## F2") < readme.index("## F6")
-  assert "Not yet drawn by any run: F1, F3, F4, F5, F7," in readme
+  assert "Not yet drawn by any run: F1, F3–F5, F7–F13." in readme
 
 
 def test_f8_error_bars_are_a_t_interval_with_three_seeds_and_the_range_with_two():
