@@ -77,6 +77,7 @@ def draw(*, quick: bool, out_dir, store_root, force: bool = False) -> list[Path]
   sw, depths = a["sigma_w2"], a["depths"]
   accuracy = cell_table(rows, sw, depths, "train_accuracy")
   final = np.stack([a[f"depth{int(d)}/train_accuracy"][:, :, -1] for d in depths])  # [L, S, seeds]
+  final = np.nan_to_num(final, nan=0.0)  # a diverged seed counts as 0, as in the cells table
   _, low, high, bars = seed_interval(final)
   threshold = float(run.config["threshold"])
   six_xi_c = cell_table(rows, sw, depths, "six_xi_c")[0]
