@@ -11,9 +11,11 @@ cells — and compares the measured boundaries (where P = 1/2) with
 * the same prediction corrected for finite width (``−(3κ − 1)/(2n)`` per layer)
   and for the input's length transient (``q⁰ = 1`` instead of q*),
 
-and prints where theory and experiment disagree, in σ_w² and in grid cells.
+and prints where theory and experiment disagree, in σ_w² and in grid cells. The grid is
+computed in blocks of σ_b² rows (``--rows-per-chunk``), each saved when done, so a killed
+``--full`` run resumes from its last finished block.
 
-Run:  python -m experiments.phase_map --quick   (about 30 s on 2 CPU cores)
+Run:  python -m experiments.phase_map --quick   (about 16 s on 2 CPU cores)
       python -m experiments.phase_map --full    (200 × 200 × 256 members × depth 100, one GPU)
 Results: results/phase_map/<config hash>/ (arrays.npz, boundaries.csv, run.json).
 """
@@ -21,6 +23,7 @@ Results: results/phase_map/<config hash>/ (arrays.npz, boundaries.csv, run.json)
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -31,6 +34,7 @@ import numpy as np
 
 import vanish as vn
 from experiments._common import (
+  MAP_FIELDS,
   add_epsilon,
   add_size_overrides,
   cached_run,
@@ -66,6 +70,9 @@ SIZES = {
   },
 }
 
+# σ_b² rows per saved chunk (not part of the config: the blocking does not change the results).
+ROWS_PER_CHUNK = {"quick": 4, "full": 10}
+
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   parser = experiment_parser(
@@ -81,9 +88,24 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   add_size_overrides(
     parser, SIZES["quick"], {"sigma_w2_max": positive_float, "sigma_b2_max": positive_float}
   )
-  parser.add_argument("--chunk-size", type=positive_int, default=None, help="cells per chunk")
+  parser.add_argument(
+    "--rows-per-chunk",
+    type=positive_int,
+    default=None,
+    help="σ_b² rows per saved chunk: a killed run resumes from its last finished chunk "
+    "(default: 4 quick, 10 full; rounded down to a divisor of the rows)",
+  )
+  parser.add_argument(
+    "--chunk-size",
+    type=positive_int,
+    default=None,
+    help="cells per vmapped batch, a memory/speed knob (default: as many as fit the device, "
+    "up to one chunk's cells); results change only by float32 rounding",
+  )
   args = parser.parse_args(argv)
   args.sizes = size_values(args, SIZES)
+  if args.rows_per_chunk is None:
+    args.rows_per_chunk = ROWS_PER_CHUNK[args.size]
   if args.sizes["depth"] < 2:
     parser.error("--depth must be >= 2 (the gradient must cross at least one layer)")
   return args
@@ -97,51 +119,110 @@ def grids(sizes: dict) -> tuple[np.ndarray, np.ndarray]:
   return sigma_w2, sigma_b2
 
 
-def theory_boundaries(args: argparse.Namespace, sigma_b2: np.ndarray):
-  """Plain and finite-size mean-field boundaries on every ``theory_stride``-th σ_b² row.
+def theory_boundaries(args: argparse.Namespace, sigma_b2: np.ndarray, rows: slice):
+  """Plain and finite-size mean-field boundaries of σ_b² rows ``rows``, computed on every
+  ``theory_stride``-th row of the whole grid (nan on the others).
 
   Each row costs ~1–3 s of host quadratures (depth 100), so the 200-row full grid
-  thins them; the other rows are nan.
+  thins them; each row is solved on its own, so a block of rows gives the same numbers
+  as the whole grid.
   """
   sizes = args.sizes
-  rows = np.arange(0, sigma_b2.size, sizes["theory_stride"])
+  index = np.arange(sigma_b2.size)[rows]
+  computed = index % sizes["theory_stride"] == 0
   common = {"depth": sizes["depth"], "epsilon": args.epsilon}
   out = []
   for extra in ({}, {"width": sizes["width"], "q0": 1.0}):
-    some = phase_map.mean_field_boundaries(args.activation, sigma_b2[rows], **common, **extra)
-    full = {}
-    for field in ("vanish", "explode", "critical"):
-      values = np.full(sigma_b2.size, np.nan)
-      values[rows] = getattr(some, field)
-      full[field] = values
-    out.append(some._replace(sigma_b2=sigma_b2, **full))
+    full = {field: np.full(index.size, np.nan) for field in ("vanish", "explode", "critical")}
+    if computed.any():
+      some = phase_map.mean_field_boundaries(
+        args.activation, sigma_b2[index[computed]], **common, **extra
+      )
+      for field in full:
+        full[field][computed] = getattr(some, field)
+    level = args.epsilon ** (2 / (sizes["depth"] - 1))
+    out.append(
+      phase_map.MeanFieldBoundaries(
+        sigma_b2[rows], **full, chi1_vanish=level, chi1_explode=1 / level, **common, **extra
+      )
+    )
   return out
 
 
-def run(args: argparse.Namespace) -> dict:
+def row_blocks(rows: int, rows_per_chunk: int) -> list[list[int]]:
+  """``[start, stop)`` σ_b² row blocks of equal size: the largest divisor of ``rows`` that is at
+  most ``rows_per_chunk`` (equal shapes compile once).
+
+  Example:
+    >>> row_blocks(12, 4), row_blocks(7, 4)
+    ([[0, 4], [4, 8], [8, 12]], [[0, 1], [1, 2], [2, 3], [3, 4], [4, 5], [5, 6], [6, 7]])
+  """
+  size = max(d for d in range(1, min(rows, rows_per_chunk) + 1) if rows % d == 0)
+  return [[start, start + size] for start in range(0, rows, size)]
+
+
+def compute_batch(args: argparse.Namespace) -> int:
+  """Cells per vmapped batch in every block: ``--chunk-size`` (else the memory-limited
+  default for one block), balanced so that the batches split a block evenly.
+
+  Every cell uses the same draws whatever block it is in; only the batch size changes the
+  float32 rounding (by ~1e-7 in the log-growth moments). So a resumed run equals an
+  uninterrupted one bitwise, and so do two blockings whose batches are equal (a one-block
+  and a three-block run with ``--chunk-size`` = one row: tests/test_phase_map_experiment.py).
+  """
   sizes = args.sizes
+  (start, stop), *_ = row_blocks(sizes["sigma_b2_points"], args.rows_per_chunk)
+  cells = (stop - start) * sizes["sigma_w2_points"]
+  limit = args.chunk_size or phase_map.default_chunk_size(
+    cells, width=sizes["width"], depth=sizes["depth"], members=sizes["members"]
+  )
+  batches = -(-cells // min(limit, cells))
+  return -(-cells // batches)
+
+
+# The per-row results a block stores (``rows<start>/<name>``) and the run concatenates.
+ROW_ARRAYS = (
+  *(f"map/{field}" for field in MAP_FIELDS),
+  *("empirical/vanish", "empirical/explode"),
+  *("mean_field/vanish", "mean_field/explode", "mean_field/critical"),
+  *("mean_field_finite/vanish", "mean_field_finite/explode"),
+  *(
+    f"{theory}/{key}_{unit}"
+    for theory in ("diff", "diff_finite")
+    for key in ("vanish", "explode")
+    for unit in ("sigma_w2", "cells")
+  ),
+  "critical_between",
+)
+
+
+def run_block(args: argparse.Namespace, block: Sequence[int]) -> dict:
+  """The map, its measured boundaries and the theory for σ_b² rows ``block = [start, stop)``.
+
+  Every cell's draws are the common random numbers of ``jax.random.key(args.seed)``
+  (:func:`vanish.phase_map.common_random_numbers`), whatever block it is in.
+  """
+  sizes = args.sizes
+  start_row, stop_row = block
   sigma_w2, sigma_b2 = grids(sizes)
+  rows = slice(start_row, stop_row)
   start = time.perf_counter()
   pm = phase_map.gradient_phase_map(
     args.activation,
     sigma_w2,
-    sigma_b2,
+    sigma_b2[rows],
     width=sizes["width"],
     depth=sizes["depth"],
     members=sizes["members"],
     key=jax.random.key(args.seed),
     epsilon=args.epsilon,
-    chunk_size=args.chunk_size,
+    chunk_size=compute_batch(args),
   )
   map_seconds = time.perf_counter() - start
   empirical = phase_map.empirical_boundary(pm)
-  plain, finite = theory_boundaries(args, sigma_b2)
+  plain, finite = theory_boundaries(args, sigma_b2, rows)
   theory_seconds = time.perf_counter() - start - map_seconds
-  d_plain = phase_map.boundary_disagreement(empirical, plain)
-  d_finite = phase_map.boundary_disagreement(empirical, finite)
-  arrays = {
-    "sigma_w2": pm.sigma_w2,
-    "sigma_b2": pm.sigma_b2,
+  arrays = map_arrays(pm) | {
     "empirical/vanish": empirical.vanish,
     "empirical/explode": empirical.explode,
     "mean_field/vanish": plain.vanish,
@@ -149,34 +230,56 @@ def run(args: argparse.Namespace) -> dict:
     "mean_field/critical": plain.critical,
     "mean_field_finite/vanish": finite.vanish,
     "mean_field_finite/explode": finite.explode,
-    "map_seconds": np.asarray(map_seconds),
-    "theory_seconds": np.asarray(theory_seconds),
   }
-  arrays |= map_arrays(pm)
+  for name, theory in (("diff", plain), ("diff_finite", finite)):
+    d = phase_map.boundary_disagreement(empirical, theory)
+    arrays |= {
+      f"{name}/vanish_sigma_w2": d.vanish_sigma_w2,
+      f"{name}/vanish_cells": d.vanish_cells,
+      f"{name}/explode_sigma_w2": d.explode_sigma_w2,
+      f"{name}/explode_cells": d.explode_cells,
+    }
+    if name == "diff":
+      arrays["critical_between"] = d.critical_between
+  prefix = f"rows{start_row}"
+  out = {f"{prefix}/{name}": arrays[name] for name in ROW_ARRAYS}
+  out[f"{prefix}/map_seconds"] = np.asarray(map_seconds)
+  out[f"{prefix}/theory_seconds"] = np.asarray(theory_seconds)
+  out[f"{prefix}/chunk_size"] = np.asarray(pm.config["chunk_size"])
+  return {"arrays": out, "rows": [{"start": start_row, "stop": stop_row}]}
+
+
+def assemble(args: argparse.Namespace, blocks: Sequence[Sequence[int]], parts: dict) -> dict:
+  """The run's arrays and ``boundaries`` rows from the row blocks' arrays ``parts``."""
+  sigma_w2, sigma_b2 = grids(args.sizes)
+  prefixes = [f"rows{start}" for start, _ in blocks]
+  rows_of = {name: np.concatenate([parts[f"{p}/{name}"] for p in prefixes]) for name in ROW_ARRAYS}
+  arrays = {
+    "sigma_w2": sigma_w2,
+    "sigma_b2": sigma_b2,
+    **{name: rows_of[name] for name in ROW_ARRAYS if not name.startswith(("diff", "critical_b"))},
+    "map_seconds": np.asarray(sum(float(parts[f"{p}/map_seconds"]) for p in prefixes)),
+    "theory_seconds": np.asarray(sum(float(parts[f"{p}/theory_seconds"]) for p in prefixes)),
+    "chunk_size": parts[f"{prefixes[0]}/chunk_size"],
+  }
   rows = []
   for i, sb2 in enumerate(sigma_b2):
-    rows.append(
-      {
-        "sigma_b2": sb2,
-        "empirical_vanish": empirical.vanish[i],
-        "empirical_explode": empirical.explode[i],
-        "mean_field_vanish": plain.vanish[i],
-        "mean_field_explode": plain.explode[i],
-        "critical": plain.critical[i],
-        "finite_vanish": finite.vanish[i],
-        "finite_explode": finite.explode[i],
-        "vanish_diff_sigma_w2": d_plain.vanish_sigma_w2[i],
-        "vanish_diff_cells": d_plain.vanish_cells[i],
-        "explode_diff_sigma_w2": d_plain.explode_sigma_w2[i],
-        "explode_diff_cells": d_plain.explode_cells[i],
-        "finite_vanish_diff_sigma_w2": d_finite.vanish_sigma_w2[i],
-        "finite_vanish_diff_cells": d_finite.vanish_cells[i],
-        "finite_explode_diff_sigma_w2": d_finite.explode_sigma_w2[i],
-        "finite_explode_diff_cells": d_finite.explode_cells[i],
-        "critical_between": bool(d_plain.critical_between[i]),
-      }
-    )
-  arrays["chunk_size"] = np.asarray(pm.config["chunk_size"])
+    row = {
+      "sigma_b2": sb2,
+      "empirical_vanish": rows_of["empirical/vanish"][i],
+      "empirical_explode": rows_of["empirical/explode"][i],
+      "mean_field_vanish": rows_of["mean_field/vanish"][i],
+      "mean_field_explode": rows_of["mean_field/explode"][i],
+      "critical": rows_of["mean_field/critical"][i],
+      "finite_vanish": rows_of["mean_field_finite/vanish"][i],
+      "finite_explode": rows_of["mean_field_finite/explode"][i],
+    }
+    for name, column in (("diff", ""), ("diff_finite", "finite_")):
+      for key in ("vanish", "explode"):
+        row[f"{column}{key}_diff_sigma_w2"] = rows_of[f"{name}/{key}_sigma_w2"][i]
+        row[f"{column}{key}_diff_cells"] = rows_of[f"{name}/{key}_cells"][i]
+    row["critical_between"] = bool(rows_of["critical_between"][i])
+    rows.append(row)
   return {"arrays": arrays, "rows": rows}
 
 
@@ -237,10 +340,31 @@ def config_of(args: argparse.Namespace) -> dict:
 
 
 def cached(args: argparse.Namespace) -> Path:
-  """The stored run of ``args``' config, computed first if needed."""
-  return cached_run(
-    args.out, "phase_map", config_of(args), lambda: run(args), table="boundaries", force=args.force
-  )
+  """The stored run of ``args``' config, computed first if needed, block of σ_b² rows by block.
+
+  The row blocks are a run of their own (the config plus ``"part": "row blocks"``), computed
+  chunk by chunk, so a killed run resumes from its last finished block; the run proper
+  concatenates them and the blocks' run is then deleted.
+  """
+  config = config_of(args)
+  blocks = row_blocks(args.sizes["sigma_b2_points"], args.rows_per_chunk)
+  parts_config = {**config, "part": "row blocks"}
+
+  def compute() -> dict:
+    parts = cached_run(
+      args.out,
+      "phase_map",
+      parts_config,
+      lambda block: run_block(args, block),
+      table="blocks",
+      force=args.force,
+      chunks=blocks,
+    )
+    return assemble(args, blocks, store.load(parts).arrays)
+
+  path = cached_run(args.out, "phase_map", config, compute, table="boundaries", force=args.force)
+  shutil.rmtree(store.run_folder(args.out, "phase_map", parts_config), ignore_errors=True)
+  return path
 
 
 ensure = default_ensure(parse_args, cached)
