@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import math
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,17 +53,33 @@ def add_size_overrides(
   parser: argparse.ArgumentParser,
   names: Iterable[str],
   types: Mapping[str, Callable[[str], Any]] | None = None,
+  *,
+  table: Mapping[str, Mapping[str, Any]] | None = None,
+  descriptions: Mapping[str, str] | None = None,
 ) -> None:
   """``--<name>`` (``_`` written ``-``) for each size value, ``positive_int`` unless ``types`` says.
 
-  :func:`size_values` then puts the given ones in place of the size's defaults.
+  With the size ``table`` (``{"quick": {...}, "full": {...}}``) the help shows each size's
+  default; ``descriptions`` says what a value is (default: its name). :func:`size_values`
+  then puts the given ones in place of the size's defaults.
+
+  Example:
+    >>> parser = argparse.ArgumentParser()
+    >>> add_size_overrides(parser, ["depth"], table={"quick": {"depth": 3}, "full": {"depth": 9}},
+    ...                    descriptions={"depth": "layers L"})
+    >>> parser._actions[-1].help
+    'layers L (default: 3 with --quick, 9 with --full)'
   """
   for name in names:
+    what = (descriptions or {}).get(name, name.replace("_", " "))
+    if table is not None:
+      defaults = ", ".join(f"{table[size][name]} with --{size}" for size in table)
+      what = f"{what} (default: {defaults})"
     parser.add_argument(
       f"--{name.replace('_', '-')}",
       type=(types or {}).get(name, positive_int),
       default=None,
-      help="override the size's value",
+      help=what if table is not None else f"{what} (overrides the size's value)",
     )
 
 
@@ -241,16 +258,50 @@ def default_ensure(
   return ensure
 
 
+# The program name experiment parsers show in ``usage:`` (``vanish run`` sets it, see
+# :func:`invoked_as`); None: ``python -m experiments.<name>`` when run that way.
+_PROG: str | None = None
+
+
+@contextlib.contextmanager
+def invoked_as(prog: str) -> Iterator[None]:
+  """Experiment parsers made inside this block call themselves ``prog`` (``vanish run NAME``)."""
+  global _PROG
+  previous, _PROG = _PROG, prog
+  try:
+    yield
+  finally:
+    _PROG = previous
+
+
+def _prog() -> str | None:
+  if _PROG is not None:
+    return _PROG
+  spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+  if spec is not None and spec.name.startswith("experiments."):
+    return f"python -m {spec.name}"  # argparse would say "__main__.py"
+  return None
+
+
 def experiment_parser(doc: str, *, quick_help: str, full_help: str) -> argparse.ArgumentParser:
   """The options every experiment has: ``--quick | --full``, ``--seed``, ``--out``, ``--force``."""
   parser = argparse.ArgumentParser(
-    description=doc.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    prog=_prog(),
+    description=doc.split("\n\n")[0],
+    formatter_class=argparse.RawDescriptionHelpFormatter,
   )
   size = parser.add_mutually_exclusive_group()
   size.add_argument("--quick", action="store_const", const="quick", dest="size", help=quick_help)
   size.add_argument("--full", action="store_const", const="full", dest="size", help=full_help)
   parser.set_defaults(size="quick")
-  parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument(
+    "--seed",
+    type=int,
+    default=0,
+    help="seed of jax.random.key, from which every random draw of the run comes (default 0)",
+  )
   parser.add_argument("--out", default="results", help="results store root (default results/)")
-  parser.add_argument("--force", action="store_true", help="recompute even if a result exists")
+  parser.add_argument(
+    "--force", action="store_true", help="recompute even if a result exists in the store"
+  )
   return parser

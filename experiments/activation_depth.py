@@ -66,8 +66,20 @@ INIT = "weights N(0, 1/n_in), biases N(0, 1), one draw per depth shared by every
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   parser = experiment_parser(__doc__, quick_help="CPU, CI (~30 s)", full_help="one GPU")
-  parser.add_argument("--epochs", type=positive_int, help="override the size's epoch count")
-  parser.add_argument("--members", type=positive_int, help="override the size's ensemble size")
+  parser.add_argument(
+    "--epochs",
+    type=positive_int,
+    help="training epochs (default: {} with --quick, {} with --full)".format(
+      SIZES["quick"]["epochs"], SIZES["full"]["epochs"]
+    ),
+  )
+  parser.add_argument(
+    "--members",
+    type=positive_int,
+    help="networks in the ensemble (default: {} with --quick, {} with --full)".format(
+      SIZES["quick"]["members"], SIZES["full"]["members"]
+    ),
+  )
   parser.add_argument(
     "--depths", type=positive_int, nargs="+", help="numbers of hidden layers (default by size)"
   )

@@ -60,7 +60,13 @@ ALIVE = 1e-2  # σ'(z) above this counts as an unsaturated unit (σ' ≤ 1/4)
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   parser = experiment_parser(__doc__, quick_help="CPU, CI (~10 s)", full_help="one GPU")
-  parser.add_argument("--epochs", type=positive_int, help="override the size's epoch count")
+  parser.add_argument(
+    "--epochs",
+    type=positive_int,
+    help="training epochs (default: {} with --quick, {} with --full)".format(
+      SIZES["quick"]["epochs"], SIZES["full"]["epochs"]
+    ),
+  )
   parser.add_argument(
     "--depths", type=positive_int, nargs="+", help="numbers of hidden layers (default by size)"
   )

@@ -55,8 +55,20 @@ HIDDEN_WIDTH = 30
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   parser = experiment_parser(__doc__, quick_help="CPU, CI", full_help="as Nielsen")
-  parser.add_argument("--epochs", type=positive_int, help="override the size's epoch count")
-  parser.add_argument("--members", type=positive_int, help="override the size's ensemble size")
+  parser.add_argument(
+    "--epochs",
+    type=positive_int,
+    help="training epochs (default: {} with --quick, {} with --full)".format(
+      SIZES["quick"]["epochs"], SIZES["full"]["epochs"]
+    ),
+  )
+  parser.add_argument(
+    "--members",
+    type=positive_int,
+    help="networks in the ensemble (default: {} with --quick, {} with --full)".format(
+      SIZES["quick"]["members"], SIZES["full"]["members"]
+    ),
+  )
   parser.add_argument(
     "--hidden",
     type=positive_int,

@@ -87,8 +87,30 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   parser.add_argument("--teacher-w", type=float, default=1.1, help="teacher weight w* (1.1)")
   parser.add_argument("--teacher-b", type=float, default=0.0, help="teacher bias b* (0.0)")
   parser.add_argument("--learning-rate", type=positive_float, default=0.2, help="GD step η (0.2)")
-  parser.add_argument("--widths", type=positive_int, nargs="+", default=[2, 3])
-  add_size_overrides(parser, SIZES["quick"])
+  parser.add_argument(
+    "--widths",
+    type=positive_int,
+    nargs="+",
+    default=[2, 3],
+    help="widths of the networks mapped on the (w, b) slice W_l = w·Ŵ_l, b_l = b (default 2 3)",
+  )
+  add_size_overrides(
+    parser,
+    SIZES["quick"],
+    table=SIZES,
+    descriptions={
+      "w_points": "tied-chain map: grid points in w",
+      "b_points": "tied-chain map: grid points in b",
+      "inputs": "inputs of the map and the training set",
+      "deep": "the deep depth of the tied-chain map (> --depth)",
+      "start_w_points": "GD trajectories: starting points in w",
+      "start_b_points": "GD trajectories: starting points in b",
+      "steps": "GD steps per trajectory",
+      "slice_w_points": "width-n slice: grid points in the weight scale w",
+      "slice_b_points": "width-n slice: grid points in b",
+      "slice_samples": "width-n slice: random (Ŵ, input, cotangent) samples per cell",
+    },
+  )
   args = parser.parse_args(argv)
   if not (np.isfinite(args.teacher_w) and np.isfinite(args.teacher_b)):
     parser.error("--teacher-w and --teacher-b must be finite")

@@ -86,7 +86,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   )
   add_epsilon(parser, "‖δ¹‖/‖δᴸ‖")
   add_size_overrides(
-    parser, SIZES["quick"], {"sigma_w2_max": positive_float, "sigma_b2_max": positive_float}
+    parser,
+    SIZES["quick"],
+    {"sigma_w2_max": positive_float, "sigma_b2_max": positive_float},
+    table=SIZES,
+    descriptions={
+      "width": "layer width n",
+      "depth": "number of layers L (>= 2)",
+      "members": "networks per cell",
+      "sigma_w2_points": "σ_w² grid points (from max/points to max)",
+      "sigma_b2_points": "σ_b² grid points (from 0 to max)",
+      "sigma_w2_max": "largest σ_w²",
+      "sigma_b2_max": "largest σ_b²",
+      "theory_stride": "solve the mean-field theory on every k-th σ_b² row",
+    },
   )
   parser.add_argument(
     "--rows-per-chunk",

@@ -67,7 +67,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   parser.add_argument("--steps", type=positive_int, help="measured steps of lag")
   parser.add_argument("--burn-in", type=int, help="steps run before the measured window")
   parser.add_argument(
-    "--settings", nargs="+", default=list(RNN_SETTINGS), choices=list(RNN_SETTINGS)
+    "--settings",
+    nargs="+",
+    default=list(RNN_SETTINGS),
+    choices=list(RNN_SETTINGS),
+    help="vanilla-RNN initializations: ordered (Gaussian σ_w² = 1), critical (Gaussian at the "
+    "critical σ_w²), chaotic (Gaussian σ_w² = 4), orthogonal (at the critical σ_w²) "
+    "(default: all)",
   )
   args = parser.parse_args(argv)
   if args.burn_in is not None and args.burn_in < 0:

@@ -82,7 +82,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   parser.add_argument(
     "--sigma-b2", type=float, default=0.05, help="the map's fixed bias variance (default 0.05)"
   )
-  add_size_overrides(parser, SIZES["quick"])
+  add_size_overrides(parser, SIZES["quick"], table=SIZES)
   args = parser.parse_args(argv)
   if not (math.isfinite(args.sigma_b2) and args.sigma_b2 >= 0):
     parser.error(f"--sigma-b2 must be a finite number >= 0, got {args.sigma_b2}")

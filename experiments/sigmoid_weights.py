@@ -85,7 +85,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     __doc__, quick_help="small ensembles (CPU, CI)", full_help="paper-scale ensembles (one GPU)"
   )
   add_epsilon(parser, "|g|")
-  add_size_overrides(parser, SIZES["quick"])
+  add_size_overrides(parser, SIZES["quick"], table=SIZES)
   args = parser.parse_args(argv)
   args.sizes = size_values(args, SIZES)
   if args.sizes["depth"] < 2:
