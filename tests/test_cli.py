@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 import vanish as vn
+from experiments import _common
 from vanish import cli
 from vanish.metadata import run_metadata, to_json
 
@@ -189,6 +190,8 @@ def fake_figures(tmp_path, monkeypatch):
   monkeypatch.syspath_prepend(str(tmp_path))
   modules = {"F2": "fakefigs.good", "F3": "fakefigs.bad"}
   monkeypatch.setattr(cli.Figure, "module", property(lambda self: modules.get(self.name)))
+  # other edits to the checkout during the test must not look like new code to the store
+  monkeypatch.setattr(_common, "code_fingerprint", lambda *args: "test-code")
   monkeypatch.chdir(tmp_path)
   return tmp_path
 
@@ -200,13 +203,20 @@ def test_reproduce_draws_from_the_store_reuses_it_and_reports_missing(fake_figur
   assert "[1/2] F2" in out and "drawn in" in out and "F2_fake.txt" in out
   assert "missing: no paper_figs/f4_*.py" in out
   assert "experiments computed: 1, reused from the store: 0" in out
+  assert "computed: fake_experiment\n" in out and "reused:" not in out
   assert (fake_figures / "figs" / "F2_fake.txt").read_text() == "6.0"
   summary = json.loads((fake_figures / "figs" / "reproduce_summary.json").read_text())
   assert [f["status"] for f in summary["figures"]] == ["drawn", "missing"]
   assert summary["figures"][0]["experiments"][0]["computed_chunks"] == 2
+  assert summary["figures"][0]["experiments"][0]["experiment"] == "fake_experiment"
+  assert summary["experiments"] == {"computed": ["fake_experiment"], "reused": []}
 
   assert cli.main(["reproduce", "--only", "F2", "--store", "st", "--out", "figs"]) == 0
-  assert "experiments computed: 0, reused from the store: 1" in capsys.readouterr().out
+  out = capsys.readouterr().out
+  assert "experiments computed: 0, reused from the store: 1" in out
+  assert "reused:   fake_experiment\n" in out and "    computed:" not in out
+  summary = json.loads((fake_figures / "figs" / "reproduce_summary.json").read_text())
+  assert summary["experiments"] == {"computed": [], "reused": ["fake_experiment"]}
   assert cli.main(["reproduce", "--only", "F2", "--store", "st", "--out", "figs", "--force"]) == 0
   assert "experiments computed: 1, reused from the store: 0" in capsys.readouterr().out
 
@@ -247,11 +257,64 @@ def test_reproduce_list_and_unknown_figure(capsys):
     cli.main(["reproduce", "--quick", "--full"])
 
 
+EXTRA_FIGURE = '''"""An extra figure: the number 14, drawn.
+
+Found by its file name alone; vanish.cli has no entry for it.
+"""
+from pathlib import Path
+
+
+def draw(*, quick, out_dir, store_root, force=False):
+  target = Path(out_dir) / "F14_extra.txt"
+  target.parent.mkdir(parents=True, exist_ok=True)
+  target.write_text("14")
+  return [target]
+'''
+
+
+def test_figures_are_discovered_by_their_file_name(tmp_path, monkeypatch, capsys):
+  """A new fN_ script is a figure (titled by its docstring) with no list to edit; F1–F13 keep
+  their titles and order and are reported missing without a script."""
+  folder = tmp_path / "morefigs"
+  folder.mkdir()
+  (folder / "__init__.py").write_text("")
+  (folder / "f14_extra.py").write_text(EXTRA_FIGURE)
+  (folder / "f2_sigmoid.py").write_text('"""Not the catalogue\'s title."""\n')
+  (folder / "fig_helpers.py").write_text("")  # not fN_<topic>: not a figure
+  monkeypatch.syspath_prepend(str(tmp_path))
+  monkeypatch.setattr(cli, "figure_folder", lambda: ("morefigs", folder))
+  monkeypatch.chdir(tmp_path)
+  found = cli.figures()
+  assert list(found) == [f"F{i}" for i in range(1, 15)]
+  assert found["F14"].title == "An extra figure: the number 14, drawn."
+  assert found["F2"] == cli.FIGURES["F2"]
+  assert found["F14"].module == "morefigs.f14_extra" and found["F2"].module == "morefigs.f2_sigmoid"
+  assert found["F1"].module is None
+
+  assert cli.main(["reproduce", "--list"]) == 0
+  listed = capsys.readouterr().out.splitlines()
+  assert [line.split()[:2] for line in listed[:3]] == [
+    ["F1", "missing"],
+    ["F2", "ready"],
+    ["F3", "missing"],
+  ]
+  assert listed[-1].split()[:2] == ["F14", "ready"] and listed[-1].endswith("number 14, drawn.")
+  assert cli.main(["reproduce", "--only", "f14", "F1", "--out", "figs"]) == 2  # F1 is missing
+  out = capsys.readouterr().out
+  assert "[1/2] F14: An extra figure" in out and "missing: no paper_figs/f1_*.py" in out
+  assert (tmp_path / "figs" / "F14_extra.txt").read_text() == "14"
+  with pytest.raises(SystemExit):
+    cli.main(["reproduce", "--only", "F15"])
+  assert "unknown figure 'F15'" in capsys.readouterr().err
+
+
 def test_run_and_list_experiments(tmp_path, capsys):
   assert cli.main(["list"]) == 0
   listed = capsys.readouterr().out
   for script in (ROOT / "experiments").glob("[!_]*.py"):
-    assert f"  {script.stem}\n" in listed
+    about = cli.first_docstring_line(script)
+    assert re.search(rf"^  {script.stem} +{re.escape(about)}$", listed, re.MULTILINE)
+  assert "  phase_map " in listed and "The (σ_w², σ_b²) phase map" in listed
   argv = ["run", "probabilistic_model", "--quick", "--depth", "3", "--activations", "relu"]
   assert cli.main([*argv, "--out", str(tmp_path)]) == 0
   assert "P(|g| < 0.001) at depth 3" in capsys.readouterr().out
@@ -266,6 +329,58 @@ def test_help_everywhere(argv, capsys):
     cli.main([*argv, "--help"])
   assert error.value.code == 0
   assert capsys.readouterr().out.startswith("usage: vanish")
+
+
+def test_experiment_help_names_the_command_and_every_option(capsys, monkeypatch):
+  with pytest.raises(SystemExit) as error:
+    cli.main(["run", "phase_map", "--help"])
+  assert error.value.code == 0
+  printed = capsys.readouterr().out
+  assert printed.startswith("usage: vanish run phase_map [-h]")
+  assert "seed of jax.random.key" in printed
+  flat = " ".join(printed.split())  # the help wraps at the terminal's width
+  assert (
+    "--sigma-w2-points SIGMA_W2_POINTS σ_w² grid points (from max/points to max) (default: 24 "
+    "with --quick, 200 with --full)" in flat
+  )
+  assert "cells per vmapped batch" in flat and "rows per saved chunk" in flat
+  from experiments import phase_map, rnn_through_time
+
+  for module, flag in ((phase_map, "--width"), (rnn_through_time, "--settings")):
+    with pytest.raises(SystemExit):
+      module.parse_args(["--help"])
+    text = capsys.readouterr().out
+    assert text.startswith("usage: ")  # not the caller's name when not run as a script
+    assert re.search(rf"{flag} \S+.*\n?\s+\S", text)
+  # run as `python -m experiments.phase_map` the usage says so, not "__main__.py"
+  spec = type("Spec", (), {"name": "experiments.phase_map"})()
+  monkeypatch.setitem(sys.modules, "__main__", type("Main", (), {"__spec__": spec})())
+  with pytest.raises(SystemExit):
+    phase_map.parse_args(["--help"])
+  assert capsys.readouterr().out.startswith("usage: python -m experiments.phase_map [-h]")
+  with pytest.raises(SystemExit) as error:  # no NAME: options are optional, NAME is not
+    cli.main(["run"])
+  assert error.value.code == 2
+  assert capsys.readouterr().err.strip().endswith("the following arguments are required: NAME")
+
+
+def test_every_experiment_option_has_help(monkeypatch):
+  import argparse
+  import importlib
+
+  made = []
+
+  def keep(self, *args, **kwargs):
+    made.append(self)
+    raise SystemExit(0)
+
+  monkeypatch.setattr(argparse.ArgumentParser, "parse_args", keep)
+  for script in sorted((ROOT / "experiments").glob("[!_]*.py")):
+    with pytest.raises(SystemExit):
+      importlib.import_module(f"experiments.{script.stem}").parse_args([])
+    for action in made[-1]._actions:
+      assert action.help and "override the size's value" not in action.help, (script, action)
+  assert len(made) == len(list((ROOT / "experiments").glob("[!_]*.py")))
 
 
 def test_no_command_is_an_error(capsys):

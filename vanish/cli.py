@@ -6,8 +6,9 @@ ones resume) and draws it; ``vanish run NAME [options]`` runs one experiment wit
 own options (``vanish run phase_map --help``); ``vanish list`` lists experiments and
 figures. The experiments (``experiments/``) and figure scripts (``paper_figs/``) live in
 the source checkout beside the package, where figure ``FN`` is drawn by
-``paper_figs/fN_<topic>.py``; a figure without its script is reported as missing,
-never faked. ``vanish demo`` prints Nielsen's per-layer "speed of learning"
+``paper_figs/fN_<topic>.py``: any such script is found (a new ``f14_<topic>.py`` is
+figure F14, titled by its docstring's first line), and one of the paper's F1–F13
+without its script is reported as missing, never faked. ``vanish demo`` prints Nielsen's per-layer "speed of learning"
 ``‖∂C/∂b^l‖`` (*Neural Networks and Deep Learning*, ch. 5) for a random ensemble.
 
 Example:
@@ -20,9 +21,11 @@ Example:
 from __future__ import annotations
 
 import argparse
+import ast
 import dataclasses
 import json
 import math
+import re
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -31,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["FIGURES", "Figure", "demo_results", "main", "quantile"]
+__all__ = ["FIGURES", "Figure", "demo_results", "figures", "main", "quantile"]
 
 LOG10_E = 1 / math.log(10)
 DEMO_KEY_STREAMS = {"params": 0, "input": 1, "noise": 2}
@@ -61,11 +64,18 @@ class Figure:
   @property
   def module(self) -> str | None:
     """The figure script ``paper_figs.fN_<topic>`` in the source checkout, or None."""
-    root = checkout()
-    if root is None:
-      return None
-    scripts = sorted((root / "paper_figs").glob(f"{self.name.lower()}_*.py"))
-    return f"paper_figs.{scripts[0].stem}" if scripts else None
+    checkout()  # puts the checkout on sys.path
+    found = figure_folder()
+    script = figure_scripts().get(self.name)
+    return f"{found[0]}.{script.stem}" if found and script else None
+
+
+def _source_root() -> Path | None:
+  """The folder above the package if it holds ``experiments/`` and ``paper_figs/``, else None."""
+  root = Path(__file__).resolve().parents[1]
+  if not all((root / d / "__init__.py").is_file() for d in ("experiments", "paper_figs")):
+    return None
+  return root
 
 
 def checkout() -> Path | None:
@@ -74,8 +84,8 @@ def checkout() -> Path | None:
   It is the folder above the package (an editable install, or running from the
   repository); it is put on ``sys.path`` so both import as packages.
   """
-  root = Path(__file__).resolve().parents[1]
-  if not all((root / d / "__init__.py").is_file() for d in ("experiments", "paper_figs")):
+  root = _source_root()
+  if root is None:
     return None
   if str(root) not in sys.path:
     sys.path.insert(0, str(root))
@@ -90,6 +100,47 @@ def experiment_names() -> list[str]:
   return sorted(p.stem for p in (root / "experiments").glob("*.py") if not p.stem.startswith("_"))
 
 
+def first_docstring_line(path: Path) -> str:
+  """The first line of a Python file's module docstring, read without importing it."""
+  try:
+    doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"), filename=str(path)))
+  except (OSError, SyntaxError, ValueError) as error:
+    return f"(unreadable: {type(error).__name__})"
+  return doc.strip().splitlines()[0] if doc and doc.strip() else "(no docstring)"
+
+
+def figure_folder() -> tuple[str, Path] | None:
+  """The package the figure scripts live in and its folder: ``paper_figs/`` of the checkout."""
+  root = _source_root()
+  return None if root is None else ("paper_figs", root / "paper_figs")
+
+
+_SCRIPT_NAME = re.compile(r"f([1-9][0-9]*)_\w+\.py")
+
+
+def figure_scripts() -> dict[str, Path]:
+  """``{"FN": paper_figs/fN_<topic>.py}`` for every figure script found, in order of N."""
+  found = figure_folder()
+  if found is None:
+    return {}
+  scripts: dict[int, Path] = {}
+  for path in sorted(found[1].glob("f*_*.py")):
+    match = _SCRIPT_NAME.fullmatch(path.name)
+    if match:
+      scripts.setdefault(int(match.group(1)), path)
+  return {f"F{n}": scripts[n] for n in sorted(scripts)}
+
+
+def figures() -> dict[str, Figure]:
+  """The paper's figures, in order of N: F1–F13 (:data:`FIGURES`, listed even when a script is
+  missing) and every other ``paper_figs/fN_<topic>.py``, titled by its docstring's first line."""
+  found = dict(FIGURES)
+  for name, path in figure_scripts().items():
+    found.setdefault(name, Figure(name, first_docstring_line(path)))
+  return dict(sorted(found.items(), key=lambda item: int(item[0][1:])))
+
+
+# The paper's figures F1–F13 and their titles: reported as missing while a script is absent.
 FIGURES: dict[str, Figure] = {
   f.name: f
   for f in [
@@ -156,9 +207,9 @@ def _nonnegative_int(name: str) -> Callable[[str], int]:
 
 
 def _figure_name(text: str) -> str:
-  name = text.upper()
-  if name not in FIGURES:
-    raise argparse.ArgumentTypeError(f"unknown figure {text!r}; known: {', '.join(FIGURES)}")
+  name, known = text.upper(), figures()
+  if name not in known:
+    raise argparse.ArgumentTypeError(f"unknown figure {text!r}; known: {', '.join(known)}")
   return name
 
 
@@ -508,16 +559,23 @@ def _draw_figure(figure: Figure, args: argparse.Namespace) -> dict[str, Any]:
     record |= {"status": "failed", "reason": f"{type(error).__name__}: {error}"}
   runs = RUN_LOG[first_run:]
   record["experiments"] = [
-    {"path": str(o.path), "computed_chunks": o.computed, "reused_chunks": o.reused} for o in runs
+    {
+      "experiment": o.path.parent.name,
+      "path": str(o.path),
+      "computed_chunks": o.computed,
+      "reused_chunks": o.reused,
+    }
+    for o in runs
   ]
   record["wall_time_s"] = time.perf_counter() - start
   return record
 
 
 def _run_reproduce(args: argparse.Namespace) -> int:
-  names = list(dict.fromkeys(args.only)) if args.only else list(FIGURES)
+  known = figures()
+  names = list(dict.fromkeys(args.only)) if args.only else list(known)
   if args.list:
-    return _list_figures(names)
+    return _list_figures(names, known)
   if checkout() is None:
     return _no_checkout()
   start = time.perf_counter()
@@ -526,7 +584,7 @@ def _run_reproduce(args: argparse.Namespace) -> int:
   )
   records = []
   for index, name in enumerate(names, 1):
-    figure = FIGURES[name]
+    figure = known[name]
     print(f"[{index}/{len(names)}] {name}: {figure.title}", flush=True)
     record = _draw_figure(figure, args)
     records.append(record)
@@ -541,15 +599,23 @@ def _run_reproduce(args: argparse.Namespace) -> int:
   runs = [e for r in records for e in r["experiments"]]
   computed = sorted({e["path"] for e in runs if e["computed_chunks"]})
   reused = sorted({e["path"] for e in runs if not e["computed_chunks"]} - set(computed))
+  experiments = {
+    "computed": _experiment_names(computed, runs),
+    "reused": _experiment_names(reused, runs),
+  }
   print(f"\nsummary ({wall:.1f} s wall time):")
-  for status, figures in by_status.items():
-    if figures:
-      print(f"  {status:<8} {len(figures):>2}: {' '.join(figures)}")
+  for status, names_ in by_status.items():
+    if names_:
+      print(f"  {status:<8} {len(names_):>2}: {' '.join(names_)}")
   print(f"  experiments computed: {len(computed)}, reused from the store: {len(reused)}")
+  for what, label in (("computed", "computed:"), ("reused", "reused:  ")):
+    if experiments[what]:
+      print(f"    {label} {' '.join(experiments[what])}")
   print(f"  figures in {args.out}/, results in {args.store}/")
   summary = {
     "command": "reproduce",
     "size": args.size,
+    "experiments": experiments,
     "figures": records,
     "wall_time_s": wall,
     "store": str(args.store),
@@ -564,9 +630,16 @@ def _run_reproduce(args: argparse.Namespace) -> int:
   return 2 if by_status["missing"] else 0
 
 
-def _list_figures(names: Sequence[str]) -> int:
+def _experiment_names(paths: Sequence[str], runs: Sequence[dict[str, Any]]) -> list[str]:
+  """The experiments of the run folders ``paths``, each once (a run's folder is
+  ``store/<experiment>/<config hash>``)."""
+  name_of = {e["path"]: e["experiment"] for e in runs}
+  return sorted({name_of[path] for path in paths})
+
+
+def _list_figures(names: Sequence[str], known: dict[str, Figure]) -> int:
   for name in names:
-    figure = FIGURES[name]
+    figure = known[name]
     status = "ready" if figure.module else "missing"
     print(f"{name:<4} {status:<8} {figure.title}")
   return 0
@@ -576,10 +649,13 @@ def _run_list(args: argparse.Namespace) -> int:
   if not args.figures:
     names = experiment_names()
     print("experiments (vanish run NAME --help):" if names else "experiments: no source checkout")
+    root = checkout()
+    width = max(map(len, names), default=0)
     for name in names:
-      print(f"  {name}")
+      about = first_docstring_line(root / "experiments" / f"{name}.py")
+      print(f"  {name:<{width}}  {about}")
     print("figures (vanish reproduce --only FIG):")
-  return _list_figures(list(FIGURES))
+  return _list_figures(list(figures()), figures())
 
 
 def _run_experiment(args: argparse.Namespace) -> int:
@@ -591,8 +667,11 @@ def _run_experiment(args: argparse.Namespace) -> int:
   if args.experiment not in known:
     print(f"unknown experiment {args.experiment!r}; known: {', '.join(known)}", file=sys.stderr)
     return 2
+  from experiments._common import invoked_as
+
   module = importlib.import_module(f"experiments.{args.experiment}")
-  return module.main(args.options)
+  with invoked_as(f"vanish run {args.experiment}"):
+    return module.main(args.options)
 
 
 # --------------------------------------------------------------------------- parser
@@ -733,7 +812,7 @@ def build_parser() -> argparse.ArgumentParser:
     nargs="+",
     type=_figure_name,
     metavar="FIG",
-    help=f"figures to make (default: all of {' '.join(FIGURES)})",
+    help=f"figures to make (default: all of {' '.join(figures())})",
   )
   reproduce.add_argument(
     "--out",
@@ -756,11 +835,14 @@ def build_parser() -> argparse.ArgumentParser:
     "run",
     help="run one experiment with its own options",
     description="Run one experiment of experiments/ by name; options after the name go to it "
-    "(`vanish run phase_map --help`).",
+    "(`vanish run phase_map --help` lists them).",
     add_help=True,
   )
   run.add_argument("experiment", metavar="NAME", help="the experiment (see `vanish list`)")
-  run.add_argument("options", nargs=argparse.REMAINDER, help="the experiment's own options")
+  options = run.add_argument(
+    "options", nargs=argparse.REMAINDER, help="the experiment's own options (optional)"
+  )
+  options.required = False  # argparse marks a REMAINDER positional required
   run.set_defaults(run=_run_experiment)
 
   listing = commands.add_parser(
