@@ -8,8 +8,9 @@ figures. The experiments (``experiments/``) and figure scripts (``paper_figs/``)
 the source checkout beside the package, where figure ``FN`` is drawn by
 ``paper_figs/fN_<topic>.py``: any such script is found (a new ``f14_<topic>.py`` is
 figure F14, titled by its docstring's first line), and one of the paper's F1–F13
-without its script is reported as missing, never faked. ``vanish demo`` prints Nielsen's per-layer "speed of learning"
-``‖∂C/∂b^l‖`` (*Neural Networks and Deep Learning*, ch. 5) for a random ensemble.
+without its script is reported as missing, never faked. ``vanish demo`` prints Nielsen's
+per-layer "speed of learning" ``‖∂C/∂b^l‖`` (*Neural Networks and Deep Learning*, ch. 5)
+for a random ensemble.
 
 Example:
   >>> from vanish.cli import main
@@ -607,7 +608,10 @@ def _run_reproduce(args: argparse.Namespace) -> int:
   for status, names_ in by_status.items():
     if names_:
       print(f"  {status:<8} {len(names_):>2}: {' '.join(names_)}")
-  print(f"  experiments computed: {len(computed)}, reused from the store: {len(reused)}")
+  print(
+    f"  experiments computed: {len(experiments['computed'])}, "
+    f"reused from the store: {len(experiments['reused'])}"
+  )
   for what, label in (("computed", "computed:"), ("reused", "reused:  ")):
     if experiments[what]:
       print(f"    {label} {' '.join(experiments[what])}")
