@@ -172,6 +172,7 @@ def cached_run(
   table: str,
   force: bool = False,
   chunks: Sequence[Any] | None = None,
+  combine: Callable[[list[Mapping[str, Any]]], Mapping[str, Any]] | None = None,
 ) -> Path:
   """Returns the stored run of ``config``, computing and saving it first if needed.
 
@@ -186,6 +187,7 @@ def cached_run(
       figures share is recomputed for the first).
     chunks: split the work into these chunks; each finished chunk is saved, so a killed
       run resumes from the last one (see :func:`vanish.store.compute`).
+    combine: how the chunks' results make the run (:func:`vanish.store.compute`).
 
   A stored run (or saved chunk) made by other code (:func:`code_fingerprint`) is recomputed.
   """
@@ -209,6 +211,7 @@ def cached_run(
     precision=config.get("precision", "highest"),
     force=force,
     code=code,
+    combine=combine,
   )
   if force:
     _FORCED.add(folder)

@@ -23,7 +23,6 @@ Results: results/phase_map/<config hash>/ (arrays.npz, boundaries.csv, run.json)
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -355,29 +354,24 @@ def config_of(args: argparse.Namespace) -> dict:
 def cached(args: argparse.Namespace) -> Path:
   """The stored run of ``args``' config, computed first if needed, block of σ_b² rows by block.
 
-  The row blocks are a run of their own (the config plus ``"part": "row blocks"``), computed
-  chunk by chunk, so a killed run resumes from its last finished block; the run proper
-  concatenates them and the blocks' run is then deleted.
+  Each block is a saved chunk, so a killed run resumes from its last finished block; the
+  run joins the blocks' rows into whole arrays (:func:`assemble`).
   """
-  config = config_of(args)
   blocks = row_blocks(args.sizes["sigma_b2_points"], args.rows_per_chunk)
-  parts_config = {**config, "part": "row blocks"}
 
-  def compute() -> dict:
-    parts = cached_run(
-      args.out,
-      "phase_map",
-      parts_config,
-      lambda block: run_block(args, block),
-      table="blocks",
-      force=args.force,
-      chunks=blocks,
-    )
-    return assemble(args, blocks, store.load(parts).arrays)
+  def combine(results: list) -> dict:
+    return assemble(args, blocks, {k: v for r in results for k, v in r["arrays"].items()})
 
-  path = cached_run(args.out, "phase_map", config, compute, table="boundaries", force=args.force)
-  shutil.rmtree(store.run_folder(args.out, "phase_map", parts_config), ignore_errors=True)
-  return path
+  return cached_run(
+    args.out,
+    "phase_map",
+    config_of(args),
+    lambda block: run_block(args, block),
+    table="boundaries",
+    force=args.force,
+    chunks=blocks,
+    combine=combine,
+  )
 
 
 ensure = default_ensure(parse_args, cached)

@@ -48,8 +48,9 @@ trajectories do not agree bit for bit: the two networks are different compiled p
 (tanh(2·z) against tanh(z')), whose sums and fused multiply-adds XLA may order
 differently, so they agree to rounding, like any n: for this 64-32-32-10 network the
 first difference is one float32 ulp (3e-8) after the first step, here and also through
-``vanish.training.train`` (measured); each step agrees to K·u of the update (tested). The reported distances for n = 2 are
-therefore rounding-level and grow like the ``rounding_control``, not zero.
+``vanish.training.train`` (measured); each step agrees to K·u of the update (tested). The
+reported distances for n = 2 are therefore rounding-level and grow like the
+``rounding_control``, not zero.
 
 Run:  python -m experiments.rescaling --quick   (n = 3, 200 steps; about 10 s on 2 CPU cores)
       python -m experiments.rescaling --full    (n = 2, 3, 5; 5000 steps)

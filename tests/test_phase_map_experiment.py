@@ -112,7 +112,7 @@ def test_a_killed_run_resumes_and_equals_a_one_chunk_run(tmp_path, monkeypatch, 
   assert experiment.main(chunked) == 0
   assert calls == [[0, 1], [1, 2], [2, 3]]  # the first block was reused, not recomputed
   assert "resumed: 1 chunk(s) reused" in capsys.readouterr().out
-  [resumed] = (tmp_path / "chunked" / "phase_map").iterdir()  # the blocks' run is gone
+  [resumed] = (tmp_path / "chunked" / "phase_map").iterdir()  # no partial folder left
 
   assert experiment.main([*common, "--rows-per-chunk", "3", "--out", str(tmp_path / "one")]) == 0
   assert calls[3:] == [[0, 3]]

@@ -258,6 +258,17 @@ def load(path: str | os.PathLike) -> Run:
   return Run(path, metadata["config"], arrays, tables, metadata)
 
 
+def _merge(results: list[Mapping[str, Any]]) -> dict[str, Any]:
+  """The default run of chunk ``results``: their arrays (distinct names) and rows, in order."""
+  arrays: dict[str, Any] = {}
+  for result in results:
+    clash = arrays.keys() & result["arrays"].keys()
+    if clash:
+      raise ValueError(f"chunks return the same array names: {sorted(clash)}")
+    arrays.update(result["arrays"])
+  return {"arrays": arrays, "rows": [row for result in results for row in result.get("rows", [])]}
+
+
 class Outcome(NamedTuple):
   """What :func:`compute` did: the run's folder, and how many chunks it computed or reused."""
 
@@ -313,6 +324,7 @@ def compute(
   force: bool = False,
   label: str | None = None,
   code: str | None = None,
+  combine: Callable[[list[Mapping[str, Any]]], Mapping[str, Any]] | None = None,
 ) -> Outcome:
   """Finds the run of ``config`` or computes it chunk by chunk, resuming an interrupted run.
 
@@ -329,6 +341,9 @@ def compute(
     label: the progress bar's label (default: the experiment's name).
     code: a fingerprint of the code that computes the run (:func:`source_fingerprint`): a
       finished run or saved chunk made by other code is recomputed, not reused.
+    combine: ``combine(results) -> {"arrays": ..., "rows": ...}``, the run made from the
+      chunks' results in chunk order (default: their arrays merged, the names distinct,
+      and their rows concatenated), e.g. blocks of grid rows joined into whole arrays.
 
   Returns:
     An :class:`Outcome`: the run's folder and the number of chunks computed and reused
@@ -367,13 +382,8 @@ def compute(
         _save_chunk(partial, index, chunk, result, result["wall_time_s"], code)
         results[index] = result
         bar.update()
-  arrays: dict[str, Any] = {}
-  for result in results:
-    clash = arrays.keys() & result["arrays"].keys()
-    if clash:
-      raise ValueError(f"chunks of {experiment!r} return the same array names: {sorted(clash)}")
-    arrays.update(result["arrays"])
-  rows = [row for result in results for row in result.get("rows", [])]
+  run = (combine or _merge)(results)
+  arrays, rows = run["arrays"], list(run.get("rows", []))
   path = save(
     root,
     experiment,
