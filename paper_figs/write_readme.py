@@ -157,7 +157,9 @@ def write(figures_dir: Path, *, readme_dir: Path = HERE) -> Path:
   Returns:
     The README's path.
   """
-  from vanish.cli import FIGURES
+  from vanish.cli import figures
+
+  known = figures()  # F1–F13 and any other paper_figs/fN_*.py
 
   summary_path = Path(figures_dir) / "reproduce_summary.json"
   if not summary_path.exists():
@@ -170,7 +172,7 @@ def write(figures_dir: Path, *, readme_dir: Path = HERE) -> Path:
   for record in summary["figures"]:
     entries[record["figure"]] = _entry(record, summary["size"], Path(figures_dir), gallery)
   index.write_text(json.dumps(entries, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-  order = [name for name in FIGURES if name in entries]
+  order = [name for name in known if name in entries]
   ordered = [entries[name] for name in order]
   drawn = [e for e in ordered if e["status"] == "drawn"]
   this_run = [r["figure"] for r in summary["figures"]]
@@ -180,19 +182,19 @@ def write(figures_dir: Path, *, readme_dir: Path = HERE) -> Path:
     "Every figure is drawn by one script `fN_<topic>.py` from the results store (never from",
     "numbers in the script): `vanish reproduce --quick` draws them all on a CPU,",
     "`vanish reproduce --full` at paper scale on one GPU, `--only F4 F6` some of them.",
-    f"The images below come from {_runs_line(ordered, list(FIGURES))};"
+    f"The images below come from {_runs_line(ordered, list(known))};"
     f" drawing them took {sum(e['wall_time_s'] for e in drawn) / 60:.1f} min in all"
     " (experiments included, unless reused from the store).",
-    f"The latest run drew {figure_list(this_run, list(FIGURES))}"
+    f"The latest run drew {figure_list(this_run, list(known))}"
     + ("; the other entries are kept from earlier runs." if len(this_run) < len(ordered) else "."),
     "This page is written by `python -m paper_figs.write_readme results/figures` from that run;",
     "each caption is the figure script's docstring, and the gallery holds 110-dpi thumbnails",
     "(the full 300-dpi PNG and the PDF are in the run's figure folder).",
     "",
   ]
-  missing = [name for name in FIGURES if name not in entries]
+  missing = [name for name in known if name not in entries]
   if missing:
-    lines += [f"Not yet drawn by any run: {figure_list(missing, list(FIGURES))}.", ""]
+    lines += [f"Not yet drawn by any run: {figure_list(missing, list(known))}.", ""]
   for entry in ordered:
     lines += _section(entry)
   target = Path(readme_dir) / "README.md"

@@ -23,7 +23,7 @@ import pytest
 from vanish import cli, store
 
 ROOT = Path(__file__).resolve().parents[1]
-READY = [name for name, figure in cli.FIGURES.items() if figure.module]
+READY = [name for name, figure in cli.figures().items() if figure.module]
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,7 @@ def reproduced(tmp_path_factory):
   return {figure["figure"]: figure for figure in summary["figures"]} | {"_summary": summary}
 
 
-@pytest.mark.parametrize("name", list(cli.FIGURES))
+@pytest.mark.parametrize("name", list(cli.figures()))
 def test_each_figure_is_drawn_from_the_store_or_reported_missing(reproduced, name):
   record = reproduced[name]
   if name not in READY:
@@ -61,7 +61,7 @@ def test_each_figure_is_drawn_from_the_store_or_reported_missing(reproduced, nam
 
 def test_reproduce_exit_status_and_reuse(reproduced, tmp_path):
   summary = reproduced["_summary"]
-  missing = [name for name in cli.FIGURES if name not in READY]
+  missing = [name for name in cli.figures() if name not in READY]
   assert summary["status"] == (2 if missing else 0)
   assert READY, "every figure F1–F13 has a script"
   first = READY[0]
