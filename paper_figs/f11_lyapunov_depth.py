@@ -51,12 +51,13 @@ def draw(*, quick: bool, out_dir: Path, store_root: Path, force: bool = False) -
     )
   _style.theory(ax, index, a["linear/theory"], label="Newman")
   ax.plot(1, a["relu/theory"][0], "*", color="black", markersize=7, label="Hanin (ReLU top)")
-  low = 1.3 * min(a["linear/theory"].min(), a["tanh/exponents_mean"].min())
+  # room below the data for a two-row key, clear of the smallest exponents
+  low = 1.6 * min(a["linear/theory"].min(), a["tanh/exponents_mean"].min())
   ax.set_ylim(low, 0.1 * abs(low))
   ax.set_xlabel("index $i$")
   ax.set_ylabel(r"exponent $\lambda_i$")
   ax.set_title(f"$n$ = {n}, {members} products", loc="right")
-  ax.legend(loc="lower left", bbox_to_anchor=(0.36, 0.0), fontsize=6)
+  ax.legend(loc="lower right", ncol=2, fontsize=5.5, columnspacing=0.8, handletextpad=0.3)
   ax = axes[0][1]
   rows = [r for r in run.tables["exponents"] if r["network"] == "linear"]
   se = np.array([float(r["theory_se_per_product"]) for r in rows]) / np.sqrt(members)

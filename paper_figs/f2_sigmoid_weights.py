@@ -12,7 +12,8 @@ at inputs δ away (median), w ~ N(0, 100²) centered (mean vs theory). (d) One-n
 with w ~ N(0, s²): P(|g_K| < ε) versus s. (e) Full-width sigmoid nets with weights
 N(0, s²/width): P(explode) − P(vanish) at depth K, measured P = ½ contours (solid) and the
 mean-field lines χ₁ = 1 (dashed) and χ₁^{(K−1)/2} = ε^{±1} (dotted). (f) The measured mean
-log-growth across depth K (points) against the mean-field ((K − 1)/2)·log χ₁ (lines).
+log-growth across depth K (points) against the mean-field ((K − 1)/2)·log χ₁ (lines); the
+dotted lines are the vanish and explode thresholds ±ln(1/ε).
 """
 
 from __future__ import annotations
@@ -156,16 +157,22 @@ def draw(*, quick: bool, out_dir, store_root, force: bool = False) -> list[Path]
       a["theory/scale"],
       0.5 * (depth - 1) * np.log(a["theory/chi1"][t]),
       color=c,
+      label=r"mean field $\frac{K-1}{2}\ln\chi_1$" if j == 0 else None,
     )
     _style.mc(
       ax_g, a["map/scale"], a["map/mean_log_growth"][i], color=c, label=rf"$\sigma_b^2$ = {b2:g}"
     )
-  ax_g.axhline(np.log(cfg["epsilon"]), color="grey", linestyle=":", linewidth=0.8)
-  ax_g.axhline(-np.log(cfg["epsilon"]), color="grey", linestyle=":", linewidth=0.8)
+  threshold = rf"$\pm\ln(1/\varepsilon)$, $\varepsilon$ = {cfg['epsilon']:g}"
+  for sign, label in ((1, threshold), (-1, None)):
+    ax_g.axhline(
+      sign * np.log(cfg["epsilon"]), color="grey", linestyle=":", linewidth=0.8, label=label
+    )
   ax_g.set_xscale("log")
   ax_g.set_xlabel(r"weight scale s ($\sigma_w = s$)")
   ax_g.set_ylabel(r"$\log\|\delta^1\| - \log\|\delta^K\|$")
-  ax_g.legend(loc="lower center")
+  low, high = ax_g.get_ylim()
+  ax_g.set_ylim(low, high + 0.4 * (high - low))  # the key above the thresholds
+  ax_g.legend(loc="upper left", fontsize=6)
   _style.panel_labels(axes)
   return _style.save(fig, out_dir, "F2_sigmoid_weights", source=str(path))
 

@@ -103,11 +103,13 @@ def draw(*, quick: bool, out_dir: Path, store_root: Path, force: bool = False) -
       ax.set_yscale("symlog", linthresh=0.01)
   axes[1][0].legend(loc="upper left")
   ax = axes[1][2]
+  top = -np.inf
   for i, activation in enumerate(activations):
     for weights in experiment.WEIGHTS:
       m1 = a[f"{activation}/{weights}/m1"]
       mean = m1.mean(0)
       half = 1.96 * m1.std(0, ddof=1) / np.sqrt(m1.shape[0])
+      top = max(top, float(np.max(mean + half)))
       _style.mc(
         ax,
         depths,
@@ -123,7 +125,9 @@ def draw(*, quick: bool, out_dir: Path, store_root: Path, force: bool = False) -
   ax.set_xlabel("depth $l$")
   ax.set_ylabel(r"$m_1=\mathrm{E}\,\lambda$")
   ax.set_title("filled: Gaussian, open: orth.", loc="right")
-  ax.legend(ncol=2, loc="upper left")
+  low, _ = ax.get_ylim()
+  ax.set_ylim(low, top + 0.3 * (top - low))  # a one-row key above the error bars
+  ax.legend(ncol=4, loc="upper left", fontsize=5.5, columnspacing=0.8, handletextpad=0.3)
   _style.panel_labels(axes)
   return _style.save(fig, out_dir, "F9_jacobian_spectra", source=str(path))
 

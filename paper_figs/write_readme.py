@@ -56,16 +56,21 @@ def thumbnail(png: Path, target: Path, *, dpi: int = GALLERY_DPI) -> Path:
   return target
 
 
-def device(runs: Sequence[Mapping[str, Any]]) -> str:
+def device(runs: Sequence[Mapping[str, Any]], store: Path | None = None) -> str:
   """The device the stored runs were computed on, from their ``run.json`` metadata.
 
-  ``"CPU"``, ``"1 × NVIDIA H100 80GB HBM3"``, several joined with ``" + "``, or
-  ``"device not recorded"`` when no run folder (or metadata) can be read.
+  A run's ``path`` is as ``vanish reproduce`` printed it (relative to the directory it
+  ran in); where that does not resolve, the run is looked up as ``<name>/<hash>`` in
+  ``store``. ``"CPU"``, ``"1 × NVIDIA H100 80GB HBM3"``, several joined with ``" + "``,
+  or ``"device not recorded"`` when no run folder (or metadata) can be read.
   """
   found = []
   for run in runs:
+    folder = Path(run["path"])
+    if not folder.is_dir() and store is not None:
+      folder = store / folder.parent.name / folder.name
     try:
-      meta = json.loads((Path(run["path"]) / "run.json").read_text())["metadata"]
+      meta = json.loads((folder / "run.json").read_text())["metadata"]
     except (OSError, KeyError, ValueError):
       continue
     if meta.get("backend") == "cpu":
@@ -78,7 +83,9 @@ def device(runs: Sequence[Mapping[str, Any]]) -> str:
   return " + ".join(found) if found else "device not recorded"
 
 
-def _entry(record: Mapping[str, Any], size: str, figures_dir: Path, gallery: Path) -> dict:
+def _entry(
+  record: Mapping[str, Any], size: str, figures_dir: Path, gallery: Path, store: Path | None
+) -> dict:
   """One figure's README entry from its record in ``reproduce_summary.json``."""
   name = record["figure"]
   scripts = sorted(HERE.glob(f"{name.lower()}_*.py"))
@@ -92,7 +99,7 @@ def _entry(record: Mapping[str, Any], size: str, figures_dir: Path, gallery: Pat
     "data": [
       f"{Path(r['path']).parent.name}/{Path(r['path']).name}" for r in record["experiments"]
     ],
-    "device": device(record["experiments"]),
+    "device": device(record["experiments"], store),
     "wall_time_s": float(record["wall_time_s"]),
   }
 
@@ -169,8 +176,9 @@ def write(figures_dir: Path, *, readme_dir: Path = HERE) -> Path:
   gallery.mkdir(parents=True, exist_ok=True)
   index = gallery / ENTRIES
   entries = json.loads(index.read_text()) if index.exists() else {}
+  store = Path(summary["store"]) if "store" in summary else None
   for record in summary["figures"]:
-    entries[record["figure"]] = _entry(record, summary["size"], Path(figures_dir), gallery)
+    entries[record["figure"]] = _entry(record, summary["size"], Path(figures_dir), gallery, store)
   index.write_text(json.dumps(entries, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
   order = [name for name in known if name in entries]
   ordered = [entries[name] for name in order]

@@ -80,7 +80,7 @@ def _fake_run(root: Path, name: str, metadata: dict) -> str:
   return str(folder)
 
 
-def _fake_summary(out: Path, size: str, figures: dict[str, str]) -> None:
+def _fake_summary(out: Path, size: str, figures: dict[str, str], **extra) -> None:
   """A reproduce_summary.json of ``figures`` (name → run folder) with 1200 × 600 px PNGs."""
   from PIL import Image
 
@@ -100,6 +100,7 @@ def _fake_summary(out: Path, size: str, figures: dict[str, str]) -> None:
       }
     )
   summary = {"command": "reproduce", "size": size, "figures": records, "wall_time_s": 30.0}
+  summary |= extra
   (out / "reproduce_summary.json").write_text(json.dumps(summary))
 
 
@@ -162,3 +163,17 @@ def test_f8_error_bars_are_a_t_interval_with_three_seeds_and_the_range_with_two(
   np.testing.assert_allclose(
     [mean, lo, hi], [2.2 / 3, 2.2 / 3 - half, 1.0]
   )  # clipped to accuracy ≤ 1
+
+
+def test_write_readme_finds_the_runs_device_from_another_directory(tmp_path):
+  """Run paths in the summary are relative to where ``reproduce`` ran; the store finds them."""
+  from paper_figs import write_readme
+
+  gpu = {"backend": "gpu", "devices": ["NVIDIA H100 80GB HBM3"], "device_count": 1}
+  run = Path(_fake_run(tmp_path, "gpu_run", gpu))
+  figs = tmp_path / "figs"
+  relative = f"results/{run.parent.name}/{run.name}"  # as printed in another directory
+  _fake_summary(figs, "full", {"F2": relative}, store=str(tmp_path / "store"))
+  readme = write_readme.write(figs, readme_dir=tmp_path / "readme").read_text()
+  assert "on 1 × NVIDIA H100 80GB HBM3" in readme
+  assert "device not recorded" not in readme

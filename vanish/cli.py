@@ -622,7 +622,7 @@ def _run_reproduce(args: argparse.Namespace) -> int:
     "experiments": experiments,
     "figures": records,
     "wall_time_s": wall,
-    "store": str(args.store),
+    "store": str(Path(args.store).resolve()),  # readable from any working directory
   }
   _write_json_atomic(Path(args.out) / "reproduce_summary.json", summary)
   if by_status["missing"]:
