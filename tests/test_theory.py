@@ -329,6 +329,20 @@ def test_critical_sigma_w2_known_values():
   assert theory.critical_sigma_w2("linear", 0.7) == 1.0
 
 
+@pytest.mark.parametrize("n", [5.0, 10.0])
+def test_critical_sigma_w2_of_steep_scaled_tanh_follows_the_rescaling(n):
+  """tanh(n·x) at (σ_w², σ_b²) is tanh at n²(σ_w², σ_b²): its critical σ_w² is below 2⁻⁴ for n ≥ 5.
+
+  Both sides are Brent roots to ~1e-14 relative of χ₁ − 1, whose slope in σ_w² is O(1/σ_w²),
+  so they agree to ~1e-12; at σ_b² = 0 the answer is the corner 1/n² (q* = 0, χ₁ = n²σ_w²).
+  (This raised "chi1 > 1 already at sigma_w2 = 0.0625" before.)
+  """
+  act = activations.scaled_tanh(n)
+  assert theory.critical_sigma_w2(act, 0.0) == pytest.approx(1 / n**2, rel=1e-14)
+  expected = theory.critical_sigma_w2("tanh", 0.05 * n * n) / n**2
+  assert theory.critical_sigma_w2(act, 0.05) == pytest.approx(expected, rel=1e-11)
+
+
 @pytest.mark.parametrize("sigma_b2", [0.05, 0.3])
 def test_critical_sigma_w2_gives_chi1_one(sigma_b2):
   sigma_w2 = theory.critical_sigma_w2("tanh", sigma_b2)

@@ -850,11 +850,13 @@ def critical_sigma_w2(activation: ActivationLike, sigma_b2: float) -> float:
   Schoenholz et al. (2017), Fig. 1: the critical line χ₁ = 1 in the (σ_w², σ_b²)
   plane. Closed form for the piecewise-linear family (χ₁ = σ_w²(1 + s²)/2 does
   not depend on q*): ReLU 2, linear 1, leaky ReLU 2/(1 + s²), noisy ReLU 2.
-  Otherwise χ₁ − 1 is scanned on σ_w² = 2^k (k = −4..20) for its first sign
+  Otherwise χ₁ − 1 is scanned on σ_w² = 2^k from k = −4 up to 20 (or, where
+  χ₁ > 1 already at 2⁻⁴, e.g. tanh(n·x) with n ≥ 5, down to −60) for its sign
   change and refined by Brent's method (each χ₁ solves for q*).
 
   Known values: tanh at σ_b² = 0 → 1 (q* = 0 and χ₁ = σ_w²); erf at σ_b² = 0 →
-  π/4; tanh at σ_b² = 0.05 → 1.7610.
+  π/4; tanh at σ_b² = 0.05 → 1.7610; tanh(n·x) at σ_b² → tanh at n²σ_b², divided
+  by n² (the rescaling of ``MISSION.md`` §4).
 
   Args:
     activation: a name or an :class:`~vanish.activations.Activation`.
@@ -885,8 +887,34 @@ def critical_sigma_w2(activation: ActivationLike, sigma_b2: float) -> float:
   # With σ_b² = 0 and φ(0) = 0, q* = 0 and χ₁ = σ_w² φ'(0)² up to σ_w² = 1/φ'(0)²,
   # beyond which χ₁ − 1 grows only quadratically: return that corner exactly.
   corner = _zero_length_corner(act, sigma_b2)
-  previous = None
-  for k in range(-4, 21):
+
+  def solve(lower: float, upper: float) -> float:  # excess(lower) < 0 < excess(upper)
+    if corner is not None and lower < corner <= upper:
+      # χ₁ = σ_w²/corner < 1 below the corner iff lengths still die out there.
+      if _q_star(act, corner * (1 - 1e-6), sigma_b2) == 0:
+        return corner
+    return optimize.brentq(excess, lower, upper, xtol=1e-14 * lower, rtol=1e-14)
+
+  # Steep activations (tanh(n·x): critical σ_w² = 1/n² at σ_b² = 0) cross below 2⁻⁴:
+  # scan down from there until χ₁ < 1, else up until χ₁ > 1.
+  start = excess(2.0**-4)
+  if start == 0:
+    return 2.0**-4
+  if start > 0:
+    for k in range(-5, -61, -1):
+      value = excess(2.0**k)
+      if math.isnan(value):
+        break
+      if value == 0:
+        return 2.0**k
+      if value < 0:
+        return solve(2.0**k, 2.0 ** (k + 1))
+    raise ValueError(
+      f"chi1 > 1 for every sigma_w2 >= 2**-60 for activation {act.name!r} at sigma_b2 = "
+      f"{sigma_b2}: no order-to-chaos transition found"
+    )
+  previous = 2.0**-4
+  for k in range(-3, 21):
     sigma_w2 = 2.0**k
     value = excess(sigma_w2)
     if math.isnan(value):
@@ -894,13 +922,7 @@ def critical_sigma_w2(activation: ActivationLike, sigma_b2: float) -> float:
     if value == 0:
       return sigma_w2
     if value > 0:
-      if previous is None:
-        raise ValueError(f"chi1 > 1 already at sigma_w2 = {sigma_w2}")
-      if corner is not None and previous < corner <= sigma_w2:
-        # χ₁ = σ_w²/corner < 1 below the corner iff lengths still die out there.
-        if _q_star(act, corner * (1 - 1e-6), sigma_b2) == 0:
-          return corner
-      return optimize.brentq(excess, previous, sigma_w2, xtol=1e-14, rtol=1e-14)
+      return solve(previous, sigma_w2)
     previous = sigma_w2
   raise ValueError(
     f"no order-to-chaos transition with finite q* for activation {act.name!r} at "
