@@ -49,7 +49,7 @@ import jax.numpy as jnp
 import numpy as np
 from numpy.typing import ArrayLike
 
-from vanish import _engine, chains, phase_map
+from vanish import _engine, chains, phase_map, theory
 from vanish import activations as _activations
 from vanish import init as _init
 from vanish.networks import MLP, _check_key
@@ -287,26 +287,30 @@ _GL_X, _GL_W = np.polynomial.legendre.leggauss(12)
 _PANELS = 24
 
 
-def _t_nodes() -> tuple[np.ndarray, np.ndarray]:
-  """Composite Gauss–Legendre nodes and weights on [−1, 1]: 24 panels × 12 nodes."""
-  edges = np.linspace(-1.0, 1.0, _PANELS + 1)
-  half = 0.5 * (edges[1:] - edges[:-1])
-  nodes = ((edges[:-1] + half)[:, None] + half[:, None] * _GL_X[None, :]).ravel()
-  return nodes, (half[:, None] * _GL_W[None, :]).ravel()
+def _t_edges() -> np.ndarray:
+  """Panel edges on [−1, 1] (24 equal panels), scaled by t_max per cell."""
+  return np.linspace(-1.0, 1.0, _PANELS + 1)
 
 
-@jax.jit(static_argnames=("act", "derivative", "act_scale"))
-def _gauss_expectation_jit(q, *, act, derivative, act_scale):
-  nodes, weights = (jnp.asarray(v, q.dtype) for v in _t_nodes())
+@jax.jit(static_argnames=("act", "derivative", "act_scale", "kinks"))
+def _gauss_expectation_jit(q, *, act, derivative, act_scale, kinks):
   q = jnp.maximum(q, 1e-300)[:, None]
   a = jnp.minimum(1.0, act_scale / jnp.sqrt(q))
   t_max = jnp.arcsinh(_Z_MAX / a)
-  t = t_max * nodes[None, :]
+  breaks = t_max * jnp.asarray(_t_edges(), q.dtype)[None, :]
+  if kinks:  # φ or φ' jumps at u = kink: a panel edge there, at t = arcsinh(kink/(a√q))
+    kink_t = jnp.arcsinh(jnp.asarray(kinks, q.dtype)[None, :] / (a * jnp.sqrt(q)))
+    breaks = jnp.sort(jnp.concatenate([breaks, jnp.clip(kink_t, -t_max, t_max)], axis=1), axis=1)
+  half = 0.5 * (breaks[:, 1:] - breaks[:, :-1])
+  mid = 0.5 * (breaks[:, 1:] + breaks[:, :-1])
+  gl_x, gl_w = (jnp.asarray(v, q.dtype) for v in (_GL_X, _GL_W))
+  t = (mid[:, :, None] + half[:, :, None] * gl_x[None, None, :]).reshape(q.shape[0], -1)
+  weights = (half[:, :, None] * gl_w[None, None, :]).reshape(q.shape[0], -1)
   z = a * jnp.sinh(t)
-  jacobian = a * jnp.cosh(t) * t_max
+  jacobian = a * jnp.cosh(t)
   density = jnp.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
   values = (act.derivative if derivative else act.fn)(jnp.sqrt(q) * z)
-  return jnp.sum(weights[None, :] * jacobian * density * values * values, axis=-1)
+  return jnp.sum(weights * jacobian * density * values * values, axis=-1)
 
 
 def _gauss_expectation(act, derivative: bool, act_scale: float, q: np.ndarray) -> np.ndarray:
@@ -314,8 +318,9 @@ def _gauss_expectation(act, derivative: bool, act_scale: float, q: np.ndarray) -
 
   The substitution z = a·sinh(t), a = min(1, act_scale/√q), packs nodes where the
   integrand varies on the activation's scale (|z| ≲ a) while still covering the
-  Gaussian out to |z| = 10; composite Gauss–Legendre in t (24 panels × 12 nodes).
-  Float64, padded to a power of two (at least 64) so that few shapes compile.
+  Gaussian out to |z| = 10; composite Gauss–Legendre in t (24 panels × 12 nodes,
+  split at the activation's kinks, e.g. hard-tanh's u = ±1). Float64, padded to a
+  power of two (at least 64) so that few shapes compile.
   """
   q = np.asarray(q, np.float64)
   size = q.size
@@ -323,7 +328,11 @@ def _gauss_expectation(act, derivative: bool, act_scale: float, q: np.ndarray) -
   padded = np.concatenate([q, np.ones(bucket - size)])
   with jax.enable_x64(True):
     out = _gauss_expectation_jit(
-      jnp.asarray(padded), act=act, derivative=derivative, act_scale=act_scale
+      jnp.asarray(padded),
+      act=act,
+      derivative=derivative,
+      act_scale=act_scale,
+      kinks=tuple(float(k) for k in theory._resolution(act).kinks),
     )
     return np.asarray(out, np.float64)[:size]
 
