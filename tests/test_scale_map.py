@@ -212,3 +212,22 @@ def test_mean_field_chi1_of_hard_tanh_resolves_its_kinks():
     q_ref, chi1_ref = _hard_tanh_mean_field(*cell)
     np.testing.assert_allclose(q[i], q_ref, rtol=1e-11)
     np.testing.assert_allclose(chi1[i], chi1_ref, rtol=1e-11)
+
+
+def test_mean_field_chi1_of_the_piecewise_linear_family_is_the_closed_form():
+  """q* = σ_b²/(1 − χ₁) and χ₁ = σ_w²(1 + s²)/2, as theory.mean_field reports.
+
+  ReLU at σ_w² = 2, σ_b² = 0.1 has L(q) = q + 0.1 > q: q* = inf. The quadrature found a spurious
+  crossing at q ≈ 7.5e8 (a 0.1 gap is 1e-10 of q there), and χ₁ was nan wherever q* = inf.
+  """
+  w2, b2 = np.array([1.0, 1.5, 2.0, 3.0, 2.0]), np.array([0.0, 0.1, 0.1, 0.0, 0.0])
+  q, chi1 = scale_map.mean_field_chi1("relu", w2, b2)
+  np.testing.assert_array_equal(q[:4], [0.0, 0.1 / 0.25, np.inf, np.inf])
+  assert np.isnan(q[4])  # the identity map: every q is fixed, as in theory.mean_field
+  np.testing.assert_array_equal(chi1, w2 / 2)
+  for i in range(5):
+    mf = theory.mean_field("relu", w2[i], b2[i])
+    np.testing.assert_array_equal([q[i], chi1[i]], [mf.q_star, mf.chi1])
+  q, chi1 = scale_map.mean_field_chi1(activations.leaky_relu(0.1), [1.0], [0.2])
+  np.testing.assert_allclose(chi1, 1.01 / 2, rtol=1e-15)
+  np.testing.assert_allclose(q, 0.2 / (1 - 1.01 / 2), rtol=1e-15)

@@ -356,15 +356,20 @@ def mean_field_chi1(
   does (first downward crossing of the gap on the grid q = 4^k, k = −30..30, then
   bisection to machine precision; q* = 0 when the map has the fixed point 0 and
   contracts next to it), but for all cells at once. Agrees with
-  :func:`vanish.theory.mean_field` to ~1e-10 (tests).
+  :func:`vanish.theory.mean_field` to ~1e-10 (tests). The piecewise-linear family
+  (linear, ReLU, leaky ReLU) is in closed form, as there: ``q* = σ_b²/(1 − χ₁)``
+  for ``χ₁ = σ_w²(1 + s²)/2 < 1``, else inf (nan for the identity map at χ₁ = 1,
+  σ_b² = 0), and χ₁ is reported however q* ends (it does not depend on q).
 
   Args:
-    activation: a deterministic activation with a bounded ``E φ²`` on the grid.
+    activation: a deterministic activation; other than the piecewise-linear family,
+      one with a bounded ``E φ²`` on the grid.
     sigma_w2: ``[*S]`` weight variances > 0.
     sigma_b2: ``[*S]`` bias variances ≥ 0 (broadcast against ``sigma_w2``).
 
   Returns:
-    ``(q_star, chi1)``, each ``[*S]``; inf/nan where q* diverges.
+    ``(q_star, chi1)``, each ``[*S]``; inf/nan where q* diverges (χ₁ then nan, but
+    for the piecewise-linear family).
 
   Example:
     >>> q, chi1 = mean_field_chi1("tanh", [1.5], [0.05])
@@ -375,6 +380,12 @@ def mean_field_chi1(
   sigma_w2 = _values("sigma_w2", sigma_w2, positive=True)
   sigma_b2 = _values("sigma_b2", sigma_b2)
   sigma_w2, sigma_b2 = np.broadcast_arrays(sigma_w2, sigma_b2)
+  slope = theory._leaky_slope(act)
+  if slope is not None:  # E φ² = (1 + s²) q/2: the quadrature's q ~ 1e9 gaps are rounding
+    chi1 = sigma_w2 * 0.5 * (1 + slope**2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+      q_star = np.where(chi1 < 1, sigma_b2 / (1 - chi1), np.inf)
+    return np.where((chi1 == 1) & (sigma_b2 == 0), np.nan, q_star), chi1
   scale = _feature_scale(act)
 
   w2, b2 = sigma_w2.ravel(), sigma_b2.ravel()
