@@ -144,6 +144,25 @@ def test_log_abs_derivative_is_exact_where_the_derivative_underflows(name):
   assert float(act.derivative(jnp.float32(z[np.argmin(want)]))) == 0.0  # φ' itself underflowed
 
 
+@pytest.mark.parametrize(
+  "name", ["sigmoid", "tanh", "scaled_tanh", "lecun_tanh", "softplus", "erf", "stepped_sigmoid"]
+)
+def test_derivative_keeps_its_relative_accuracy_where_the_unit_saturates(name):
+  """φ'(z) in float32 to 1e-5 relative down to 1e-30 (XLA's float32 exp loses digits near underflow).
+
+  σ(1 − σ) and 1 − tanh² lost it from |z| ≈ 9 (σ' at z = 16.5: 75 % off) and were 0
+  from z ≈ 17 and |z| ≈ 9; a few float32 roundings of e^{−|z|} and the sums give ~1e-6.
+  """
+  act = activations.get(name)
+  z = np.linspace(-100, 100, 801, dtype=np.float32)
+  want = np.exp([_mp_log_derivative(name, float(v)) for v in z])
+  got = np.asarray(act.derivative(jnp.asarray(z)), np.float64)
+  normal = want >= 1e-30
+  assert (want[normal] < 1e-20).any(), name  # the test reaches deep into saturation
+  np.testing.assert_allclose(got[normal], want[normal], rtol=1e-5, err_msg=name)
+  assert np.all(np.abs(got[~normal]) <= 2e-30)  # no garbage beyond: tiny or 0
+
+
 def test_log_abs_derivative_without_a_closed_form_is_log_of_the_derivative():
   relu = activations.get("relu")
   z = jnp.array([-2.0, 0.0, 3.0])
