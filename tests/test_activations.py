@@ -148,7 +148,7 @@ def test_log_abs_derivative_is_exact_where_the_derivative_underflows(name):
   "name", ["sigmoid", "tanh", "scaled_tanh", "lecun_tanh", "softplus", "erf", "stepped_sigmoid"]
 )
 def test_derivative_keeps_its_relative_accuracy_where_the_unit_saturates(name):
-  """φ'(z) in float32 to 1e-5 relative down to 1e-30 (XLA's float32 exp loses digits near underflow).
+  """φ'(z) in float32 to 1e-5 relative down to 1e-30 (XLA's float32 exp loses digits below).
 
   σ(1 − σ) and 1 − tanh² lost it from |z| ≈ 9 (σ' at z = 16.5: 75 % off) and were 0
   from z ≈ 17 and |z| ≈ 9; a few float32 roundings of e^{−|z|} and the sums give ~1e-6.
