@@ -157,6 +157,24 @@ def test_homogeneity_test_level_and_power():
   assert result.window_counts.sum() == 10 * 40
 
 
+def test_homogeneity_test_on_a_one_way_street_has_uniform_p_values():
+  """The absorbing row (no escape ever) has no free entry: dof = windows − 1, not 2(windows − 1).
+
+  Under H0 the p-values are uniform: their mean over R replicates is 1/2 within 5 standard
+  errors 5/√(12 R) (0.072 for R = 400). Counting the absorbing row gave dof 6 and a mean of 0.78.
+  """
+  replicates, windows = 400, 4
+  truth = np.array([[0.9, 0.1], [0.0, 1.0]])
+  s = np.asarray(
+    markov.simulate(jax.random.key(11), truth, START, members=50 * replicates, steps=20)
+  )
+  results = [markov.homogeneity_test(g, windows=windows) for g in s.reshape(replicates, 50, 20)]
+  assert {r.dof for r in results} == {windows - 1}
+  assert all(r.window_counts[:, 1, 0].sum() == 0 for r in results)  # the test's premise
+  mean_p = np.mean([r.p_value for r in results])
+  assert abs(mean_p - 0.5) < 5 / math.sqrt(12 * replicates), mean_p
+
+
 def test_simulate_deterministic_chains():
   stay = markov.simulate(jax.random.key(8), np.eye(2), [1.0, 0.0], members=3, steps=5)
   assert not np.asarray(stay).any()
