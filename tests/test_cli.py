@@ -441,8 +441,14 @@ def test_docs_examples_run(page):
   assert result.attempted > 0 and result.failed == 0
 
 
-def test_readme_python_example_runs():
-  blocks = re.findall(r"```python\n(.*?)```", _readme(), re.DOTALL)
+def test_readme_python_example_runs_and_prints_what_the_readme_says(capsys):
+  readme = _readme()
+  blocks = re.findall(r"```python\n(.*?)```", readme, re.DOTALL)
   assert blocks, "the README shows a Python example"
   namespace: dict = {}
   exec(compile(blocks[0], "README.md", "exec"), namespace)  # noqa: S102
+  printed = capsys.readouterr().out.strip()
+  assert f"It prints `{printed}`" in readme
+  for name, line in (("log_speed", "log_gradient_norms"), ("spectrum", "lyapunov_spectrum")):
+    (comment,) = re.findall(rf"{line}\(.*# \[([0-9, ]+)\]", blocks[0])
+    assert namespace[name].shape == tuple(int(n) for n in comment.split(",")), name
