@@ -716,7 +716,8 @@ class RNNMeanField(NamedTuple):
     mean_field: :func:`vanish.theory.mean_field` at ``(σ_w², σ_b² + input_variance)``
       (``q_star``: the stationary pre-activation variance; ``chi1``: χ₁).
     rate: ``½ log χ₁``, the predicted change of ``log ‖∂L/∂h_t‖`` per step of lag
-      (negative: vanishing).
+      (negative: vanishing); nan where χ₁ is (q* diverges for an activation other than
+      the piecewise-linear family).
   """
 
   mean_field: theory.MeanField
@@ -753,6 +754,8 @@ def rnn_mean_field(
     raise ValueError(f"input_variance must be a finite number >= 0, got {input_variance}")
   mf = theory.mean_field(activation, sigma_w2, float(sigma_b2) + input_variance)
   chi1 = mf.chi1
+  if math.isnan(chi1):  # q* diverges (e.g. softplus in its chaotic phase): no prediction
+    return RNNMeanField(mf, math.nan)
   rate = 0.5 * math.log(chi1) if chi1 > 0 else -math.inf
   return RNNMeanField(mf, rate)
 
