@@ -210,6 +210,25 @@ def test_rnn_mean_field_rate_is_nan_where_theory_has_no_chi1():
   assert relu.rate == pytest.approx(0.5 * math.log(1.5), rel=1e-15)
 
 
+@pytest.mark.parametrize(
+  "kwargs, parameter",
+  [
+    ({"sigma_b2": -5.0}, "sigma_b2"),  # was a bare 'math domain error'
+    ({"iterations": 0}, "iterations"),  # was UnboundLocalError on q_c
+    ({"iterations": 2.5}, "iterations"),
+    ({"input_variance": "a"}, "input_variance"),  # was float()'s message, no parameter
+    ({"forget_bias": float("inf")}, "forget_bias"),
+  ],
+)
+def test_mean_field_inputs_are_validated_naming_the_parameter(kwargs, parameter):
+  args = {"input_variance": 0.1} | kwargs
+  with pytest.raises(ValueError, match=parameter):
+    recurrent.lstm_mean_field(1.0, **args)
+  if parameter in ("sigma_b2", "input_variance"):
+    with pytest.raises(ValueError, match=parameter):
+      recurrent.rnn_mean_field(1.0, **args)
+
+
 def test_bad_input_raises_clear_errors():
   rnn = recurrent.RNN(2, 4, key=jax.random.key(0))
   xs = jnp.ones((5, 2))

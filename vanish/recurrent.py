@@ -749,10 +749,9 @@ def rnn_mean_field(
     >>> abs(recurrent.rnn_mean_field(crit, input_variance=0.1).rate) < 1e-6
     True
   """
-  input_variance = float(input_variance)
-  if not (math.isfinite(input_variance) and input_variance >= 0):
-    raise ValueError(f"input_variance must be a finite number >= 0, got {input_variance}")
-  mf = theory.mean_field(activation, sigma_w2, float(sigma_b2) + input_variance)
+  input_variance = _finite("input_variance", input_variance, minimum=0.0)
+  sigma_b2 = _finite("sigma_b2", sigma_b2, minimum=0.0)
+  mf = theory.mean_field(activation, sigma_w2, sigma_b2 + input_variance)
   chi1 = mf.chi1
   if math.isnan(chi1):  # q* diverges (e.g. softplus in its chaotic phase): no prediction
     return RNNMeanField(mf, math.nan)
@@ -827,11 +826,16 @@ def lstm_mean_field(
     >>> round(mf.mean_forget, 3), mf.rate > -0.01
     (0.992, True)
   """
-  for name, value in (("sigma_w2", sigma_w2), ("input_variance", input_variance)):
-    if not (math.isfinite(float(value)) and float(value) >= 0):
-      raise ValueError(f"{name} must be a finite number >= 0, got {value}")
-  if not math.isfinite(float(forget_bias)):
-    raise ValueError(f"forget_bias must be finite, got {forget_bias}")
+  sigma_w2, input_variance, sigma_b2 = (
+    _finite(name, value, minimum=0.0)
+    for name, value in (
+      ("sigma_w2", sigma_w2),
+      ("input_variance", input_variance),
+      ("sigma_b2", sigma_b2),
+    )
+  )
+  forget_bias = _finite("forget_bias", forget_bias)
+  iterations = _positive("iterations", iterations)
 
   def sig(u):
     return 1 / (1 + np.exp(-u))
@@ -1218,3 +1222,16 @@ def _positive(name: str, value: Any) -> int:
   if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
     raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
   return int(value)
+
+
+def _finite(name: str, value: Any, minimum: float | None = None) -> float:
+  """``float(value)``, checked finite (and ``>= minimum``), the error naming ``name``."""
+  try:
+    number = float(value)
+  except (TypeError, ValueError):
+    number = math.nan
+  if isinstance(value, bool) or not math.isfinite(number):
+    raise ValueError(f"{name} must be a finite number, got {value!r}")
+  if minimum is not None and number < minimum:
+    raise ValueError(f"{name} must be a finite number >= {minimum:g}, got {value!r}")
+  return number
