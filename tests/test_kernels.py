@@ -255,6 +255,18 @@ def test_scalar_chain_bad_inputs():
     ksc.monte_carlo(SIGMOID6, 0, 4)
 
 
+def test_chain_counts_beyond_the_counter_and_index_ranges_are_refused():
+  """Chain m's numbers are Philox(counter = m): a slice past 2³² wrapped to chains 0, 1, …
+  (silently repeating them), and the kernel's int32 chain index overflowed at M ≥ 2³¹."""
+  with pytest.raises(ValueError, match="first \\+ chains must be <= 2\\*\\*32"):
+    ksc.sample_parameters(SIGMOID6, KEY, 4, first=2**32 - 2)
+  (last,) = ksc.sample_parameters(SIGMOID6, KEY, 2, first=2**32 - 2)  # the last two: allowed
+  (head,) = ksc.sample_parameters(SIGMOID6, KEY, 2)
+  assert not np.any(np.asarray(last["w"]) == np.asarray(head["w"]))
+  with pytest.raises(ValueError, match="chains must be < 2\\*\\*31"):
+    ksc.monte_carlo(SIGMOID6, KEY, 2**31 + 7, output="moments", use_kernel="interpret")
+
+
 # --------------------------------------------------------------------------- GPU lowering
 
 

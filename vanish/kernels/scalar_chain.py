@@ -143,7 +143,8 @@ def sample_parameters(
     net: a one-neuron :class:`~vanish.MLP` (see :func:`standard_deviations`).
     key: a typed threefry key from ``jax.random.key``.
     chains: number of chains M ≥ 1.
-    first: index of the first chain (a slice of a larger Monte Carlo).
+    first: index of the first chain (a slice of a larger Monte Carlo); ``first + chains``
+      ≤ 2³².
     rounds: Philox rounds (the kernel's ``rounds``).
 
   Returns:
@@ -160,6 +161,10 @@ def sample_parameters(
   sigma_w, sigma_b = standard_deviations(net)
   _check_count("chains", chains)
   _check_count("first", first, minimum=0)
+  if first + chains > 2**32:  # the uint32 counter would wrap and repeat chains 0, 1, ...
+    raise ValueError(
+      f"first + chains must be <= 2**32 (the Philox counter word), got {first} + {chains}"
+    )
   chain = jnp.arange(first, first + chains, dtype=jnp.uint32)
   n_w, n_b = _layer_normals(
     chain, depth=net.depth, key_words=_key_words(key), rounds=rounds, mulhi=philox.mulhi_emulated
@@ -345,7 +350,8 @@ def monte_carlo(
     net: a one-neuron :class:`~vanish.MLP` (widths all 1, φ at every layer; Gaussian or zero
       initializers, see :func:`standard_deviations`). Depth L = ``net.depth``.
     key: a typed threefry key from ``jax.random.key``.
-    chains: number of chains M, 1 ≤ M < 2³².
+    chains: number of chains M, 1 ≤ M < 2³² (the Pallas paths: M rounded up to a multiple
+      of ``block`` < 2³¹, their chain index being int32).
     x: the input ``a_0`` (a finite float).
     output: ``"final"``, ``"all"`` or ``"moments"`` (see the module docstring).
     use_kernel: ``"auto"``, ``"pallas"``, ``"interpret"`` or ``"reference"``
@@ -373,6 +379,11 @@ def monte_carlo(
     raise ValueError(f"num_warps must be 1, 2, 4, 8 or 16, got {num_warps!r}")
   key_words = _key_words(key)
   path = _dispatch.resolve(use_kernel)
+  if path != _dispatch.REFERENCE and -(-chains // block) * block >= 2**31:
+    raise ValueError(
+      f"chains must be < 2**31 rounded down to a multiple of block = {block} on the Pallas "
+      f"path (the kernel's chain index is int32), got {chains}; split the Monte Carlo over keys"
+    )
   if path == _dispatch.REFERENCE:
     fields = _reference(net, key, chains, x, output, rounds)
   else:
