@@ -427,6 +427,7 @@ def mean_field_phase(chi1: ArrayLike, *, depth: int, epsilon: float = 1e-3) -> n
 
   Schoenholz et al. (2017) §4: the typical ratio ``‖δ^1‖/‖δ^L‖ = χ₁^{(L−1)/2}``
   (the prediction :func:`vanish.phase_map.mean_field_boundaries` draws as lines).
+  χ₁ must not be NaN (:func:`mean_field_chi1`'s value where q* diverges): ValueError.
 
   Example:
     >>> mean_field_phase([0.5, 1.0, 2.0], depth=21, epsilon=1e-3).tolist()
@@ -435,6 +436,11 @@ def mean_field_phase(chi1: ArrayLike, *, depth: int, epsilon: float = 1e-3) -> n
   depth = _integer("depth", depth, minimum=2)
   epsilon = _unit_interval("epsilon", epsilon)
   chi1 = np.asarray(chi1, np.float64)
+  if np.isnan(chi1).any():  # NaN compares False both ways: it would read as "stable"
+    raise ValueError(
+      "chi1 contains NaN (no mean-field prediction, e.g. where q* diverges); "
+      "mask those cells before classifying"
+    )
   with np.errstate(divide="ignore", invalid="ignore"):
     growth = 0.5 * (depth - 1) * np.log(chi1)
   log_eps = math.log(epsilon)
