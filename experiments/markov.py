@@ -173,7 +173,7 @@ def _analyse(name: str, signal: str, log_g: np.ndarray, thresholds: Sequence[flo
     s = markov.states(log_g, math.log(eps))
     est = markov.estimate(s)
     fp = markov.first_passage(s)
-    test = markov.one_way_street_test(est.counts, q0=Q0)
+    test = markov.one_way_street_test(counts=est.counts, q0=Q0)
     homogeneity = markov.homogeneity_test(s, windows=4)
     prefix = f"{name}/{signal}/eps{eps:g}"
     arrays |= {

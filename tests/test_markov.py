@@ -117,16 +117,24 @@ def test_first_passage_exact_small_case():
 def test_one_way_street_test_is_the_exact_binomial_test():
   counts = np.array([[500, 20], [4, 196]])
   for q0 in (0.0, 0.005, 0.02, 0.1):
-    result = markov.one_way_street_test(counts, q0=q0)
+    result = markov.one_way_street_test(counts=counts, q0=q0)
     expected = stats.binomtest(4, 200, q0, alternative="greater").pvalue if q0 else 0.0
     assert result.p_value == pytest.approx(expected, rel=1e-9, abs=1e-300)
     assert result.rejected == (expected < 0.05)
   ci = stats.binomtest(4, 200, alternative="less").proportion_ci(0.95, method="exact")
-  assert markov.one_way_street_test(counts).upper_bound == pytest.approx(ci.high, rel=1e-9)
+  assert markov.one_way_street_test(counts=counts).upper_bound == pytest.approx(ci.high, rel=1e-9)
   # no escape in n trials: the rule of three, and never rejected
-  none = markov.one_way_street_test(np.array([[50, 5], [0, 300]]), q0=0.0)
+  none = markov.one_way_street_test(counts=np.array([[50, 5], [0, 300]]), q0=0.0)
   assert none.upper_bound == pytest.approx(1 - 0.05 ** (1 / 300))
   assert not none.rejected and none.p_value == 1.0
+
+
+def test_one_way_street_test_reads_a_small_0_1_array_as_the_keyword_says():
+  """[[1, 1], [1, 0]] is a 2-member, 2-step record or a count matrix (it was read as states)."""
+  as_counts = markov.one_way_street_test(counts=[[1, 1], [1, 0]])
+  assert (as_counts.escapes, as_counts.trials) == (1, 1)  # row [≈]: 1 escape, 0 stays
+  as_states = markov.one_way_street_test([[1, 1], [1, 0]])
+  assert (as_states.escapes, as_states.trials) == (1, 2)  # ≈→≈ and ≈→≉
 
 
 def test_one_way_street_test_has_its_level_and_power():
@@ -206,6 +214,11 @@ def test_states_and_speeds():
     (lambda: markov.estimate([[0, 1]], confidence=1.0), "confidence"),
     (lambda: markov.estimate([[0, 1]], method="exact"), "method"),
     (lambda: markov.one_way_street_test([[0, 1, 1]], q0=1.0), "q0"),
+    (lambda: markov.one_way_street_test(), "exactly one of states"),
+    (lambda: markov.one_way_street_test([[0, 1]], counts=[[1, 0], [0, 1]]), "exactly one"),
+    (lambda: markov.one_way_street_test(counts=[[1, 2, 3]]), r"\[2, 2\] array"),
+    (lambda: markov.one_way_street_test(counts=[[1, -1], [0, 2]]), "whole numbers >= 0"),
+    (lambda: markov.one_way_street_test(counts=[[1, 0.5], [0, 2]]), "whole numbers >= 0"),
     (lambda: markov.homogeneity_test([[0, 1, 1]], windows=3), "windows"),
     (
       lambda: markov.simulate(jax.random.key(0), [[0.5, 0.6], [0, 1]], [1, 0], members=1, steps=2),

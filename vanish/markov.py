@@ -322,6 +322,16 @@ def states(log_g: ArrayLike, threshold: float) -> np.ndarray:
   return values < float(threshold)
 
 
+def _check_counts(counts: ArrayLike) -> np.ndarray:
+  raw = np.asarray(counts)
+  if raw.shape != (2, 2) or raw.dtype == np.bool_:
+    raise ValueError(f"counts must be a [2, 2] array of counts, got {raw.dtype} {raw.shape}")
+  value = raw.astype(np.float64)
+  if not (np.isfinite(value).all() and (value >= 0).all() and (value == np.round(value)).all()):
+    raise ValueError(f"counts must be whole numbers >= 0, got {raw.tolist()}")
+  return value.astype(np.int64)
+
+
 def transition_counts(states: ArrayLike) -> np.ndarray:
   """``[2, 2]`` counts of ``s_t = i, s_{t+1} = j`` over all members and steps.
 
@@ -456,7 +466,11 @@ def first_passage(
 
 
 def one_way_street_test(
-  states_or_counts: ArrayLike, *, q0: float = 0.01, confidence: float = 0.95
+  states: ArrayLike | None = None,
+  *,
+  counts: ArrayLike | None = None,
+  q0: float = 0.01,
+  confidence: float = 0.95,
 ) -> OneWayStreetTest:
   """Tests the one-way street: is the escape probability ``q = P(≈ → ≉)`` at most ``q0``?
 
@@ -468,8 +482,10 @@ def one_way_street_test(
   ``1 − (1 − confidence)^{1/n}``, ≈ 3/n at 95 %: the "rule of three").
 
   Args:
-    states_or_counts: bool states ``[M, T]`` or ``[T]``, or ``[2, 2]`` integer counts
-      from :func:`transition_counts` (pass counts explicitly for a 2-step record).
+    states: bool (or 0/1) states ``[M, T]`` or ``[T]``; or, instead,
+    counts: ``[2, 2]`` transition counts, e.g. from :func:`transition_counts` or
+      :attr:`TransitionEstimate.counts`. Exactly one of the two (a ``[2, 2]`` array
+      of 0s and 1s could be either, so the keyword says which).
     q0: the tolerated escape probability, in [0, 1).
     confidence: in (0, 1); the test's level is ``1 − confidence``.
 
@@ -479,7 +495,7 @@ def one_way_street_test(
   Example:
     >>> import numpy as np
     >>> from vanish import markov
-    >>> t = markov.one_way_street_test(np.array([[990, 10], [3, 297]]), q0=0.001)
+    >>> t = markov.one_way_street_test(counts=np.array([[990, 10], [3, 297]]), q0=0.001)
     >>> t.escapes, t.trials, round(t.p_value, 4), t.rejected
     (3, 300, 0.0036, True)
   """
@@ -487,13 +503,12 @@ def one_way_street_test(
   if isinstance(q0, bool) or not 0 <= float(q0) < 1:
     raise ValueError(f"q0 must be in [0, 1), got {q0!r}")
   q0 = float(q0)
-  raw = np.asarray(states_or_counts)
-  if raw.shape == (2, 2) and raw.dtype != np.bool_ and raw.max(initial=0) > 1:
-    counts = raw.astype(np.int64)
-    if (counts < 0).any():
-      raise ValueError("counts must be >= 0")
+  if (states is None) == (counts is None):
+    raise ValueError("pass exactly one of states (a [M, T] record) and counts= ([2, 2])")
+  if counts is None:
+    counts = transition_counts(states)
   else:
-    counts = transition_counts(raw)
+    counts = _check_counts(counts)
   escapes, trials = int(counts[VANISHED, HEALTHY]), int(counts[VANISHED].sum())
   if trials == 0:
     p_value = math.nan
