@@ -319,8 +319,9 @@ def spectra(
       **{k: str(v) for k, v in kwargs.items()},
     )
     if out is not None:
-      entry["qr_count"] = int(np.asarray(out[1]["qr"]).reshape(-1)[0])
-      entry["rollbacks"] = int(np.asarray(out[1]["rollbacks"]).reshape(-1)[0])
+      # Each member's own counts; the ensemble's QRs are at least the largest.
+      entry["qr_count"] = int(np.asarray(out[1]["qr"]).max())
+      entry["rollbacks"] = int(np.asarray(out[1]["rollbacks"]).max())
       outs[label] = out[0]
     entries.append(entry)
   z = bench_chains.plain_chain(w[:, :1], b[:, :1], x, "highest")  # one layer's D·W

@@ -148,23 +148,30 @@ def graded_log_singular_values(log_d: jax.Array, t_hat: jax.Array) -> jax.Array:
   return jnp.sort(refined)[::-1]
 
 
-@jax.custom_batching.custom_vmap
-def _ensemble_max(x: jax.Array) -> jax.Array:
-  """``x`` outside ``vmap``; under ``vmap``, its max over every mapped axis, *unbatched*.
+def _ensemble_reduction(reduce):
+  """``f(x) = x`` outside ``vmap``; under ``vmap``, ``reduce`` over every mapped axis, *unbatched*.
 
-  The block decisions of adaptive re-orthonormalization (when to factor, when to
-  roll back) are taken once for the whole ensemble from this value, so that under
-  ``vmap`` they stay real branches (``lax.cond``) instead of both-branch selects.
+  An outer ``vmap`` (members around inputs) reduces its axis too, since the rule calls
+  ``f`` again. The blocked schedule takes a branch (``lax.cond``) on such a value, so that
+  under ``vmap`` a QR is executed only when some member needs one: a batched predicate
+  would turn the branch into a select that runs both sides at every layer.
   """
-  return x
+
+  @jax.custom_batching.custom_vmap
+  def f(x):
+    return x
+
+  @f.def_vmap
+  def rule(axis_size, in_batched, x):
+    del axis_size
+    (batched,) = in_batched
+    return f(reduce(x, axis=0) if batched else x), False
+
+  return f
 
 
-@_ensemble_max.def_vmap
-def _ensemble_max_rule(axis_size, in_batched, x):
-  del axis_size
-  (batched,) = in_batched
-  # Calling it again lets an outer vmap (members around inputs) reduce its axis too.
-  return _ensemble_max(jnp.max(x, axis=0) if batched else x), False
+_ensemble_any = _ensemble_reduction(jnp.any)
+_ensemble_min = _ensemble_reduction(jnp.min)
 
 
 def _log_diagonal(r: jax.Array) -> jax.Array:
@@ -236,19 +243,56 @@ def _i32(value) -> jax.Array:
   return jnp.asarray(value, jnp.int32)
 
 
+def _power_of_two_floor(b: jax.Array) -> jax.Array:
+  """The largest power of two ``≤ b`` (``b ≥ 1``, int32)."""
+  return jnp.left_shift(_i32(1), 31 - lax.clz(b))
+
+
+def _where(mask, new: dict, old: dict) -> dict:
+  """``new`` where ``mask`` (a member's scalar under ``vmap``), else ``old``, key by key."""
+  return {name: jnp.where(mask, value, old[name]) for name, value in new.items()}
+
+
+def _segment_tables(forced: np.ndarray) -> np.ndarray:
+  """``position[l]``: layers since the segment's last forced factorization, layer ``l`` included
+  (``forced[l]``: a requested depth or the segment's last layer)."""
+  position, count = np.zeros(len(forced), np.int32), 0
+  for l, force in enumerate(forced):
+    count += 1
+    position[l] = count
+    count = 0 if force else count
+  return position
+
+
 def _blocked(net, p, x, key, prec, *, k, refine, qr, depths, block):
   """Benettin with one QR per *block* of layers; ``(spectrum [D, k], counts)``.
 
   ``Z = J_l ⋯ J_{s+1} Q_s`` is carried unnormalized (as ``e^{−Σs} Z``, the layers'
-  slope scales summed in log space) and factored only when the block is full, a
-  requested depth or a segment end is reached. The block length is ``block`` (an
-  int) or, for ``"adaptive"``, the largest ``b`` with
-  ``b · Δ̂ ≤ BLOCK_LOG_COND · ln(1/ε)`` and ``b · max|λ̂| ≤ ¼ ln(finfo.max)``, where
-  ``Δ̂`` is the ensemble's largest running spread ``(max − min) log_d / depth``
-  (the current estimate of ``λ_1 − λ_k`` per layer) and ``λ̂`` its running rates.
-  Guard: a block whose ``max − min log diag R`` (a lower bound of its log condition
-  number) exceeds ``GUARD_LOG_COND · ln(1/ε)`` for any member, or is not finite,
-  is rolled back and redone one layer per QR.
+  slope scales summed in log space) and factored at the end of a block, at each
+  requested depth and at each segment end (*forced* factorizations). Every decision
+  is the member's own, from its own values only, so a member's result does not depend
+  on which members are computed with it:
+
+  * its block length ``b`` (after each factorization): the int ``block``, or for
+    ``"adaptive"`` the largest ``b`` with ``b · Δ̂ ≤ BLOCK_LOG_COND · ln(1/ε)``
+    (``Δ̂ = (max − min) log_d / depth``, the running estimate of ``λ_1 − λ_k`` per
+    layer), both capped by the range rule ``b · max|λ̂| ≤ ¼ ln(finfo.max)`` (``λ̂``
+    the running rates); a length set by a rule (not the int ``block`` itself) is
+    rounded *down* to a power of two, which keeps both rules;
+  * where its blocks end: where the number of layers since the last forced
+    factorization is a multiple of ``b``. Forced factorizations are the same for
+    every member, and a power of two's multiples include its double's, so the
+    members' factorizations together are those of the shortest block in use;
+  * its guard: a block of more than one layer whose ``max − min log diag R`` exceeds
+    ``GUARD_LOG_COND · ln(1/ε)``, or is not finite, is rolled back and redone one
+    layer per QR.
+
+  Cost under ``vmap``: the layer counter ``l`` is shared (the weights of layer ``l``
+  are a slice, not a gather per member) and the QR runs under ``lax.cond`` when *any*
+  member factors (:func:`_ensemble_any`), members that do not factor keeping their
+  open block. A rollback rewinds ``l`` to the earliest start of a failed block; the
+  other members are frozen (their state selected unchanged) until ``l`` is back
+  where it was, as the failed members redo their blocks layer by layer.
   """
   dtype = x.dtype
   info = jnp.finfo(dtype)
@@ -256,36 +300,41 @@ def _blocked(net, p, x, key, prec, *, k, refine, qr, depths, block):
   budget_log = BLOCK_LOG_COND * log_inv_eps
   guard_log = GUARD_LOG_COND * log_inv_eps
   range_log = 0.25 * math.log(float(info.max))
-  wanted, slot, order = _depth_tables(net.depth, depths)
+  wanted_np, slot, order = _depth_tables(net.depth, depths)
   n_slots = int(slot.max()) + 1 if depths is None else len(np.unique(depths))
-  wanted, slot = jnp.asarray(wanted), _i32(slot)
+  wanted, slot = jnp.asarray(wanted_np), _i32(slot)
+  tiny = jnp.asarray(info.tiny, dtype)
 
   def next_budget(log_d, done):
-    spread = _ensemble_max((jnp.max(log_d) - jnp.min(log_d)) / done)
-    rate = _ensemble_max(jnp.max(jnp.abs(log_d)) / done)
-    tiny = jnp.asarray(info.tiny, dtype)
-    by_range = range_log / jnp.maximum(rate, tiny)
+    by_range = range_log / jnp.maximum(jnp.max(jnp.abs(log_d)) / done, tiny)
     if block == "adaptive":
-      size = jnp.minimum(budget_log / jnp.maximum(spread, tiny), by_range)
+      spread = (jnp.max(log_d) - jnp.min(log_d)) / done
+      size, cap = jnp.minimum(budget_log / jnp.maximum(spread, tiny), by_range), MAX_BLOCK
     else:
-      size = jnp.minimum(float(block), by_range)
-    return _i32(jnp.clip(jnp.floor(size), 1, MAX_BLOCK))
+      size, cap = jnp.minimum(float(block), by_range), block
+    b = _i32(jnp.minimum(jnp.where(size >= 1, jnp.floor(size), 1), cap))  # NaN → 1
+    if block == "adaptive":
+      return _power_of_two_floor(b)
+    return jnp.where(b == block, b, _power_of_two_floor(b))
 
-  def accept(c, q, r, index):
+  def factor(c, q, r, index):
+    """The state after the open block's ``Z = Q R``, and the spectrum row at ``index``."""
     log_d, t_hat = _accumulate(r, c["log_d"], c["t_hat"], refine)
     log_d = log_d + c["log_scale"]  # the block's R is e^{Σ s} r (see the every-layer step)
-    value = _report(log_d, t_hat, refine, wanted[index])
-    return {
-      **c,
+    state = {
       "log_d": log_d,
       "t_hat": t_hat,
-      "out": c["out"].at[slot[index]].set(value, mode="drop"),
       "budget": next_budget(log_d, (index + 1).astype(dtype)),
       "qrs": c["qrs"] + 1,
       "q": q,
       "n": _i32(0),
       "log_scale": jnp.zeros((), dtype),
     }
+    return state, _report(log_d, t_hat, refine, wanted[index])
+
+  def write(out, index, row, mask=True):
+    s = slot[index]  # out of range (dropped) unless depth index + 1 is requested
+    return out.at[s].set(jnp.where(mask, row, out.at[s].get(mode="clip")), mode="drop")
 
   c = {
     "h": x,
@@ -306,42 +355,64 @@ def _blocked(net, p, x, key, prec, *, k, refine, qr, depths, block):
       h, _, slope = layer.forward(p_l, c["h"], _engine.layer_key(key, segment.start), prec)
       z = layer.jacobian_action(p_l, slope, c["q"], prec)
       q, r = orthonormalize.stable_qr(z, qr)
-      c = {**c, "log_scale": layer.slope_log_scale(slope)}
-      c = {**accept(c, q, r, _i32(segment.start)), "h": h}
+      state, row = factor({**c, "log_scale": layer.slope_log_scale(slope)}, q, r, segment.start)
+      c = {**c, **state, "h": h, "out": write(c["out"], segment.start, row)}
       continue
+    forced = wanted_np[segment.start : segment.start + segment.depth].copy()
+    forced[-1] = True
+    forced, position = jnp.asarray(forced), jnp.asarray(_segment_tables(forced))
 
-    def close(c, segment=segment):
+    def rollback(c, bad):
+      """Failed members restart their block one layer per QR; the others wait for them."""
+      now = c["l"]
+      restart = {
+        "h": c["h0"],
+        "z": c["q"],
+        "n": _i32(0),
+        "log_scale": jnp.zeros((), dtype),
+        "redo_until": now,
+        "rollbacks": c["rollbacks"] + 1,
+        "qrs": c["qrs"] + 1,  # the failed QR
+      }
+      c = {**c, **_where(bad, restart, c)}
+      c["resume"] = jnp.where(bad, c["l0"], jnp.maximum(c["resume"], now))
+      c["l"] = _ensemble_min(jnp.where(bad, c["l0"], now))
+      return c
+
+    def close(c, closes, segment=segment):
       q, r = orthonormalize.stable_qr(c["z"], qr)
       log_r = _log_diagonal(r)
-      spread = _ensemble_max(jnp.max(log_r) - jnp.min(log_r))
-      bad = (c["n"] > 1) & ~(spread <= guard_log)  # NaN/inf (overflow) is bad too
+      bad = closes & (c["n"] > 1) & ~(jnp.max(log_r) - jnp.min(log_r) <= guard_log)  # NaN too
+      good = closes & ~bad
+      index = segment.start + c["l"] - 1
+      state, row = factor(c, q, r, index)
+      state = {**state, "z": q, "h0": c["h"], "l0": c["l"]}
+      c = {**c, **_where(good, state, c), "out": write(c["out"], index, row, good)}
+      return lax.cond(_ensemble_any(bad), rollback, lambda c, _: c, c, bad)
 
-      def rollback(c):
-        restart = {"l": c["l0"], "h": c["h0"], "z": c["q"], "n": _i32(0), "redo_until": c["l"]}
-        restart["log_scale"] = jnp.zeros((), dtype)
-        return {**c, **restart, "rollbacks": c["rollbacks"] + 1, "qrs": c["qrs"] + 1}
-
-      def keep(c):
-        c = accept(c, q, r, segment.start + c["l"] - 1)
-        return {**c, "z": q, "h0": c["h"], "l0": c["l"]}
-
-      return lax.cond(bad, rollback, keep, c)
-
-    def body(c, segment=segment, p_seg=p_seg, layer=layer):
-      l = c["l"]
+    def body(c, segment=segment, p_seg=p_seg, layer=layer, forced=forced, position=position):
+      l = c["l"]  # shared by all members: the weights are a slice, not a gather
       p_l = jax.tree.map(lambda a: lax.dynamic_index_in_dim(a, l, keepdims=False), p_seg)
       index = segment.start + l
       h, _, slope = layer.forward(p_l, c["h"], _engine.layer_key(key, index), prec)
       # Z ← e^{−s} J Z: the block's scales add up in log space until its QR
       z = layer.jacobian_action(p_l, slope, c["z"], prec)
-      log_scale = c["log_scale"] + layer.slope_log_scale(slope)
-      n = c["n"] + 1
-      limit = jnp.where(l < c["redo_until"], 1, c["budget"])
-      end = (n >= limit) | wanted[index] | (l == segment.depth - 1)
-      c = {**c, "h": h, "z": z, "n": n, "l": l + 1, "log_scale": log_scale}
-      return lax.cond(end, close, lambda c: c, c)
+      step = {"h": h, "z": z, "log_scale": c["log_scale"] + layer.slope_log_scale(slope)}
+      active = l >= c["resume"]  # False while a rollback of other members redoes layer l
+      c = {**c, **_where(active, {**step, "n": c["n"] + 1}, c), "l": l + 1}
+      ends = (l < c["redo_until"]) | forced[l] | (position[l] % c["budget"] == 0)
+      closes = active & ends
+      return lax.cond(_ensemble_any(closes), close, lambda c, _: c, c, closes)
 
-    loop = {**c, "z": c["q"], "h0": c["h"], "l": _i32(0), "l0": _i32(0), "redo_until": _i32(0)}
+    loop = {
+      **c,
+      "z": c["q"],
+      "h0": c["h"],
+      "l": _i32(0),
+      "l0": _i32(0),
+      "resume": _i32(0),
+      "redo_until": _i32(0),
+    }
     loop = lax.while_loop(lambda c, d=segment.depth: c["l"] < d, body, loop)
     c = {name: loop[name] for name in c}
   counts = {"qr": c["qrs"], "rollbacks": c["rollbacks"]}
@@ -445,27 +516,41 @@ def lyapunov_spectrum(
       ``Z = J_l ⋯ J_{s+1} Q_s`` is multiplied for up to ``b`` layers before one
       QR (one QR of the product has the triangular factor of the per-layer ones,
       so in exact arithmetic every schedule gives the same values).
-      ``"adaptive"``: ``b`` is the largest with ``b · (λ̂_1 − λ̂_k) ≤ 0.4 ln(1/ε)``
-      (:data:`BLOCK_LOG_COND`; ``λ̂`` the running exponent estimates, the
-      ensemble's widest spread), ``b · max|λ̂| ≤ ¼ ln(finfo.max)`` (no overflow)
-      and ``b ≤`` :data:`MAX_BLOCK`. A QR is always taken at each requested
-      depth, so only ``depths`` sparser than every layer save work. Guard (both
-      block modes): a block whose ``max − min log diag R`` exceeds
-      ``⅝ ln(1/ε)`` in any member (:data:`GUARD_LOG_COND`: its smallest values
-      would be round-off), or is not finite, is rolled back and redone with one
-      QR per layer, for the whole ensemble. Wide spectra (dead ReLU units,
-      saturated tanh: ``λ_1 − λ_k ≳ 0.4 ln(1/ε)`` per layer) thus fall back to
-      every layer. Accuracy (float32 vs float64, tanh ``σ_w² = 1``, width 16–32,
-      depth 1000, 4 members): ≤ 3·10⁻⁴ nats per layer for every exponent, with
-      about half the QRs; the guard reads ``diag R``, which underestimates a
-      block's condition number, so members with a nearly singular layer can be
-      off by more (3·10⁻³ per layer at depth 20 in 1 of 64 members, where
-      ``"every"`` has 4·10⁻⁴). Block modes run a ``while_loop`` (no reverse-mode
-      derivative).
+      ``"adaptive"``: ``b`` is the largest power of two with
+      ``b · (λ̂_1 − λ̂_k) ≤ 0.4 ln(1/ε)`` (:data:`BLOCK_LOG_COND`; ``λ̂`` the
+      member's running exponent estimates), ``b · max|λ̂| ≤ ¼ ln(finfo.max)`` (no
+      overflow; this rule also caps an int ``b``, to a power of two) and
+      ``b ≤`` :data:`MAX_BLOCK`. Blocks end where the layers since the last
+      requested depth (or segment start) are a multiple of ``b``, and a QR is
+      always taken at each requested depth, so only ``depths`` sparser than every
+      layer save work. Guard (both block modes): a block whose
+      ``max − min log diag R`` exceeds ``⅝ ln(1/ε)`` (:data:`GUARD_LOG_COND`: its
+      smallest values would be round-off), or is not finite, is rolled back and
+      redone with one QR per layer. Wide spectra (dead ReLU units, saturated
+      tanh: ``λ_1 − λ_k ≳ 0.4 ln(1/ε)`` per layer) thus fall back to every layer.
+      Every decision is the member's own (and the input's own, for a batch of
+      inputs): a member's values do not depend on which members are computed
+      with it (chunks, devices). Under ``vmap`` a QR runs when any member needs
+      one (the others keep their open block): as the powers of two nest, that is
+      the QRs of the member with the shortest blocks, plus the layers redone after
+      each member's rollback (the others wait, frozen). Measured on a CPU against
+      decisions taken for the whole ensemble (64 members, width 32, depth 200,
+      tanh ``σ_w² = 1.5``): ``"adaptive"`` 219 QRs and 304 layer steps (was 209
+      and 294), 0.8–1.1× the time; ``8`` (blocks too long for this spectrum,
+      nearly all rolled back) 323 and 476 (was 229 and 399), 1.3–1.5×. Accuracy
+      (float32 vs float64, tanh ``σ_w² = 1``, width 16–32, depth 1000, 2–4
+      members): ≤ 3·10⁻⁴ nats per layer for every exponent, with about half the
+      QRs; the guard reads ``diag R``, which underestimates a block's condition
+      number, so members with a nearly singular layer can be off by more
+      (2.5·10⁻³ per layer at depth 20, width 32, in 3 of 64 members, where
+      ``"every"`` has 1.5·10⁻³). Block modes run a ``while_loop`` (no
+      reverse-mode derivative).
     return_counts: also return ``{"qr": [M, (batch,)], "rollbacks": [M, (batch,)]}``,
-      the QR factorizations done (rolled-back blocks included; the guarded
-      fallbacks inside :func:`vanish.orthonormalize.stable_qr` not counted) and
-      the blocks redone. ``"every"`` does L QRs.
+      each member's (and input's) own QR factorizations (rolled-back blocks
+      included; the guarded fallbacks inside
+      :func:`vanish.orthonormalize.stable_qr` not counted) and blocks redone:
+      what it needs alone. The QRs a call executes are at least the largest of
+      these (see ``reorthonormalize``). ``"every"`` does L QRs.
 
   Returns:
     ``[M, (batch,) D, k]`` natural logs, descending along the last axis, with
