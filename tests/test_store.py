@@ -151,9 +151,10 @@ def test_a_full_disk_leaves_no_partial_file_and_the_rerun_resumes(tmp_path, monk
     return real_savez(file, **arrays)
 
   monkeypatch.setattr(np, "savez", savez_on_a_full_disk)
-  with pytest.raises(OSError, match="No space left"):
+  with pytest.raises(OSError, match="No space left") as raised:
     store.compute(tmp_path, "exp", {"n": 3}, _chunk, chunks=[1, 2, 3])
   partial = next((tmp_path / "exp").glob(".partial-*"))
+  assert raised.value.errno == errno.ENOSPC and raised.value.filename == str(partial / "1.npz")
   assert sorted(p.name for p in partial.iterdir()) == ["0.json", "0.npz"]  # no temp, no torn 1.*
   assert store.find(tmp_path, "exp", {"n": 3}) is None
   calls = []

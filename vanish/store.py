@@ -170,6 +170,11 @@ def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], Any]) -> P
     _readable(Path(temp), folder=False)
     _write_durably(Path(temp), write)
     os.replace(temp, path)
+  except OSError as error:  # a full disk: say which file could not be written
+    Path(temp).unlink(missing_ok=True)
+    if error.filename is not None:
+      raise
+    raise OSError(error.errno, error.strerror or str(error), str(path)) from error
   except BaseException:
     Path(temp).unlink(missing_ok=True)
     raise
