@@ -1,0 +1,89 @@
+"""Every benchmark in ``benchmarks/`` runs at its tiny size on CPU and writes a sound report.
+
+Not timings (issue 6.1: "in CI the suite runs at tiny size on CPU to prove it works"): each
+test runs one benchmark's ``main`` in process, reads back the JSON it wrote and checks the
+metadata every report must carry (device, versions), that every entry ran, and the
+correctness checks the benchmark itself makes against its baseline or reference.
+``tests/test_benchmarks.py`` does the same, in more detail, for ``bench_chains``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import jax
+import pytest
+
+from benchmarks import bench_chunking, bench_ensemble_training, bench_kernels, bench_qr
+
+
+def _run(main, argv, out):
+  returned = main([*argv, "--out", str(out)])
+  report = json.loads(out.read_text())
+  assert report["device"]["platform"] == "cpu"
+  assert report["versions"]["jax"] == jax.__version__
+  return returned, report
+
+
+def _timed(entry):
+  return entry["median_s"] > 0 and all(t > 0 for t in entry["times_s"])
+
+
+def test_bench_kernels_tiny(tmp_path):
+  _, report = _run(bench_kernels.main, ["--size", "tiny", "--repeats", "1"], tmp_path / "k.json")
+  assert report["path"] == "pallas_interpret"  # the kernels' own code, interpreted on CPU
+  assert all(t["measured"] is None and "NOT A TIMING" in t["note"] for t in report["targets"])
+  (scalar,) = report["scalar"]
+  assert all(_timed(e) for e in scalar["entries"])
+  same = scalar["checks"]["final_vs_reference_same_draws"]
+  assert same["sign_mismatches"] == 0 and same["max_abs_diff_log_abs_g"] < 1e-4
+  # kernel and plain-JAX baseline draw different numbers: their means agree to Monte Carlo error
+  assert abs(scalar["checks"]["final_vs_baseline_statistics"]["z_score_of_mean_difference"]) < 5
+  (small,) = report["small"]
+  assert {e["impl"] for e in small["entries"]} == {"baseline", "vanish"}
+  assert all(_timed(e) for e in small["entries"])
+
+
+def test_bench_chunking_tiny(tmp_path):
+  argv = ["--size", "tiny", "--repeats", "2"]
+  _, report = _run(bench_chunking.main, argv, tmp_path / "c.json")
+  result = report["result"]
+  assert result["bitwise_identical_across_chunks"] is True
+  assert len(result["entries"]) >= 2 and all(_timed(e) for e in result["entries"])
+  assert any(e["chunk"] == "auto" for e in result["entries"])
+  assert all(math.isfinite(v) for v in result["statistics"].values())
+
+
+def test_bench_ensemble_training_tiny(tmp_path):
+  argv = ["--tiny", "--repeats", "1"]
+  _, report = _run(bench_ensemble_training.main, argv, tmp_path / "e.json")
+  assert all(_timed(e) for e in report["entries"])
+  assert all(math.isfinite(r) for r in report["ratios"].values())
+  checks = report["checks"]
+  # vanish's logged training and the plain optax loop are the same arithmetic
+  assert checks["max_abs_diff_plain_vs_vanish_params"] == 0
+  assert checks["max_abs_diff_plain_vs_vanish_bias_speed"] == 0
+  # an ensemble member equals its run alone to float rounding (docs/reliability.md)
+  assert checks["max_abs_diff_ensemble_member_vs_alone"] < 1e-5
+
+
+def test_bench_qr_tiny(tmp_path):
+  argv = ["--size", "tiny", "--repeats", "1"]
+  _, report = _run(bench_qr.main, argv, tmp_path / "q.json")
+  (shape,) = report["shapes"]
+  assert all(_timed(e) for e in shape["entries"])
+  for case in report["accuracy"]:  # every QR method against a float64 Householder reference
+    methods = {k: v for k, v in case.items() if isinstance(v, dict) and "max_per_layer" in v}
+    assert "auto" in methods and "householder" in methods
+    for name, m in methods.items():
+      assert m["finite"] and m["max_per_layer"] < 1e-3, name  # issue 6.2's accuracy bar
+  for case in report["robustness"]:
+    assert case["auto"]["finite"] and case["auto"]["max_abs_nats_vs_householder_resolved"] < 1e-3
+
+
+@pytest.mark.parametrize("module", [bench_kernels, bench_chunking, bench_qr])
+def test_benchmark_help(module, capsys):
+  with pytest.raises(SystemExit) as exit_:
+    module.main(["--help"])
+  assert exit_.value.code == 0 and "--size" in capsys.readouterr().out
