@@ -66,3 +66,80 @@ def test_bad_initializer_arguments():
     vn.init.get("gauss")
   with pytest.raises(ValueError, match="reference"):
     vn.MLP([3, 4], "sigmoid", *vn.init.large_centered(100.0, reference=[1.0, 2.0]))
+
+
+# The counter-based draws (vn.init.sample, net.init) reproduce jax.random bit for bit.
+_KEY_DATA = [0, 1, 2**31 - 1, 2**32 - 1, 123456789]
+
+
+def test_fold_in_equals_jax_random_fold_in():
+  keys = jax.random.split(jax.random.key(3), 4)
+  data = jnp.asarray(_KEY_DATA, jnp.uint32)
+  ours = jax.random.key_data(vn.init._fold_in(keys[:, None], data[None, :]))
+  theirs = jax.vmap(lambda k: jax.vmap(lambda d: jax.random.fold_in(k, d))(data))(keys)
+  np.testing.assert_array_equal(ours, jax.random.key_data(theirs))
+
+
+_NORMAL = (vn.init.normal(0.7), lambda k, s, d: 0.7 * jax.random.normal(k, s, d))
+_UNIFORM = (vn.init.uniform(-0.5, 2.0), lambda k, s, d: jax.random.uniform(k, s, d, -0.5, 2.0))
+_GLOROT = (vn.init.glorot(), lambda k, s, d: math.sqrt(2.0 / sum(s)) * jax.random.normal(k, s, d))
+
+
+@pytest.mark.parametrize(
+  ("initializer", "reference", "dtype"),
+  [(*_NORMAL, d) for d in ("float32", "bfloat16", "float64")]
+  + [(*_UNIFORM, d) for d in ("float32", "bfloat16", "float64")]
+  + [(*_GLOROT, "float32")],
+  ids=lambda v: v if isinstance(v, str) else getattr(v, "name", ""),
+)
+def test_sample_equals_jax_random_bit_for_bit(initializer, reference, dtype):
+  with jax.enable_x64(dtype == "float64"):
+    keys = jax.random.split(jax.random.key(4), 3)
+    shape = (5, 7)
+    ours = vn.init.sample(initializer, keys, shape, jnp.dtype(dtype))
+    # jitted like ours: XLA folds std · √2 and forms FMAs only within one computation
+    theirs = jax.jit(jax.vmap(lambda k: reference(k, shape, jnp.dtype(dtype))))(keys)
+    assert ours.shape == (3, *shape) and ours.dtype == jnp.dtype(dtype)
+    np.testing.assert_array_equal(np.asarray(ours, np.float64), np.asarray(theirs, np.float64))
+    # a single key: the initializer's own call
+    np.testing.assert_array_equal(initializer(keys[1], shape, jnp.dtype(dtype)), theirs[1])
+
+
+def test_sample_of_orthogonal_and_of_other_callables_and_key_implementations():
+  keys = jax.random.split(jax.random.key(5), 4).reshape(2, 2)
+  orth = vn.init.sample(vn.init.orthogonal(1.5), keys, (3, 6))
+  assert orth.shape == (2, 2, 3, 6)
+  np.testing.assert_allclose(orth[1, 0] @ orth[1, 0].T, 2.25 * np.eye(3), atol=1e-5)
+  lecun = jax.nn.initializers.lecun_normal()
+  np.testing.assert_array_equal(
+    vn.init.sample(lecun, keys, (3, 6))[0, 1], lecun(keys[0, 1], (3, 6))
+  )
+  rbg = jax.random.key(0, impl="rbg")  # not threefry: jax.random draws
+  np.testing.assert_array_equal(
+    vn.init.gaussian(2.0)(rbg, (4, 8)), 0.5 * jax.random.normal(rbg, (4, 8))
+  )
+  with pytest.raises(TypeError, match="threefry2x32"):
+    vn.MLP([2, 3]).init(rbg)
+
+
+def test_member_m_layer_i_draws_from_its_fold_in_key():
+  # The documented layout: member m, layer i: initializer(fold_in(fold_in(key_m, stream), i)).
+  net = vn.MLP([3, 4, 4, 4, 2], "tanh", vn.init.gaussian(1.5), vn.init.normal(0.3))
+  key = jax.random.key(8)
+  params = net.init(key, members=2, first=5)
+  member = jax.random.fold_in(key, 6)  # params index 1
+  streams = [jax.random.fold_in(member, s) for s in (0, 1)]
+  layer = 0
+  for segment, p in zip(net.segments, params, strict=True):
+    for d in range(segment.depth):
+      w_key, b_key = (jax.random.fold_in(s, layer) for s in streams)
+      w = net.weights(w_key, (segment.fan_out, segment.fan_in))
+      np.testing.assert_array_equal(p["w"][1, d], w)
+      np.testing.assert_array_equal(p["b"][1, d], net.biases(b_key, (segment.fan_out,)))
+      layer += 1
+  # the sampler is straight-line code: no while loop (jax.random's CPU threefry lowering
+  # is a loop whose compilation took seconds per vmapped draw)
+  lowered = vn.networks._init_members.lower(
+    vn.networks._Sampler.of(net), key, 2, jnp.dtype(jnp.float32), jnp.uint32(0)
+  )
+  assert "while" not in lowered.as_text()

@@ -8,7 +8,10 @@ segments: one 64→256 layer and 99 layers 256→256.
 
 ``net.init(key, members=M)`` samples M independent networks in one vectorized
 call. Member ``m``'s parameters depend only on ``(key, m)``, never on how the
-ensemble is chunked or sharded.
+ensemble is chunked or sharded: layer ``i`` of member ``m`` is
+``initializer(fold_in(fold_in(fold_in(key, m), stream), i), shape)`` with stream 0
+for weights and 1 for biases, drawn for all members and layers at once by
+:func:`vanish.init.sample`.
 
 Example:
   >>> import jax, vanish as vn
@@ -101,7 +104,7 @@ class Network:
     """Samples an ensemble of ``members`` networks.
 
     Args:
-      key: a typed key from ``jax.random.key``.
+      key: a typed key from ``jax.random.key`` (threefry, the default implementation).
       members: ensemble size M ≥ 1.
       dtype: parameter dtype (``jnp.float64`` under ``jax.enable_x64`` for
         reference checks).
@@ -150,11 +153,11 @@ class _Sampler:
     return cls(net.weights, net.biases, shapes)
 
   def _init_member(self, key: jax.Array, dtype: Any, centered=None):
-    weight_key = jax.random.fold_in(key, _WEIGHT_STREAM)
-    bias_key = jax.random.fold_in(key, _BIAS_STREAM)
+    keys = _init._fold_in(key, jnp.asarray([_WEIGHT_STREAM, _BIAS_STREAM], jnp.uint32))
+    weight_key, bias_key = keys[0], keys[1]
     params = []
     for segment in self.segments:
-      index = segment.start + jnp.arange(segment.depth)
+      index = segment.start + jnp.arange(segment.depth, dtype=jnp.uint32)
       w = _sample_per_layer(
         self.weights, weight_key, index, (segment.fan_out, segment.fan_in), dtype
       )
@@ -172,13 +175,13 @@ def _init_members(
 ):
   """One compiled sampler per (sampler, M, dtype); member m draws from ``fold_in(key, m)``."""
   index = first + jnp.arange(members, dtype=jnp.uint32)
-  member_keys = jax.vmap(lambda m: jax.random.fold_in(key, m))(index)
+  member_keys = _init._fold_in(key, index)
   return jax.vmap(sampler._init_member, in_axes=(0, None))(member_keys, dtype)
 
 
 def _sample_per_layer(initializer, key, index, shape, dtype):
   """Layer ``i`` draws from ``fold_in(key, i)``: independent of how layers are grouped."""
-  return jax.vmap(lambda i: initializer(jax.random.fold_in(key, i), shape, dtype))(index)
+  return _init.sample(initializer, _init._fold_in(key, index), shape, dtype)
 
 
 def _check_key(key: Any) -> None:
@@ -189,6 +192,10 @@ def _check_key(key: Any) -> None:
     )
   if key.shape != ():
     raise ValueError(f"key must be a single key (shape ()), got shape {key.shape}")
+  if not _init._is_threefry(key):
+    raise TypeError(
+      f"key must use the default threefry2x32 implementation, got {jax.random.key_impl(key)}"
+    )
 
 
 def _resolve_initializers(weights: Any, biases: Any) -> tuple[Any, Any]:
