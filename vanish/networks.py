@@ -194,7 +194,9 @@ def _check_key(key: Any) -> None:
     raise ValueError(f"key must be a single key (shape ()), got shape {key.shape}")
   if not _init._is_threefry(key):
     raise TypeError(
-      f"key must use the default threefry2x32 implementation, got {jax.random.key_impl(key)}"
+      f"key must use the default threefry2x32 implementation, got {jax.random.key_impl(key)}: "
+      "other implementations (e.g. rbg) draw differently under vmap than alone, so member m "
+      "would not be the draw of its own key fold_in(key, m)"
     )
 
 
