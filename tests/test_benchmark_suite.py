@@ -15,7 +15,13 @@ import math
 import jax
 import pytest
 
-from benchmarks import bench_chunking, bench_ensemble_training, bench_kernels, bench_qr
+from benchmarks import (
+  bench_chunking,
+  bench_ensemble_training,
+  bench_init_compile,
+  bench_kernels,
+  bench_qr,
+)
 
 
 def _run(main, argv, out):
@@ -82,7 +88,16 @@ def test_bench_qr_tiny(tmp_path):
     assert case["auto"]["finite"] and case["auto"]["max_abs_nats_vs_householder_resolved"] < 1e-3
 
 
-@pytest.mark.parametrize("module", [bench_kernels, bench_chunking, bench_qr])
+def test_bench_init_compile_tiny(tmp_path):
+  argv = ["--size", "tiny", "--repeats", "1"]
+  _, report = _run(bench_init_compile.main, argv, tmp_path / "i.json")
+  (entry,) = report["entries"]
+  assert entry["bitwise_equal"] is True  # the straight-line sampler draws jax.random's bits
+  assert all(t > 0 for impl in ("baseline", "vanish") for t in entry["compile_s"][impl])
+  assert all(entry["run"][impl]["min_s"] > 0 for impl in ("baseline", "vanish"))
+
+
+@pytest.mark.parametrize("module", [bench_kernels, bench_chunking, bench_qr, bench_init_compile])
 def test_benchmark_help(module, capsys):
   with pytest.raises(SystemExit) as exit_:
     module.main(["--help"])
