@@ -117,7 +117,8 @@ def test_tanh2x_product_above_one_needs_half_the_preactivations_inside_t1():
     (lambda: probability.summarize(np.full((3, 2), np.nan)), "NaN"),
     (lambda: probability.clt_prediction(np.full((3, 2), -np.inf)), "finite"),
     (lambda: probability.inside_fraction(np.zeros(3), -1.0), "half_width"),
-    (lambda: probability.joint_histogram(np.zeros(3), np.zeros(4)), "same size"),
+    (lambda: probability.joint_histogram(np.zeros(3), np.zeros(4)), "same shape"),
+    (lambda: probability.joint_histogram(np.zeros((2, 3)), np.zeros((3, 2))), "same shape"),
   ],
 )
 def test_bad_input(call, match):

@@ -367,10 +367,10 @@ def joint_histogram(
   Returns:
     ``(density [Bx, Bg], x_edges, g_edges)``, normalized over the finite pairs.
   """
-  x = np.asarray(values, np.float64).ravel()
-  g = np.asarray(log_g, np.float64).ravel()
-  if x.shape != g.shape:
-    raise ValueError(f"values and log_g must have the same size, got {x.size} and {g.size}")
+  x, g = np.asarray(values, np.float64), np.asarray(log_g, np.float64)
+  if x.shape != g.shape:  # pairs are matched by position: a transposed array would mismatch
+    raise ValueError(f"values and log_g must have the same shape, got {x.shape} and {g.shape}")
+  x, g = x.ravel(), g.ravel()
   keep = np.isfinite(x) & np.isfinite(g)
   if not keep.any():
     raise ValueError("no finite (value, log_g) pairs")
