@@ -9,17 +9,19 @@
 #   qr        the stable spectrum with adaptive re-orthonormalization at the paper shapes (issue 6)
 #   scale     10^6 members in bounded memory (issue 7), 64 members trained together (issue 4)
 #   full      `vanish reproduce --full` (issue 5); resumable: repeat the stage until it says done
+#   checks    on CUDA: the sampler's bits and the spectrum's member independence (tests), and
+#             net.init's sampler against jax.random's (bench_init_compile, issue 7)
 #
 # Results go to $OUT (the device tool's return folder) or, without it, benchmarks/results/;
 # every stage also records nvidia-smi and `vanish info`. Each command has its own time limit, and
 # every benchmark rewrites its JSON atomically, so a stage cut short keeps what it measured.
 set -uo pipefail
 
-stage="${1:?usage: bash benchmarks/gpu_session.sh kernels|qr|scale|full}"
+stage="${1:?usage: bash benchmarks/gpu_session.sh kernels|qr|scale|full|checks}"
 case "$stage" in
-  kernels | qr | scale | full) ;;
+  kernels | qr | scale | full | checks) ;;
   *)
-    echo "unknown stage '$stage': expected kernels, qr, scale or full" >&2
+    echo "unknown stage '$stage': expected kernels, qr, scale, full or checks" >&2
     exit 2
     ;;
 esac
@@ -59,6 +61,12 @@ case "$stage" in
       --out "$out/chunking_$tag.json"
     timed 240 bench_ensemble_training "$py" -m benchmarks.bench_ensemble_training --full \
       --out "$out/ensemble_training_$tag.json"
+    ;;
+  checks)
+    JAX_PLATFORMS=cuda timed 300 test_init_spectrum "$py" -m pytest tests/test_init.py \
+      tests/test_spectrum.py -q -n 0 -p no:cacheprovider -k "sample or fold_in or init or member"
+    timed 240 bench_init_compile "$py" -m benchmarks.bench_init_compile --size paper \
+      --out "$out/init_compile_$tag.json"
     ;;
   full)
     # The store lives in the (ignored) results/ folder of the device's checkout, which a warm
