@@ -7,8 +7,8 @@ fixed point, this measures the exact log singular values of every partial produc
 ``J_l ⋯ J_1`` (:func:`vanish.lyapunov_spectrum`, refined) and, per depth l,
 
 * the first two spectral moments of λ = σ², m_k = tr((JJᵀ)^k)/n, as ratios of
-  ensemble means, with the normalized variance m₂/m₁² − 1 and a 95 % bootstrap
-  interval over members;
+  ensemble means, with the normalized variance m₂/m₁² − 1 and a 95 % bootstrap-t
+  interval over members (studentized on the log scale, see :func:`normalized_variance`);
 * the free-probability prediction (Pennington, Schoenholz & Ganguli 2017, 2018;
   :func:`vanish.theory.jacobian_spectrum_moments`): m₁ = χ₁^l = 1 and
   m₂/m₁² − 1 = l (μ₂/μ₁² − 1 − s₁), with s₁ = −1 for Gaussian and 0 for orthogonal
@@ -129,24 +129,56 @@ def spectral_moments(log_sv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   return np.exp(log_lam).mean(-1), np.exp(2 * log_lam).mean(-1)
 
 
+def _log_ratio(m1: np.ndarray, m2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """``log(m̄₂/m̄₁²)`` over axis −2 (members) and its delta-method standard error."""
+  b1, b2 = m1.mean(-2), m2.mean(-2)
+  influence = (m2 - b2[..., None, :]) / b2[..., None, :] - 2 * (m1 - b1[..., None, :]) / b1[
+    ..., None, :
+  ]
+  se = np.sqrt(np.square(influence).sum(-2)) / m1.shape[-2]
+  return np.log(b2) - 2 * np.log(b1), se
+
+
 def normalized_variance(
   m1: np.ndarray, m2: np.ndarray, *, key: int = 0, resamples: int = BOOTSTRAP
 ) -> tuple[np.ndarray, np.ndarray]:
-  """Ratio-of-means estimate of m₂/m₁² − 1 with a 95 % bootstrap interval over members.
+  """Ratio-of-means estimate of m₂/m₁² − 1 with a 95 % bootstrap-t interval over members.
+
+  The interval is studentized on the log scale: ``t = log(m̄₂/m̄₁²)`` with its
+  delta-method standard error s, resampled members give the law of ``(t* − t)/s*``, and
+  ``[t − q₉₇.₅ s, t − q₂.₅ s]`` is mapped back by ``exp(·) − 1``. Per-member m₂ is
+  heavy-tailed (log-normal-like, spread growing with depth/width), and the plain
+  percentile bootstrap then misses high: for 16 linear Gaussian networks of width 64
+  its "95 %" interval held the exact value (:func:`linear_gaussian_moments`) in only
+  75 % of repetitions at depth 16 and 86 % at depth 8; this one in 87 % and 92 %
+  (95 % within Monte Carlo error at depth ≤ 4).
 
   Args:
-    m1, m2: ``[M, L]`` per-member normalized traces.
+    m1, m2: ``[M, L]`` per-member normalized traces (M ≥ 2).
     key: seed of the bootstrap resampling.
     resamples: bootstrap resamples.
 
   Returns:
     ``(estimate [L], interval [L, 2])``.
+
+  Example:
+    >>> m1 = np.ones((4, 1)); m2 = np.array([[1.5], [2.0], [2.5], [3.0]])
+    >>> nv, ci = normalized_variance(m1, m2)
+    >>> float(nv[0]), bool(ci[0, 0] < 1.25 < ci[0, 1])
+    (1.25, True)
   """
+  m1, m2 = np.asarray(m1, np.float64), np.asarray(m2, np.float64)
   members = m1.shape[0]
-  estimate = m2.mean(0) / m1.mean(0) ** 2 - 1
+  if members < 2 or m1.shape != m2.shape or m1.ndim != 2:
+    raise ValueError(f"m1 and m2 must be [M, L] with M >= 2, got {m1.shape} and {m2.shape}")
+  t, se = _log_ratio(m1, m2)
   rows = np.random.default_rng(key).integers(0, members, (resamples, members))
-  boot = m2[rows].mean(1) / m1[rows].mean(1) ** 2 - 1
-  return estimate, np.quantile(boot, [0.025, 0.975], axis=0).T
+  t_boot, se_boot = _log_ratio(m1[rows], m2[rows])
+  with np.errstate(divide="ignore", invalid="ignore"):
+    pivot = np.where(se_boot > 0, (t_boot - t) / se_boot, 0.0)  # a constant resample: no spread
+  high, low = np.quantile(pivot, [0.975, 0.025], axis=0)
+  interval = np.stack([t - high * se, t - low * se], axis=-1)
+  return np.expm1(t), np.expm1(interval)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -266,6 +298,7 @@ def cached(args: argparse.Namespace) -> Path:
     "activations": list(args.activations),
     "sigma_b2": {a: SIGMA_B2[a] for a in args.activations},
     "bootstrap": BOOTSTRAP,
+    "interval": "bootstrap-t, log scale",
     "seed": args.seed,
     "precision": "highest",
   }

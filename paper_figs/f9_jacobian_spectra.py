@@ -7,9 +7,10 @@ as free probability predicts.
 (solid) vs orthogonal (dashed) weights, at a few depths (colors, key in (a); line styles, key in
 (c)); the dotted line marks the predicted mean E[λ] = χ₁^l = 1; exactly zero values (dead ReLU
 units) are left out. (d, e) Normalized variance m₂/m₁² − 1 of λ versus depth, Monte Carlo (95 %
-bootstrap intervals) against the free-probability prediction l(μ₂/μ₁² − 1 − s₁) (Pennington,
-Schoenholz & Ganguli 2017, 2018; dashed), and for linear Gaussian networks the exact finite-width
-value (dotted). (f) Mean of λ versus depth against χ₁^l = 1.
+bootstrap-t intervals over members, studentized on the log scale) against the free-probability
+prediction l(μ₂/μ₁² − 1 − s₁) (Pennington, Schoenholz & Ganguli 2017, 2018; dashed), and for
+linear Gaussian networks the exact finite-width value (dotted). (f) Mean of λ versus depth against
+χ₁^l = 1.
 """
 
 from __future__ import annotations

@@ -158,3 +158,28 @@ def test_bad_arguments_are_rejected_before_work():
     finite_width.parse_args(["--profiles", "no_such_profile"])
   with pytest.raises(SystemExit):
     lyapunov_depth.parse_args(["--width", "1"])
+
+
+def test_normalized_variance_interval_covers_the_exact_value():
+  """The "95 %" interval of m₂/m₁² − 1 over 16 members holds the exact finite-width value
+  (linear Gaussian nets, :func:`linear_gaussian_moments`) in ≥ 92 % of 1000 independent
+  repetitions: 95 % less 3 binomial standard errors (2.1 %) and 1 % of small-sample
+  undercoverage. Per-member m₂ is skewed: the plain percentile bootstrap held it in 89.6 %
+  here (75 % at depth 16, width 64, the --quick size); the log-scale bootstrap-t in 93.6 %."""
+  n, depth, members, reps = 16, 2, 16, 1000
+  rng = np.random.default_rng(0)
+  w = rng.normal(0, 1 / math.sqrt(n), (depth, reps * members, n, n))
+  j, m1, m2 = np.broadcast_to(np.eye(n), (reps * members, n, n)), [], []
+  for l in range(depth):
+    j = w[l] @ j
+    a = j @ np.swapaxes(j, 1, 2)
+    m1.append(np.einsum("sii->s", a) / n)
+    m2.append(np.einsum("sij,sij->s", a, a) / n)
+  m1 = np.stack(m1, -1).reshape(reps, members, depth)
+  m2 = np.stack(m2, -1).reshape(reps, members, depth)
+  exact = jacobian_spectra.linear_gaussian_moments(n, depth)[-1] - 1
+  covered = 0
+  for r in range(reps):
+    _, ci = jacobian_spectra.normalized_variance(m1[r], m2[r], key=r, resamples=500)
+    covered += ci[-1, 0] <= exact <= ci[-1, 1]
+  assert covered / reps >= 0.92
