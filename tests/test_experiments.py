@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from experiments import probabilistic_model
 from vanish import store
@@ -59,3 +60,31 @@ def test_probabilistic_model_chains_are_independent_samples_of_the_seed_chain():
   # |r| < 4/√M, 4 standard errors (4 inputs per network gave r ≈ 0.63)
   log_g = np.cumsum(log_f, axis=1)[:, -1]
   assert abs(np.corrcoef(log_g[:-1], log_g[1:])[0, 1]) < 4 / np.sqrt(members)
+
+
+def test_rnn_through_time_intervals_treat_members_not_sequences_as_independent():
+  """Sequences of one member share its weights: the rate interval is Student-t over the
+  members' mean slopes. Duplicating every member's curve (perfectly correlated sequences)
+  must not narrow it; counting the 3 copies as independent (the old 1.96·sd/√(M·S)) gave
+  an interval 0.32× as wide as the t interval of 4 members."""
+  from scipy import stats
+
+  from experiments import rnn_through_time
+
+  rng = np.random.default_rng(0)
+  members, sequences, steps = 4, 3, 40
+  slopes = rng.normal(-0.1, 0.02, members)
+  lags = np.arange(steps)
+  one = slopes[:, None] * lags + rng.normal(0, 1e-3, (members, steps))
+  curves = np.repeat(one, sequences, axis=0)  # member-major, identical sequences
+  arrays, rate, lo, hi = rnn_through_time._summarize("x", curves, members)
+  fit = lags >= steps // 10
+  x = lags[fit] - lags[fit].mean()
+  fitted = (one[:, fit] - one[:, fit].mean(1, keepdims=True)) @ x / (x @ x)
+  half = stats.t.ppf(0.975, members - 1) * fitted.std(ddof=1) / np.sqrt(members)
+  assert rate == pytest.approx(fitted.mean(), rel=1e-12)
+  assert (hi - lo) / 2 == pytest.approx(half, rel=1e-9)
+  curve_half = stats.t.ppf(0.975, members - 1) * one.std(0, ddof=1) / np.sqrt(members)
+  np.testing.assert_allclose(arrays["x/hi"] - arrays["x/mean"], curve_half, rtol=1e-9)
+  with pytest.raises(ValueError, match="members"):
+    rnn_through_time._summarize("x", curves, 5)
