@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from experiments._common import (
@@ -45,8 +46,7 @@ from vanish.probability import wilson_interval
 SIZES = {
   "quick": {
     "depth": 24,
-    "chain_members": 2048,
-    "chain_inputs": 2,
+    "chain_members": 4096,
     "chain_n_points": 12,
     "threshold_samples": 100_000,
     "width": 24,
@@ -57,8 +57,7 @@ SIZES = {
   },
   "full": {
     "depth": 50,
-    "chain_members": 65536,
-    "chain_inputs": 16,
+    "chain_members": 1_048_576,
     "chain_n_points": 40,
     "threshold_samples": 10_000_000,
     "width": 256,
@@ -157,19 +156,47 @@ def thresholds(args: argparse.Namespace) -> dict:
   return {"arrays": arrays, "rows": rows}
 
 
+CHAINS_PER_CALL = 65536  # independent chains per vmapped call (bounds the device memory)
+
+
+def chain_log_gradient(n: np.ndarray, *, depth: int, chains: int, key: jax.Array) -> np.ndarray:
+  """``[S, chains, depth]`` log |g_K| of independent tanh(n·x) one-neuron chains.
+
+  Chain m draws its own w, b ~ N(0, 1) and its own input x ~ N(0, 1) from
+  ``fold_in(key, m)`` (:func:`vanish.scale_map.scaled_tanh_chain_log_gradient` with one
+  member and one input, vmapped over the chains' keys), so the chains are iid, as the
+  Wilson intervals assume, and x is a fresh draw per chain rather than a few values
+  shared by every chain.
+
+  Example:
+    >>> g = chain_log_gradient(np.array([1.0, 2.0]), depth=3, chains=5, key=jax.random.key(0))
+    >>> g.shape
+    (2, 5, 3)
+  """
+
+  def one(m):
+    k = jax.random.fold_in(key, m)
+    return scale_map.scaled_tanh_chain_log_gradient(n, depth=depth, members=1, key=k)[:, 0, 0]
+
+  sample = jax.jit(jax.vmap(one))
+  parts = [
+    np.asarray(sample(jnp.arange(start, min(start + CHAINS_PER_CALL, chains), dtype=jnp.uint32)))
+    for start in range(0, chains, CHAINS_PER_CALL)
+  ]
+  return np.moveaxis(np.concatenate(parts), 0, 1).astype(np.float64)
+
+
 def chain(args: argparse.Namespace) -> dict:
   """P(vanish) and P(explode) of the one-neuron tanh(n·x) chain at depth K, versus n."""
   sizes = args.sizes
   n = grids(sizes)["chain_n"]
-  log_g = scale_map.scaled_tanh_chain_log_gradient(
+  log_g = chain_log_gradient(
     n,
     depth=sizes["depth"],
-    members=sizes["chain_members"],
+    chains=sizes["chain_members"],
     key=jax.random.fold_in(jax.random.key(args.seed), 1),
-    inputs=sizes["chain_inputs"],
   )
   # [n, trials, K]; −inf where a float32 factor underflowed to 0 (vanished, |g| < 1e-38)
-  log_g = np.asarray(log_g, np.float64).reshape(n.size, -1, sizes["depth"])
   trials = log_g.shape[1]
   log_eps = math.log(args.epsilon)
   vanish, explode = (log_g < log_eps).sum(axis=1), (log_g > -log_eps).sum(axis=1)  # [n, K]
