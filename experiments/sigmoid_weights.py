@@ -138,6 +138,42 @@ def _mean_ci(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   return mean, np.stack([mean - half, mean + half], axis=-1)
 
 
+CHAINS_PER_CALL = 65536  # independent chains per vmapped call (bounds the device memory)
+
+
+def chain_log_gradient(
+  weight_scale: np.ndarray, *, depth: int, chains: int, key: jax.Array
+) -> np.ndarray:
+  """``[S, chains, depth]`` log |g_K| of independent sigmoid one-neuron chains.
+
+  Nielsen's chain with w ~ N(0, s²), b ~ N(0, 1) and input x ~ N(0, 1), for every weight
+  scale s (common random numbers across s). Chain m draws its own w, b and x from
+  ``fold_in(key, m)`` (:func:`vanish.scale_map.one_neuron_log_gradient` with one member
+  and one input, vmapped over the chains' keys): with one input shared by every chain the
+  estimates were conditional on that x (x = −1.34 for the stored seed: P(|g_2| < 10⁻³)
+  at s = 3.4 read 0.28 against 0.14 for x ~ N(0, 1)).
+
+  Example:
+    >>> chain_log_gradient(np.array([1.0, 2.0]), depth=3, chains=5, key=jax.random.key(0)).shape
+    (2, 5, 3)
+  """
+  weight_scale = np.asarray(weight_scale, np.float64)
+
+  def one(m):
+    k = jax.random.fold_in(key, m)
+    log_g = scale_map.one_neuron_log_gradient(
+      "sigmoid", weight_scale, np.ones_like(weight_scale), depth=depth, members=1, key=k
+    )
+    return log_g[:, 0, 0]
+
+  sample = jax.jit(jax.vmap(one))
+  parts = [
+    np.asarray(sample(jnp.arange(start, min(start + CHAINS_PER_CALL, chains), dtype=jnp.uint32)))
+    for start in range(0, chains, CHAINS_PER_CALL)
+  ]
+  return np.moveaxis(np.concatenate(parts), 0, 1).astype(np.float64)
+
+
 def chains(args: argparse.Namespace) -> dict:
   """One-neuron chains: Nielsen's init, w = 100 centered (at and near the reference), N(0, 100²)."""
   sizes = args.sizes
@@ -148,10 +184,7 @@ def chains(args: argparse.Namespace) -> dict:
   # Nielsen: w, b ~ N(0, 1), x ~ N(0, 1); and the sweep over the weight scale s
   scales = np.geomspace(*SCALE_RANGE, sizes["scale_points"])
   scales = np.unique(np.append(scales, 1.0))
-  log_g = scale_map.one_neuron_log_gradient(
-    "sigmoid", scales, np.ones_like(scales), depth=depth, members=members, key=key
-  )
-  log_g = np.asarray(log_g, np.float64)[:, :, 0, :]  # [s, M, K]
+  log_g = chain_log_gradient(scales, depth=depth, chains=members, key=key)  # [s, M, K]
   usual = log_g[int(np.flatnonzero(scales == 1.0)[0])]
   arrays["chains/usual_mean"], arrays["chains/usual_mean_ci"] = _mean_ci(usual)
   # the σ' ≤ 1/4 bound on E log|g_K|: log ¼ + (K − 1)(E log|w| − log 4)
@@ -271,6 +304,7 @@ def config_of(args: argparse.Namespace) -> dict:
     "sigma_b2_max": SIGMA_B2_MAX,
     "large_weight": LARGE_WEIGHT,
     "deltas": list(DELTAS),
+    "chains": "independent: own w, b and x ~ N(0, 1) per chain",
     "seed": args.seed,
     "precision": "highest",
   }

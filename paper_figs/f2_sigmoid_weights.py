@@ -1,19 +1,22 @@
 """Large weights do not help sigmoid networks: the factor |w·σ'(w·a)| is at most |w|/4 and
 reaches 1 only on a window of inputs narrower than 0.45 that shrinks like (2/|w|)·log|w|;
 w = 100 with centered biases explodes exactly at the reference input but collapses a
-distance δ away; larger weight scales only make one-neuron chains vanish faster, and
-full-width sigmoid nets vanish for small scales whatever the bias variance.
+distance δ away; no weight scale keeps one-neuron chains from vanishing (moderate scales,
+s ≈ 1–3, delay it by a few layers; larger ones make it faster), and full-width sigmoid nets
+vanish for small scales whatever the bias variance.
 
 (a) log₁₀|w·σ'(w·a)| over (w, a), with the theory window where it is ≥ 1 (dashed).
 (b) The window's width versus w: theory (line) and Monte Carlo (fraction of a ~ U(−½, ½),
 95 % intervals). (c) One-neuron chains: log|g_K| versus depth K for w, b ~ N(0, 1) (mean,
 under the σ' ≤ ¼ bound), w = 100 centered at the reference input (exact: factor 25) and
 at inputs δ away (median), w ~ N(0, 100²) centered (mean vs theory). (d) One-neuron chains
-with w ~ N(0, s²): P(|g_K| < ε) versus s. (e) Full-width sigmoid nets with weights
-N(0, s²/width): P(explode) − P(vanish) at depth K, measured P = ½ contours (solid) and the
-mean-field lines χ₁ = 1 (dashed) and χ₁^{(K−1)/2} = ε^{±1} (dotted). (f) The measured mean
-log-growth across depth K (points) against the mean-field ((K − 1)/2)·log χ₁ (lines); the
-dotted lines are the vanish and explode thresholds ±ln(1/ε).
+with w ~ N(0, s²): P(|g_K| < ε) versus s, lowest at moderate s (s ≈ 0.7 at K = 2, ≈ 3 at
+K = 5: the minimum moves to larger s with depth) and ≈ 1 at every s at the deepest K.
+(e) Full-width sigmoid nets with weights N(0, s²/width): P(explode) − P(vanish) at depth K,
+measured P = ½ contours (solid) and the mean-field lines χ₁ = 1 (dashed) and
+χ₁^{(K−1)/2} = ε^{±1} (dotted). (f) The measured mean log-growth across depth K (points)
+against the mean-field ((K − 1)/2)·log χ₁ (lines); the dotted lines are the vanish and
+explode thresholds ±ln(1/ε).
 """
 
 from __future__ import annotations
