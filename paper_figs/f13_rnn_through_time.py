@@ -6,8 +6,9 @@ member's input sequences averaged): the gradient vanishes in the ordered phase, 
 the critical σ_w² (Gaussian or orthogonal ``W``) and explodes in the chaotic phase. Dashed
 lines: the mean-field slope ``½ log χ₁`` at the stationary state q* of the length map with the
 input variance folded into the bias variance. (b) LSTMs at forget-gate bias 1 and 5: their
-gradient decays far slower than along the cell path alone (dotted, ``½ log E f²``; at bias 5
-it even grows slightly), because the loop through ``h`` reuses the same weights at every step.
+gradient decays far slower than along the cell path alone (dotted, ``½ log E f²``; at bias 5,
+after a drop over the first lags, it even grows slightly), because the loop through ``h``
+reuses the same weights at every step.
 (c) Measured rate per step against the mean-field number (colors and markers as in (a) and (b)).
 """
 
