@@ -10,10 +10,13 @@ by the fraction of chains not exactly zero in float32; the grey line is log ε. 
 factor is exactly 0): they have no CLT, and their moments are shown only while most chains are
 alive. Bottom row, full-width networks (n = 64) at their usual initialization, with the gradient
 log‖δ^{L−K+1}‖ − log‖δ^L‖ after crossing K − 1 layers. (d) Mean ± one standard deviation against
-mean-field theory (dashed, ½(K − 1) ln χ₁; Schoenholz et al. 2017) and, for ReLU at He
+mean-field theory (dashed, ½(K − 1) ln χ₁ at q*; Schoenholz et al. 2017) and, for ReLU at He
 initialization, Hanin's finite-width law (dotted: mean ± std); the y-axis is linear within ±10
-and logarithmic beyond. (e) P(vanish) (filled) and P(explode) (|g| > 1/ε, open) with 95 % Wilson
-intervals. (f) The ReLU density against Hanin's log-normal law.
+and logarithmic beyond. The tanh-type means fall below the dashed lines mostly by the
+finite-width term −(3κ − 1)/(4n) per layer, κ = E φ'⁴/(E φ'²)² (a mean of logs lies below the log
+of the mean), and by the inputs' q⁰ = 1 ≠ q* (for tanh at σ_b = 0, q* = 0 is approached only
+slowly). (e) P(vanish) (filled) and P(explode) (|g| > 1/ε, open) with 95 % Wilson intervals.
+(f) The ReLU density against Hanin's log-normal law.
 """
 
 from __future__ import annotations
