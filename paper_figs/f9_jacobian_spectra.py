@@ -9,8 +9,8 @@ as free probability predicts.
 units) are left out. (d, e) Normalized variance m₂/m₁² − 1 of λ versus depth, Monte Carlo (95 %
 bootstrap-t intervals over members, studentized on the log scale) against the free-probability
 prediction l(μ₂/μ₁² − 1 − s₁) (Pennington, Schoenholz & Ganguli 2017, 2018; dashed), and for
-linear Gaussian networks the exact finite-width value (dotted). (f) Mean of λ versus depth against
-χ₁^l = 1.
+linear Gaussian networks the exact finite-width value (dotted). (f) Mean of λ versus depth (95 % Student t
+intervals over members) against χ₁^l = 1.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.lines import Line2D
+from scipy import stats
 
 from experiments import jacobian_spectra as experiment
 from paper_figs import _style, figure_main
@@ -109,7 +110,8 @@ def draw(*, quick: bool, out_dir: Path, store_root: Path, force: bool = False) -
     for weights in experiment.WEIGHTS:
       m1 = a[f"{activation}/{weights}/m1"]
       mean = m1.mean(0)
-      half = 1.96 * m1.std(0, ddof=1) / np.sqrt(m1.shape[0])
+      members = m1.shape[0]  # 95 % Student t interval of the mean over members
+      half = stats.t.ppf(0.975, members - 1) * m1.std(0, ddof=1) / np.sqrt(members)
       top = max(top, float(np.max(mean + half)))
       _style.mc(
         ax,
