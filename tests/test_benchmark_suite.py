@@ -17,6 +17,7 @@ import pytest
 
 from benchmarks import (
   bench_chunking,
+  bench_compile,
   bench_ensemble_training,
   bench_init_compile,
   bench_kernels,
@@ -97,7 +98,18 @@ def test_bench_init_compile_tiny(tmp_path):
   assert all(entry["run"][impl]["min_s"] > 0 for impl in ("baseline", "vanish"))
 
 
-@pytest.mark.parametrize("module", [bench_kernels, bench_chunking, bench_qr, bench_init_compile])
+def test_bench_compile_tiny(tmp_path):
+  argv = ["--size", "tiny", "--repeats", "1"]
+  _, report = _run(bench_compile.main, argv, tmp_path / "compile.json")
+  assert report["entries"]
+  for e in report["entries"]:
+    assert all(t > 0 for impl in ("default", "elemental") for t in e["compile_cpu_s"][impl])
+    assert e["max_abs_diff"] < 1e-5  # the two emitters compute the same program
+
+
+@pytest.mark.parametrize(
+  "module", [bench_kernels, bench_chunking, bench_qr, bench_init_compile, bench_compile]
+)
 def test_benchmark_help(module, capsys):
   with pytest.raises(SystemExit) as exit_:
     module.main(["--help"])
