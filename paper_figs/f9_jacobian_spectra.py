@@ -9,8 +9,8 @@ as free probability predicts.
 units) are left out. (d, e) Normalized variance m₂/m₁² − 1 of λ versus depth, Monte Carlo (95 %
 bootstrap-t intervals over members, studentized on the log scale) against the free-probability
 prediction l(μ₂/μ₁² − 1 − s₁) (Pennington, Schoenholz & Ganguli 2017, 2018; dashed), and for
-linear Gaussian networks the exact finite-width value (dotted). (f) Mean of λ versus depth (95 % Student t
-intervals over members) against χ₁^l = 1.
+linear Gaussian networks the exact finite-width value (dotted). (f) Mean of λ versus depth
+(95 % Student t intervals over members) against χ₁^l = 1.
 """
 
 from __future__ import annotations
