@@ -175,11 +175,6 @@ def _compile(impl: str, fun: Callable[..., Any], args: tuple) -> tuple[float, fl
   return time.process_time() - cpu, time.perf_counter() - wall, compiled
 
 
-def _same_bits(a: Any, b: Any) -> bool:
-  pairs = zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
-  return all(np.array_equal(np.asarray(u), np.asarray(v), equal_nan=True) for u, v in pairs)
-
-
 def _max_abs_diff(a: Any, b: Any) -> float:
   """Largest ``|a − b|`` over the floating outputs' finite entries (0 if all identical)."""
   worst = 0.0
@@ -221,7 +216,7 @@ def run(size: str, repeats: int) -> list[dict[str, Any]]:
         "compile_cpu_saving": 1 - best["elemental"] / best["default"],
         "run": {impl: t.as_dict() for impl, t in runs.items()},
         "run_ratio": runs["elemental"].minimum / runs["default"].minimum,
-        "bitwise_equal": _same_bits(outputs["default"], outputs["elemental"]),
+        "bitwise_equal": common.same_bits(outputs["default"], outputs["elemental"]),
         "max_abs_diff": _max_abs_diff(outputs["default"], outputs["elemental"]),
       }
     )

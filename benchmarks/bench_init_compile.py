@@ -112,15 +112,13 @@ def run(size: str, repeats: int) -> list[dict[str, Any]]:
         seconds, compiled[impl] = _compile(impl, net, members)
         compile_s[impl].append(seconds)
     args = (jax.random.key(1), jnp.uint32(3))
-    outputs = {impl: jax.tree.leaves(c(*args)) for impl, c in compiled.items()}
-    same = all(
-      bool((a == b).all()) for a, b in zip(outputs["baseline"], outputs["vanish"], strict=True)
-    )
+    outputs = {impl: c(*args) for impl, c in compiled.items()}
+    same = common.same_bits(outputs["baseline"], outputs["vanish"])
     runs = {
       impl: common.time_fn(lambda c=c, args=args: c(*args), repeats=repeats)[0]
       for impl, c in compiled.items()
     }
-    floats = sum(int(leaf.size) for leaf in outputs["vanish"])
+    floats = sum(int(leaf.size) for leaf in jax.tree.leaves(outputs["vanish"]))
     entries.append(
       {
         "network": name,

@@ -209,6 +209,12 @@ def max_abs_diff(a: Any, b: Any) -> float:
   return float(np.max(np.abs(a - b))) if a.size else 0.0
 
 
+def same_bits(a: Any, b: Any) -> bool:
+  """Whether two pytrees of arrays are equal bit for bit (NaNs in the same places count)."""
+  pairs = zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
+  return all(np.array_equal(np.asarray(u), np.asarray(v), equal_nan=True) for u, v in pairs)
+
+
 def rel_diff(a: Any, b: Any) -> float:
   """``‖a − b‖ / ‖b‖`` (Frobenius, float64)."""
   a, b = to_numpy(a), to_numpy(b)

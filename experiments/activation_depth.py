@@ -37,7 +37,13 @@ import jax
 import numpy as np
 
 import vanish as vn
-from experiments._common import cached_run, default_ensure, experiment_parser, positive_int
+from experiments._common import (
+  add_size_overrides,
+  cached_run,
+  default_ensure,
+  experiment_parser,
+  positive_int,
+)
 from vanish import data, store, training
 
 ACTIVATIONS = {
@@ -66,19 +72,11 @@ INIT = "weights N(0, 1/n_in), biases N(0, 1), one draw per depth shared by every
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   parser = experiment_parser(__doc__, quick_help="CPU, CI (~30 s)", full_help="one GPU")
-  parser.add_argument(
-    "--epochs",
-    type=positive_int,
-    help="training epochs (default: {} with --quick, {} with --full)".format(
-      SIZES["quick"]["epochs"], SIZES["full"]["epochs"]
-    ),
-  )
-  parser.add_argument(
-    "--members",
-    type=positive_int,
-    help="networks in the ensemble (default: {} with --quick, {} with --full)".format(
-      SIZES["quick"]["members"], SIZES["full"]["members"]
-    ),
+  add_size_overrides(
+    parser,
+    ["epochs", "members"],
+    table=SIZES,
+    descriptions={"epochs": "training epochs", "members": "networks in the ensemble"},
   )
   parser.add_argument(
     "--depths", type=positive_int, nargs="+", help="numbers of hidden layers (default by size)"

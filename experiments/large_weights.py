@@ -47,7 +47,13 @@ import jax.numpy as jnp
 import numpy as np
 
 import vanish as vn
-from experiments._common import cached_run, default_ensure, experiment_parser, positive_int
+from experiments._common import (
+  add_size_overrides,
+  cached_run,
+  default_ensure,
+  experiment_parser,
+  positive_int,
+)
 from vanish import data, store, training
 
 SIZES = {
@@ -60,13 +66,7 @@ ALIVE = 1e-2  # σ'(z) above this counts as an unsaturated unit (σ' ≤ 1/4)
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   parser = experiment_parser(__doc__, quick_help="CPU, CI (~10 s)", full_help="one GPU")
-  parser.add_argument(
-    "--epochs",
-    type=positive_int,
-    help="training epochs (default: {} with --quick, {} with --full)".format(
-      SIZES["quick"]["epochs"], SIZES["full"]["epochs"]
-    ),
-  )
+  add_size_overrides(parser, ["epochs"], table=SIZES, descriptions={"epochs": "training epochs"})
   parser.add_argument(
     "--depths", type=positive_int, nargs="+", help="numbers of hidden layers (default by size)"
   )

@@ -31,7 +31,13 @@ from pathlib import Path
 import jax
 
 import vanish as vn
-from experiments._common import cached_run, default_ensure, experiment_parser, positive_int
+from experiments._common import (
+  add_size_overrides,
+  cached_run,
+  default_ensure,
+  experiment_parser,
+  positive_int,
+)
 from experiments.activation_depth import first_last_ratio
 from vanish import data, store, training
 
@@ -55,19 +61,11 @@ HIDDEN_WIDTH = 30
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   parser = experiment_parser(__doc__, quick_help="CPU, CI", full_help="as Nielsen")
-  parser.add_argument(
-    "--epochs",
-    type=positive_int,
-    help="training epochs (default: {} with --quick, {} with --full)".format(
-      SIZES["quick"]["epochs"], SIZES["full"]["epochs"]
-    ),
-  )
-  parser.add_argument(
-    "--members",
-    type=positive_int,
-    help="networks in the ensemble (default: {} with --quick, {} with --full)".format(
-      SIZES["quick"]["members"], SIZES["full"]["members"]
-    ),
+  add_size_overrides(
+    parser,
+    ["epochs", "members"],
+    table=SIZES,
+    descriptions={"epochs": "training epochs", "members": "networks in the ensemble"},
   )
   parser.add_argument(
     "--hidden",
