@@ -104,12 +104,37 @@ def test_scaled_tanh_chain_equals_scalar_chain_of_tanh_nx():
     log_g = scale_map.scaled_tanh_chain_log_gradient(
       [n], depth=depth, members=members, key=KEY, dtype=jnp.float64
     )
-    act = activations.scaled_tanh(n)
-    net = vn.MLP([1] * (depth + 1), act, vn.init.normal(1.0), vn.init.normal(1.0))
+    net = vn.MLP([1] * (depth + 1), "tanh", vn.init.normal(1.0), vn.init.normal(1.0))
     params = net.init(jax.random.fold_in(KEY, 0), members, dtype=jnp.float64)
-    x = jax.random.normal(jax.random.fold_in(KEY, 1), (1, 1), jnp.float64)
-    direct, _ = vn.scalar_chain(net, params, x)
-  np.testing.assert_allclose(np.asarray(log_g[0]), np.asarray(direct), rtol=1e-9, atol=1e-9)
+    x = jax.random.normal(jax.random.fold_in(KEY, 1), (members, 1, 1), jnp.float64)
+  w, b = np.asarray(params[0]["w"][:, :, 0, 0]), np.asarray(params[0]["b"][:, :, 0])
+  a, log_g_direct = np.asarray(x[:, 0, 0]), []  # numpy float64: the chain of tanh(n·x) itself
+  for j in range(depth):
+    z = w[:, j] * a + b[:, j]
+    y = np.abs(n * z)  # log tanh'(y) = log sech²(y), without 1 − tanh² cancelling
+    log_sech2 = 2 * (math.log(2) - y - np.log1p(np.exp(-2 * y)))
+    log_g_direct.append(math.log(n) + log_sech2 + (np.log(np.abs(w[:, j])) if j else 0.0))
+    a = np.tanh(n * z)
+  direct = np.cumsum(np.stack(log_g_direct, axis=1), axis=1)
+  np.testing.assert_allclose(np.asarray(log_g[0, :, 0]), direct, rtol=1e-9, atol=1e-9)
+
+
+def test_one_neuron_members_draw_their_own_inputs():
+  """Members are independent draws of (weights, inputs): E tanh'(u·x) over u, x ~ N(0, 1).
+
+  With one input shared by all members the member mean would be E[tanh'(u·x₀) | x₀].
+  """
+  members = 4096
+  log_g = scale_map.one_neuron_log_gradient(
+    "tanh", [1.0], [0.0], depth=1, members=members, key=KEY, inputs=1
+  )
+  slope = np.exp(np.asarray(log_g[0, :, 0, 0], np.float64))  # tanh'(u_m x_m)
+  nodes, weights = np.polynomial.hermite_e.hermegauss(200)
+  weights = weights / weights.sum()
+  product = nodes[:, None] * nodes[None, :]
+  expected = float(np.sum(weights[:, None] * weights[None, :] * (1 - np.tanh(product) ** 2)))
+  standard_error = slope.std(ddof=1) / math.sqrt(members)
+  assert abs(slope.mean() - expected) < 5 * standard_error
 
 
 def test_sigmoid_chain_obeys_the_quarter_bound_and_large_weights_vanish_faster():

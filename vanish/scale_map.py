@@ -456,14 +456,14 @@ def mean_field_phase(chi1: ArrayLike, *, depth: int, epsilon: float = 1e-3) -> n
 def _one_neuron_sweep(net, params, x, scales, *, precision):
   prec = _engine.lax_precision(precision)
 
+  def log_gradient(p, xb):
+    log_abs, _, _, _ = chains.one_neuron_factors(net, p, xb, None, prec)
+    return jnp.cumsum(log_abs)
+
   def cell(scale):
     scaled = ({"w": params[0]["w"] * scale[0], "b": params[0]["b"] * scale[1]},)
-
-    def per_input(p, xb, k):
-      log_abs, _, _, _ = chains.one_neuron_factors(net, p, xb, k, prec)
-      return jnp.cumsum(log_abs)
-
-    return chains.ensemble_map(per_input, scaled, x, None, True)
+    per_member = jax.vmap(log_gradient, in_axes=(None, 0))  # over a member's inputs
+    return jax.vmap(per_member)(scaled, x)
 
   return jax.vmap(cell)(scales)
 
@@ -486,7 +486,9 @@ def one_neuron_log_gradient(
   Nielsen ch. 5: ``z_j = w_j a_{j−1} + b_j``, ``g_K = σ'(z_1) Π_{j=2..K} w_j σ'(z_j)``
   (:func:`vanish.scalar_chain`), with ``w_j = s_w·u_j``, ``b_j = s_b·v_j`` and the
   same standard normals u, v and inputs ``x ~ N(0, input_std²)`` in every cell:
-  one jitted call, vmapped over cells, members and inputs.
+  one jitted call, vmapped over cells, members and inputs. Every member has its
+  own weights, biases and inputs, so members are independent draws of the chain
+  (inputs included) and can be averaged with :func:`vanish.probability.summarize`.
 
   Args:
     activation: a deterministic activation.
@@ -526,7 +528,7 @@ def one_neuron_log_gradient(
   _check_key(key)
   net = MLP([1] * (depth + 1), act, _init.normal(1.0), _init.normal(1.0))
   params = net.init(jax.random.fold_in(key, 0), members, dtype=dtype)
-  x = input_std * jax.random.normal(jax.random.fold_in(key, 1), (inputs, 1), dtype)
+  x = input_std * jax.random.normal(jax.random.fold_in(key, 1), (members, inputs, 1), dtype)
   scales = jnp.asarray(np.stack([weight_scale, bias_scale], axis=1), dtype)
   return _one_neuron_sweep(net, params, x, scales, precision=precision)
 
