@@ -156,16 +156,21 @@ def _padded_params(
 
 @functools.partial(jax.jit, static_argnums=(1, 2, 4, 5))
 def _draw(key, profiles: int, members: int, first, depth: int, width: int):
-  """Unit normals ``[P, M, 1, N, 1]`` (first layer) and ``[P, M, depth − 1, N, N]``."""
+  """Unit normals ``[P, M, 1, N, 1]`` (first layer) and ``[P, M, depth − 1, N, N]``.
 
-  def network(p, m):
-    k = jax.random.fold_in(jax.random.fold_in(key, p), m)
-    hidden = jax.random.normal(jax.random.fold_in(k, 0), (depth - 1, width, width))
-    return jax.random.normal(jax.random.fold_in(k, 1), (1, width, 1)), hidden
-
+  Network m of profile p draws ``jax.random.normal(fold_in(k, 1), (1, N, 1))`` and
+  ``jax.random.normal(fold_in(k, 0), (depth − 1, N, N))`` with
+  ``k = fold_in(fold_in(key, p), m)``, all networks at once by :func:`vanish.init.fold_in`
+  and :func:`vanish.init.sample` (the same bits as vmapped ``jax.random``, which takes
+  seconds to compile on CPU).
+  """
   index = first + jnp.arange(members, dtype=jnp.uint32)
-  per_profile = jax.vmap(network, in_axes=(None, 0))
-  return jax.vmap(per_profile, in_axes=(0, None))(jnp.arange(profiles, dtype=jnp.uint32), index)
+  per_profile = vn.init.fold_in(key, jnp.arange(profiles, dtype=jnp.uint32))  # [P]
+  nets = vn.init.fold_in(per_profile[:, None], index[None, :])  # [P, M]
+  streams = vn.init.fold_in(nets[..., None], jnp.arange(2, dtype=jnp.uint32)[None, None, :])
+  unit = vn.init.normal(1.0)
+  hidden = vn.init.sample(unit, streams[..., 0], (depth - 1, width, width))
+  return vn.init.sample(unit, streams[..., 1], (1, width, 1)), hidden
 
 
 def _member_bytes(width: int, depth: int) -> int:

@@ -148,15 +148,17 @@ def _unit_normals(key: jax.Array, members: int, first: jax.Array, depth: int, wi
   ``first … first + c − 1``; product m draws from ``fold_in(key, m)`` only.
 
   One compiled sampler for all three networks: they scale the draws, and the shallower
-  ReLU chain takes its first layers.
+  ReLU chain takes its first layers. Product m's weights are
+  ``jax.random.normal(fold_in(fold_in(key, m), 0), (depth, n, n))`` and its biases the
+  same with stream 1, drawn for all products at once by :func:`vanish.init.fold_in` and
+  :func:`vanish.init.sample` (the same bits as vmapped ``jax.random``, which takes
+  seconds to compile on CPU).
   """
-
-  def product(m):
-    k = jax.random.fold_in(key, m)
-    w = jax.random.normal(jax.random.fold_in(k, 0), (depth, width, width))
-    return w, jax.random.normal(jax.random.fold_in(k, 1), (depth, width))
-
-  return jax.vmap(product)(first + jnp.arange(members, dtype=jnp.uint32))
+  products = vn.init.fold_in(key, first + jnp.arange(members, dtype=jnp.uint32))  # [c]
+  streams = vn.init.fold_in(products[:, None], jnp.arange(2, dtype=jnp.uint32)[None, :])
+  unit = vn.init.normal(1.0)
+  w = vn.init.sample(unit, streams[:, 0], (depth, width, width))
+  return w, vn.init.sample(unit, streams[:, 1], (depth, width))
 
 
 def _params(

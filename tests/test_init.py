@@ -69,15 +69,7 @@ def test_bad_initializer_arguments():
 
 
 # The counter-based draws (vn.init.sample, net.init) reproduce jax.random bit for bit.
-_KEY_DATA = [0, 1, 2**31 - 1, 2**32 - 1, 123456789]
-
-
-def test_fold_in_equals_jax_random_fold_in():
-  keys = jax.random.split(jax.random.key(3), 4)
-  data = jnp.asarray(_KEY_DATA, jnp.uint32)
-  ours = jax.random.key_data(vn.init._fold_in(keys[:, None], data[None, :]))
-  theirs = jax.vmap(lambda k: jax.vmap(lambda d: jax.random.fold_in(k, d))(data))(keys)
-  np.testing.assert_array_equal(ours, jax.random.key_data(theirs))
+# vn.init.fold_in against jax.random.fold_in: tests/test_fold_in.py.
 
 
 _NORMAL = (vn.init.normal(0.7), lambda k, s, d: 0.7 * jax.random.normal(k, s, d))
