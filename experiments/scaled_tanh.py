@@ -28,7 +28,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from experiments._common import (
@@ -156,34 +155,25 @@ def thresholds(args: argparse.Namespace) -> dict:
   return {"arrays": arrays, "rows": rows}
 
 
-CHAINS_PER_CALL = 65536  # independent chains per vmapped call (bounds the device memory)
-
-
 def chain_log_gradient(n: np.ndarray, *, depth: int, chains: int, key: jax.Array) -> np.ndarray:
   """``[S, chains, depth]`` log |g_K| of independent tanh(n·x) one-neuron chains.
 
   Chain m draws its own w, b ~ N(0, 1) and its own input x ~ N(0, 1) from
   ``fold_in(key, m)`` (:func:`vanish.scale_map.scaled_tanh_chain_log_gradient` with one
-  member and one input, vmapped over the chains' keys), so the chains are iid, as the
-  Wilson intervals assume, and x is a fresh draw per chain rather than a few values
-  shared by every chain.
+  member and one input, through :func:`vanish.scale_map.independent_chains`), so the chains
+  are iid, as the Wilson intervals assume, and x is a fresh draw per chain rather than a few
+  values shared by every chain.
 
   Example:
     >>> g = chain_log_gradient(np.array([1.0, 2.0]), depth=3, chains=5, key=jax.random.key(0))
     >>> g.shape
     (2, 5, 3)
   """
-
-  def one(m):
-    k = jax.random.fold_in(key, m)
-    return scale_map.scaled_tanh_chain_log_gradient(n, depth=depth, members=1, key=k)[:, 0, 0]
-
-  sample = jax.jit(jax.vmap(one))
-  parts = [
-    np.asarray(sample(jnp.arange(start, min(start + CHAINS_PER_CALL, chains), dtype=jnp.uint32)))
-    for start in range(0, chains, CHAINS_PER_CALL)
-  ]
-  return np.moveaxis(np.concatenate(parts), 0, 1).astype(np.float64)
+  return scale_map.independent_chains(
+    lambda k: scale_map.scaled_tanh_chain_log_gradient(n, depth=depth, members=1, key=k),
+    chains=chains,
+    key=key,
+  )
 
 
 def chain(args: argparse.Namespace) -> dict:

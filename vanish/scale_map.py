@@ -42,6 +42,7 @@ Example:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -70,6 +71,7 @@ __all__ = [
   "CellMap",
   "cell_log_growth",
   "cell_phase_map",
+  "independent_chains",
   "mean_field_chi1",
   "mean_field_phase",
   "one_neuron_log_gradient",
@@ -585,3 +587,49 @@ def scaled_tanh_chain_log_gradient(
     dtype=dtype,
   )
   return log_g + jnp.asarray(np.log(n), log_g.dtype)[:, None, None, None]
+
+
+def independent_chains(
+  sample: Callable[[jax.Array], jax.Array],
+  *,
+  chains: int,
+  key: jax.Array,
+  per_call: int = 65536,
+) -> np.ndarray:
+  """``chains`` independent one-neuron chains, chain m drawn by ``sample(fold_in(key, m))``.
+
+  Every chain draws its own weights, biases and input from its own key, so the chains are
+  iid (as Wilson intervals assume) rather than members sharing a few inputs. ``sample`` is
+  vmapped over the chains' keys and jitted, in calls of at most ``per_call`` chains (this
+  bounds the device memory).
+
+  Args:
+    sample: a key ↦ ``[S, 1, 1, K]`` function, e.g. :func:`one_neuron_log_gradient` or
+      :func:`scaled_tanh_chain_log_gradient` with ``members=1`` and ``inputs=1``.
+    chains: the number of chains.
+    key: a typed PRNG key.
+    per_call: chains per vmapped call.
+
+  Returns:
+    ``[S, chains, K]`` float64: chain m's ``sample(...)[:, 0, 0]`` in column m.
+
+  Example:
+    >>> import jax
+    >>> def sample(k):
+    ...   return one_neuron_log_gradient("tanh", [1.0, 2.0], [1.0, 1.0], depth=3, members=1, key=k)
+    >>> g = independent_chains(sample, chains=5, key=jax.random.key(0), per_call=2)
+    >>> g.shape
+    (2, 5, 3)
+    >>> bool((g[:, 4] == sample(jax.random.fold_in(jax.random.key(0), 4))[:, 0, 0]).all())
+    True
+  """
+
+  def one(m):
+    return sample(jax.random.fold_in(key, m))[:, 0, 0]
+
+  draw = jax.jit(jax.vmap(one))
+  parts = [
+    np.asarray(draw(jnp.arange(start, min(start + per_call, chains), dtype=jnp.uint32)))
+    for start in range(0, chains, per_call)
+  ]
+  return np.moveaxis(np.concatenate(parts), 0, 1).astype(np.float64)
