@@ -68,9 +68,10 @@ def test_jacobian_spectrum_moments_match_free_probability(activation, sigma_w2, 
   eig = np.linalg.eigvalsh(jac @ np.swapaxes(jac, 1, 2))
   mean = eig.mean(axis=1)
   normalized_variance = eig.var(axis=1) / mean**2
-  expected_mean, expected_variance = theory.jacobian_spectrum_moments(
+  expected = theory.jacobian_spectrum_moments(
     activation, sigma_w2, sigma_b2, depth, weights=weights
   )
+  expected_mean, expected_variance = expected.mean, expected.normalized_variance
   finite_width = 5 * depth / width  # relative O(L/N) correction to the N → ∞ limit
   se = lambda v: v.std(ddof=1) / math.sqrt(members)
   assert abs(mean.mean() - expected_mean) < 4 * se(mean) + finite_width * expected_mean

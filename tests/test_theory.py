@@ -470,16 +470,29 @@ def test_jacobian_spectrum_moments_match_random_networks(name, sigma_w2, sigma_b
     m_large, se_large = mc_mean(large[index])
     extrapolated = 2 * m_large - m_small
     se = np.sqrt(4 * se_large**2 + se_small**2)
-    assert_within_se(extrapolated, theory_moments[index], se, f"{name} {weights} {label}")
+    expected = getattr(theory_moments, label)
+    assert_within_se(extrapolated, expected, se, f"{name} {weights} {label}")
 
 
 def test_jacobian_spectrum_moments_formula_cases():
   linear = theory.jacobian_spectrum_moments("linear", 1.0, 0.0, 7, "orthogonal")
-  assert linear == (1.0, 0.0)
-  mean, variance = theory.jacobian_spectrum_moments("relu", 2.0, 0.0, 5, "orthogonal")
-  assert mean == 1.0 and variance == pytest.approx(5.0)  # μ₁ = μ₂ = 1/2: L(2 − 1)
-  mean, variance = theory.jacobian_spectrum_moments("relu", 2.0, 0.0, 5, "gaussian")
+  assert linear == (0.0, 0.0) and linear.mean == 1.0
+  log_mean, variance = theory.jacobian_spectrum_moments("relu", 2.0, 0.0, 5, "orthogonal")
+  assert log_mean == 0.0 and variance == pytest.approx(5.0)  # μ₁ = μ₂ = 1/2: L(2 − 1)
+  _, variance = theory.jacobian_spectrum_moments("relu", 2.0, 0.0, 5, "gaussian")
   assert variance == pytest.approx(10.0)
+
+
+def test_jacobian_spectrum_moments_stay_finite_at_depth_10000():
+  """χ₁ = σ_w²·E φ'(√q* z)² > 1 (chaotic tanh): m₁ = χ₁^L overflows float64, log m₁ does not."""
+  chi1 = theory.mean_field("tanh", 4.0, 0.05).chi1
+  moments = theory.jacobian_spectrum_moments("tanh", 4.0, 0.05, 10_000)
+  assert moments.log_mean == pytest.approx(10_000 * math.log(chi1), rel=1e-12)
+  assert moments.log_mean > 710 and math.isfinite(moments.normalized_variance)
+  with pytest.raises(OverflowError, match="log_mean"):
+    _ = moments.mean
+  small = theory.jacobian_spectrum_moments("tanh", 4.0, 0.05, 3)
+  assert small.mean == pytest.approx(chi1**3, rel=1e-12)
 
 
 # ----------------------------------------------------------------------------
@@ -544,6 +557,38 @@ def test_relu_gradient_leading_order():
   assert moments.second_moment == pytest.approx((1 + 5 / 400) ** 30, rel=1e-12)
 
 
+def test_softplus_without_a_fixed_point_takes_the_limit_of_large_q():
+  """σ_w² > 2: q* = ∞ and softplus' = sigmoid(√q z) → step, so χ₁ → σ_w²/2 (as for ReLU)."""
+  mf = theory.mean_field("softplus", 3.0, 0.1)
+  assert mf.q_star == math.inf and mf.chi1 == pytest.approx(1.5, rel=1e-8)
+  assert (mf.c_star, mf.chi_c) == (1.0, 1.0)
+  moments = theory.jacobian_spectrum_moments("softplus", 3.0, 0.1, 10_000)
+  relu = theory.jacobian_spectrum_moments("relu", 3.0, 0.1, 10_000)
+  assert moments.log_mean == pytest.approx(relu.log_mean, rel=1e-8)
+  assert moments.normalized_variance == pytest.approx(relu.normalized_variance, rel=1e-8)
+  assert theory.critical_sigma_w2("softplus", 0.1) == pytest.approx(2.0, rel=1e-8)
+
+
+def test_residual_relu_lengths_grow_past_float64_in_log_space():
+  """ReLU: q^l = a q^{l−1} + c with a = 1 + α²σ_w²/2, c = α²σ_b²: q^L ≈ a^L (q0 + c/(a − 1))."""
+  sigma_w2, sigma_b2, alpha, depth, q0 = 3.0, 0.1, 1.0, 10_000, 1.0
+  r = theory.residual_mean_field("relu", sigma_w2, sigma_b2, alpha=alpha, depth=depth, q0=q0)
+  a, c = 1 + alpha**2 * sigma_w2 / 2, alpha**2 * sigma_b2
+  expected = depth * math.log(a) + math.log(q0 + c / (a - 1))
+  assert r.log_q[-1] == pytest.approx(expected, rel=1e-12) and np.isfinite(r.log_q).all()
+  assert r.log_gradient_growth[0] == pytest.approx(depth * math.log(1 + alpha**2 * sigma_w2 / 2))
+  with pytest.raises(OverflowError, match="log_q"):
+    _ = r.q
+
+
+def test_relu_gradient_moments_stay_finite_at_depth_10000():
+  moments = theory.relu_gradient_moments([8] * 10_001)
+  assert moments.log_second_moment == pytest.approx(10_000 * math.log(1 + 5 / 8), rel=1e-12)
+  assert all(math.isfinite(v) for v in moments)
+  with pytest.raises(OverflowError, match="log_second_moment"):
+    _ = moments.second_moment
+
+
 # ----------------------------------------------------------------------------
 # Lyapunov exponents (Newman 1986) against Benettin's repeated QR.
 
@@ -577,6 +622,10 @@ def test_newman_lyapunov_matches_benettin(n, sigma_w2):
     (lambda: theory.scaled_tanh_vanish_threshold(2.0, depth=0.5), "depth"),
     (lambda: theory.scaled_tanh_vanish_threshold(np.array([2.0, np.nan])), "n"),
     (lambda: theory.scaled_tanh_explode_threshold(0.0), "n"),
+    (lambda: theory.mean_field("tanh", True, 0.0), "sigma_w2"),  # float() would take these
+    (lambda: theory.mean_field("tanh", 1.5, "0.05"), "sigma_b2"),
+    (lambda: theory.sigmoid_factor_bound(["1.0", "2.0"]), "w"),
+    (lambda: theory.sigmoid_factor_bound(np.array([True, False])), "w"),
     (lambda: theory.length_map("tanh", -1.0, 0.0, 1.0), "sigma_w2"),
     (lambda: theory.length_map("tanh", 1.0, -0.1, 1.0), "sigma_b2"),
     (lambda: theory.length_map("tanh", 1.0, 0.0, -1.0), "q"),

@@ -83,13 +83,7 @@ ActivationLike = str | Activation
 
 
 def _real(name: str, value: ArrayLike) -> float:
-  try:
-    value = float(value)
-  except (TypeError, ValueError):
-    raise ValueError(f"{name} must be a finite real number, got {value!r}") from None
-  if not math.isfinite(value):
-    raise ValueError(f"{name} must be a finite real number, got {value}")
-  return value
+  return _checks.number(name, value)  # rejects booleans and strings, which float() takes
 
 
 def _nonnegative(name: str, value: ArrayLike) -> float:
@@ -108,9 +102,12 @@ def _positive(name: str, value: ArrayLike) -> float:
 
 def _real_array(name: str, value: ArrayLike) -> np.ndarray:
   try:
+    kind = np.asarray(value).dtype.kind
     array = np.asarray(value, dtype=np.float64)
   except (TypeError, ValueError):
-    raise ValueError(f"{name} must be real numbers, got {value!r}") from None
+    kind = "O"
+  if kind not in "iuf":  # not booleans, strings or objects, which float64 would coerce
+    raise ValueError(f"{name} must be real numbers, got {value!r}")
   if not np.all(np.isfinite(array)):
     raise ValueError(f"{name} must be finite, got {value!r}")
   return array
@@ -326,6 +323,9 @@ _Z_STEP = 1.0  # panel width resolving the Gaussian weight itself
 _GL_X, _GL_W = np.polynomial.legendre.leggauss(10)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2 * math.pi)
 _Q_TINY = 1e-100  # q = 0 is evaluated as the limit q → 0⁺ (one-sided at kinks)
+# q = ∞ (no fixed point, unbounded φ) is evaluated as the limit q → ∞, here: for φ' bounded
+# with limits at ±∞, E[φ'(√q z)^k] and E[φ(√q z)²]/q converge like q^{-1/2} (≈ 1e-9 here).
+_Q_LIMIT = 4.0**30
 _CHUNK = 1 << 18
 
 
@@ -746,11 +746,19 @@ class MeanField(NamedTuple):
   sigma_b2: float
 
 
+def _limit_q(act: Activation, q: float) -> float:
+  """Where to evaluate φ' moments at q (see _Q_LIMIT): q itself if finite, else q → ∞.
+
+  q = nan only for the piecewise-linear family at criticality, whose φ'² does not
+  depend on q.
+  """
+  if math.isfinite(q):
+    return q
+  return 1.0 if _leaky_slope(act) is not None else _Q_LIMIT
+
+
 def _chi1(act: Activation, sigma_w2: float, q: float) -> float:
-  if math.isnan(q) or math.isinf(q):
-    # Only the piecewise-linear family has a q-independent φ'² to report here.
-    return sigma_w2 * _dphi_power(act, 1.0, 2) if _leaky_slope(act) is not None else math.nan
-  return sigma_w2 * _dphi_power(act, q, 2)
+  return sigma_w2 * _dphi_power(act, _limit_q(act, q), 2)
 
 
 def mean_field(activation: ActivationLike, sigma_w2: float, sigma_b2: float) -> MeanField:
@@ -778,7 +786,9 @@ def mean_field(activation: ActivationLike, sigma_w2: float, sigma_b2: float) -> 
   * q* = inf (unbounded φ with σ_w² above the critical value, e.g. ReLU with
     σ_w² > 2, or = 2 with σ_b² > 0): for the piecewise-linear family χ₁ does not
     depend on q and is reported, with ∂L/∂q = χ₁ and, as for q* = 0, c* = 1,
-    χ_c = 1. For other activations these fields are nan.
+    χ_c = 1. For other unbounded activations (softplus) χ₁ is its limit q → ∞
+    (σ_w²/2 for softplus), reported the same way: such a φ is piecewise linear at
+    the scale √q → ∞.
   * q* = nan (piecewise-linear φ, σ_b² = 0, σ_w² exactly critical): the length map
     is the identity; χ₁ = 1 and the other fields are reported as at q* = inf.
 
@@ -865,9 +875,12 @@ def critical_sigma_w2(activation: ActivationLike, sigma_b2: float) -> float:
   Returns:
     The critical σ_w².
 
+  Softplus has χ₁ < 1 wherever q* is finite and χ₁ → σ_w²/2 as q* → ∞ (its
+  exploding phase, σ_w² > 2): the transition is where q* jumps to ∞, σ_w² = 2
+  (returned to ~1e-9, the accuracy of the limit q → ∞; see :func:`mean_field`).
+
   Raises:
-    ValueError: bad input, or χ₁ stays below 1 wherever q* is finite (e.g.
-      softplus, whose χ₁ → 1 only as q* → ∞ at σ_w² = 2).
+    ValueError: bad input, or no sign change of χ₁ − 1 over the scanned range.
 
   Example:
     >>> round(critical_sigma_w2("tanh", 0.0), 6)
@@ -930,6 +943,16 @@ def critical_sigma_w2(activation: ActivationLike, sigma_b2: float) -> float:
   )
 
 
+def _exp_or_explain(what: str, log_name: str, log_value: float) -> float:
+  """``exp(log_value)``, or an ``OverflowError`` that names the log-space field to use."""
+  try:
+    return math.exp(log_value)
+  except OverflowError:
+    raise OverflowError(
+      f"{what} = exp({log_value:.6g}) is beyond float64's range; use {log_name}"
+    ) from None
+
+
 # ----------------------------------------------------------------------------
 # Dynamical isometry: Pennington, Schoenholz & Ganguli 2017, 2018.
 
@@ -940,12 +963,18 @@ class JacobianMoments(NamedTuple):
   """Moments of the squared singular values λ of the input–output Jacobian.
 
   Attributes:
-    mean: m₁ = tr(JJᵀ)/N = χ₁^L.
+    log_mean: log m₁ = L·log χ₁, where m₁ = tr(JJᵀ)/N = χ₁^L (finite at any depth;
+      −∞ only if φ' vanishes almost surely at q*).
     normalized_variance: σ²/m₁² = (m₂ − m₁²)/m₁² with m₂ = tr((JJᵀ)²)/N.
   """
 
-  mean: float
+  log_mean: float
   normalized_variance: float
+
+  @property
+  def mean(self) -> float:
+    """m₁ = χ₁^L = exp(log_mean); ``OverflowError`` past float64's range (e^709.78)."""
+    return _exp_or_explain("the mean m1 = chi1^L", "log_mean", self.log_mean)
 
 
 def jacobian_spectrum_moments(
@@ -972,7 +1001,8 @@ def jacobian_spectrum_moments(
   of D² (μ₂/μ₁² − 1) plus that of WWᵀ (−s₁). Gaussian weights N(0, σ_w²/N) have
   s₁ = −1 (Marchenko–Pastur), scaled orthogonal weights σ_w·O have s₁ = 0. Finite
   width adds O(L/N) corrections. For noisy ReLU, D_l uses the same noise draw as
-  the forward pass, so μ_k are those of ReLU (1/2).
+  the forward pass, so μ_k are those of ReLU (1/2). The mean is returned in log
+  space, ``L·log χ₁``, so that depth 10,000 in the chaotic phase stays finite.
 
   Args:
     activation: a name or an :class:`~vanish.activations.Activation`.
@@ -982,13 +1012,17 @@ def jacobian_spectrum_moments(
     weights: ``"gaussian"`` or ``"orthogonal"``.
 
   Returns:
-    A :class:`JacobianMoments` ``(mean, normalized_variance)``.
+    A :class:`JacobianMoments` ``(log_mean, normalized_variance)``, with the mean
+    itself as its ``mean`` property. Where q* = ∞ (an unbounded φ in its exploding
+    phase) μ_k are their limits q → ∞, as for :func:`mean_field`'s χ₁.
 
   Example:
     >>> jacobian_spectrum_moments("linear", 1.0, 0.0, depth=10)
-    JacobianMoments(mean=1.0, normalized_variance=10.0)
-    >>> jacobian_spectrum_moments("linear", 1.0, 0.0, depth=10, weights="orthogonal")
-    JacobianMoments(mean=1.0, normalized_variance=0.0)
+    JacobianMoments(log_mean=0.0, normalized_variance=10.0)
+    >>> jacobian_spectrum_moments("linear", 1.0, 0.0, depth=10, weights="orthogonal").mean
+    1.0
+    >>> jacobian_spectrum_moments("linear", 2.0, 0.0, depth=10_000).log_mean  # 10⁴ log 2
+    6931.471805599453
   """
   sigma_w2 = _positive("sigma_w2", sigma_w2)
   sigma_b2 = _nonnegative("sigma_b2", sigma_b2)
@@ -996,16 +1030,12 @@ def jacobian_spectrum_moments(
   if weights not in _S1:
     raise ValueError(f"weights must be one of {sorted(_S1)}, got {weights!r}")
   act = _resolve(activation)
-  q = _q_star(act, sigma_w2, sigma_b2)
-  if not math.isfinite(q):
-    if _leaky_slope(act) is None:
-      return JacobianMoments(math.nan, math.nan)
-    q = 1.0  # φ'² of the piecewise-linear family does not depend on q
+  q = _limit_q(act, _q_star(act, sigma_w2, sigma_b2))
   mu1, mu2 = _dphi_power(act, q, 2), _dphi_power(act, q, 4)
-  mean = float(np.float64(sigma_w2 * mu1) ** depth)
   if mu1 == 0:
-    return JacobianMoments(mean, math.nan)
-  return JacobianMoments(mean, depth * (mu2 / mu1**2 - 1 - _S1[weights]))
+    return JacobianMoments(-math.inf, math.nan)
+  log_mean = depth * math.log(sigma_w2 * mu1)
+  return JacobianMoments(log_mean, depth * (mu2 / mu1**2 - 1 - _S1[weights]))
 
 
 # ----------------------------------------------------------------------------
@@ -1017,7 +1047,8 @@ class ReluGradientMoments(NamedTuple):
 
   Attributes:
     mean: E‖Ju‖² = n_L/n₀ (dead networks count as 0).
-    second_moment: E‖Ju‖⁴ = Π_l (n_l² + 5 n_l)/n_{l−1}².
+    log_second_moment: log E‖Ju‖⁴ = Σ_l log((n_l² + 5 n_l)/n_{l−1}²) (the moment itself,
+      the ``second_moment`` property, leaves float64's range near depth 10⁴ at width 8).
     log_mean: E[log ‖Ju‖² | no layer dead].
     log_var: Var[log ‖Ju‖² | no layer dead].
     dead_probability: P(some layer has no active unit) = 1 − Π_l (1 − 2^{−n_l}).
@@ -1028,7 +1059,7 @@ class ReluGradientMoments(NamedTuple):
   """
 
   mean: float
-  second_moment: float
+  log_second_moment: float
   log_mean: float
   log_var: float
   dead_probability: float
@@ -1036,6 +1067,11 @@ class ReluGradientMoments(NamedTuple):
   log_var_leading: float
   backward_log_mean: float
   backward_log_var: float
+
+  @property
+  def second_moment(self) -> float:
+    """E‖Ju‖⁴ = exp(log_second_moment); ``OverflowError`` past float64's range."""
+    return _exp_or_explain("the second moment E|Ju|^4", "log_second_moment", self.log_second_moment)
 
 
 def _log_chi2_binomial(width: int) -> tuple[float, float]:
@@ -1107,7 +1143,7 @@ def relu_gradient_moments(widths: Sequence[int]) -> ReluGradientMoments:
   reciprocal = float(np.sum(1 / fan_out))
   return ReluGradientMoments(
     mean=widths[-1] / widths[0],
-    second_moment=float(np.prod((fan_out**2 + 5 * fan_out) / fan_in**2)),
+    log_second_moment=float(np.sum(np.log(fan_out**2 + 5 * fan_out) - 2 * np.log(fan_in))),
     log_mean=log_mean,
     log_var=log_var,
     dead_probability=float(-np.expm1(np.sum(np.log1p(-(0.5**fan_out))))),
@@ -1157,16 +1193,25 @@ class ResidualMeanField(NamedTuple):
   """Mean-field recursions of a residual network, layer by layer.
 
   Attributes:
-    q: ``[L + 1]`` the per-unit squared length ``q^l = ‖h^l‖²/n``, ``q[0] = q0``.
+    log_q: ``[L + 1]`` log of the per-unit squared length ``q^l = ‖h^l‖²/n`` (``q`` itself
+      is the property of that name); ``log_q[0] = log q0``. ReLU lengths grow like
+      ``(1 + α²σ_w²/2)^L``, beyond float64 by depth 10⁴ at α = 1.
     gradient_factor: ``[L]`` ``E‖g^{l−1}‖² / E‖g^l‖² = 1 + α² σ_w² E[φ'(√q^{l−1} z)²]``
       for the backpropagated ``g^l = ∂C/∂h^l`` — at least 1: residual gradients never vanish.
     log_gradient_growth: ``[L]`` ``log E‖g^{l−1}‖² − log E‖g^L‖²`` for l = L..1, i.e.
       entry ``l − 1`` is the log growth from the output back to layer l's input.
   """
 
-  q: np.ndarray
+  log_q: np.ndarray
   gradient_factor: np.ndarray
   log_gradient_growth: np.ndarray
+
+  @property
+  def q(self) -> np.ndarray:
+    """``[L + 1]`` q^l = exp(log_q); ``OverflowError`` past float64's range."""
+    largest = float(np.max(self.log_q))
+    _exp_or_explain("the length q^l", "log_q", largest)
+    return np.exp(self.log_q)
 
 
 def residual_mean_field(
@@ -1188,6 +1233,11 @@ def residual_mean_field(
   (Yang & Schoenholz 2017, §3; constant width n, weights N(0, σ_w²/n)). Unlike the
   plain MLP's χ1, the factor is at least 1, so gradients grow (polynomially for
   tanh, whose E φ'² decays as q grows; exponentially for ReLU) but never vanish.
+
+  Lengths are carried in log space: ``log q^l = log q^{l−1} + log1p(r)`` with
+  ``r = α² (σ_w² E[φ(√q z)²] + σ_b²)/q``. Past q = 4³⁰ the expectations are those
+  of the limit q → ∞ (exact for the piecewise-linear family; relative error
+  O(q^{-1/2}) for φ with bounded φ', e.g. softplus), so depth 10⁴ stays finite.
 
   Args:
     activation: a name or :class:`~vanish.activations.Activation`.
@@ -1212,11 +1262,18 @@ def residual_mean_field(
   alpha = _positive("alpha", alpha)
   depth = _integer("depth", depth, 1)
   q0 = _nonnegative("q0", q0)
-  q = np.empty(depth + 1)
+  log_q = np.empty(depth + 1)
   factor = np.empty(depth)
-  q[0] = q0
+  q = q0
+  log_q[0] = math.log(q0) if q0 > 0 else -math.inf
   for l in range(depth):  # a scalar recursion: host-side float64
-    factor[l] = 1 + alpha**2 * sigma_w2 * _dphi_power(act, q[l], 2)
-    q[l + 1] = q[l] + alpha**2 * (sigma_w2 * _phi_sq(act, q[l]) + sigma_b2)
+    if q < _Q_LIMIT:
+      factor[l] = 1 + alpha**2 * sigma_w2 * _dphi_power(act, q, 2)
+      q = q + alpha**2 * (sigma_w2 * _phi_sq(act, q) + sigma_b2)
+      log_q[l + 1] = math.log(q) if q > 0 else -math.inf
+    else:  # q → ∞: E[φ²]/q and E[φ'²] at their limits, the length in log space
+      factor[l] = 1 + alpha**2 * sigma_w2 * _dphi_power(act, _Q_LIMIT, 2)
+      ratio = sigma_w2 * _phi_sq(act, _Q_LIMIT) / _Q_LIMIT + sigma_b2 * math.exp(-log_q[l])
+      log_q[l + 1] = log_q[l] + math.log1p(alpha**2 * ratio)
   growth = np.cumsum(np.log(factor[::-1]))[::-1]
-  return ResidualMeanField(q=q, gradient_factor=factor, log_gradient_growth=growth)
+  return ResidualMeanField(log_q=log_q, gradient_factor=factor, log_gradient_growth=growth)
