@@ -8,7 +8,9 @@ Each property is a fact of the mathematics or of the store's contract:
   ``c > 0`` (the activation pattern is scale invariant);
 * Wilson intervals contain the point estimate and lie in [0, 1];
 * the store returns exactly what was saved and the config hash ignores key order;
-* a Markov chain's transition counts add up to ``M·(T − 1)``.
+* a Markov chain's transition counts add up to ``M·(T − 1)``;
+* mean-field theory (Jacobian spectrum moments, residual recursions) is finite at any
+  depth up to 10,000, in every phase.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import vanish as vn
-from vanish import markov, probability, store
+from vanish import markov, probability, store, theory
 from vanish._engine import ForwardOverflowWarning
 
 # derandomize: every run (and CI) tries the same examples, so a failure is reproducible, not
@@ -212,6 +214,33 @@ def test_depth_10000_chains_have_no_nan_and_minus_inf_only_for_exact_zeros(confi
   if name != "relu":  # smooth activations: no factor is ever exactly 0, whatever |z|
     assert np.isfinite(log_abs[~overflowed]).all() and (sign[~overflowed] != 0).all()
   np.testing.assert_array_equal(np.isneginf(log_abs), sign == 0)
+
+
+# Mean-field theory at depth 10,000: the exploding phase overflows float64 long before
+# (χ₁ = 1.5: e^{4055}), so every depth-dependent output is reported in log space. Softplus
+# in its exploding phase (σ_w² > 2) has no finite q*; its moments are the limits q → ∞.
+THEORY_ACTIVATIONS = ("tanh", "sigmoid", "erf", "relu", "leaky_relu", "softplus", "linear")
+FAST_RESIDUAL = ("erf", "relu", "leaky_relu", "linear")  # closed-form expectations
+
+
+@settings(max_examples=25, deadline=None, derandomize=True)
+@given(
+  activation=st.sampled_from(THEORY_ACTIVATIONS),
+  sigma_w2=st.floats(1e-2, 10.0),
+  sigma_b2=st.floats(0.0, 2.0),
+  alpha=st.floats(1e-2, 2.0),
+  depth=st.sampled_from([1, 7, 1000, 10_000]),
+)
+def test_mean_field_theory_is_finite_to_depth_10000(activation, sigma_w2, sigma_b2, alpha, depth):
+  moments = theory.jacobian_spectrum_moments(activation, sigma_w2, sigma_b2, depth)
+  assert math.isfinite(moments.log_mean) and math.isfinite(moments.normalized_variance)
+  if activation in FAST_RESIDUAL:
+    residual = theory.residual_mean_field(
+      activation, sigma_w2, sigma_b2, alpha=alpha, depth=depth, q0=1.0
+    )
+    for field in residual:
+      assert np.isfinite(field).all(), (activation, field)
+    assert np.all(residual.gradient_factor >= 1) and np.all(np.diff(residual.log_q) >= 0)
 
 
 BAD_CALLS = [
