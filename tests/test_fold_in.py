@@ -94,3 +94,16 @@ def test_lyapunov_depth_unit_normals_are_jax_random_normal():
 def test_finite_width_draw_is_jax_random_normal():
   args = (jax.random.key(8), 2, 3, jnp.uint32(4), 3, 5)
   _assert_same(finite_width._draw(*args), _vmapped_draw(*args))
+
+
+def test_noisy_activation_noise_is_jax_random_normal():
+  act = vn.activations.noisy_relu(0.5)
+  z = jnp.linspace(-1.0, 1.0, 12).reshape(3, 4)
+  keys = vn.init.fold_in(jax.random.key(3), jnp.arange(2, dtype=jnp.uint32))
+  ours = jax.jit(jax.vmap(lambda k: act(z, key=k)))(keys)  # vmapped over members, as in chains
+  theirs = jax.jit(jax.vmap(lambda k: jax.nn.relu(z + 0.5 * jax.random.normal(k, z.shape))))(keys)
+  np.testing.assert_array_equal(ours, theirs)
+  legacy = jax.random.PRNGKey(4)  # raw uint32 keys still work
+  np.testing.assert_array_equal(
+    act(z, key=legacy), jax.nn.relu(z + 0.5 * jax.random.normal(legacy, z.shape))
+  )
