@@ -218,6 +218,9 @@ def test_small_chain_rejects_what_the_kernel_cannot_do(small_params):
     small_chain.jacobian(vn.MLP(widths=[8] * 3), None, x[:8], use_kernel="interpret")
   with pytest.raises(ValueError, match="precision must be"):
     small_chain.jacobian(SMALL, small_params, x, precision="fast")
+  for bad in ({"num_warps": 3}, {"num_warps": True}, {"num_stages": 0}, {"num_stages": 2.5}):
+    with pytest.raises(ValueError, match=next(iter(bad))):  # before the reference path runs
+      small_chain.jacobian(SMALL, small_params, x, use_kernel="reference", **bad)
 
 
 # --------------------------------------------------------------------------- dispatch, inputs

@@ -37,7 +37,7 @@ import jax.numpy as jnp
 from jax import lax
 from jax.experimental import pallas as pl
 
-from vanish import _engine
+from vanish import _checks, _engine
 from vanish.chains import jacobian as _reference_jacobian
 from vanish.kernels import _dispatch
 from vanish.networks import MLP
@@ -158,6 +158,9 @@ def jacobian(
     A :class:`JacobianChain`: ``jacobian`` ``[M, N, N]`` and the ``path`` that ran.
   """
   _engine.check_precision(precision)
+  if num_warps is not None and (isinstance(num_warps, bool) or num_warps not in (1, 2, 4, 8, 16)):
+    raise ValueError(f"num_warps must be None, 1, 2, 4, 8 or 16, got {num_warps!r}")
+  num_stages = _checks.integer("num_stages", num_stages, minimum=1, maximum=8)
   path = _dispatch.resolve(use_kernel)
   if path != _dispatch.REFERENCE:
     reason = kernel_unsupported_reason(net, x, precision)
