@@ -87,6 +87,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     choices=list(ACTIVATIONS),
     help="hidden-layer activations (default: sigmoid tanh2x for --quick, all for --full)",
   )
+  return parse_sgd_args(parser, argv)
+
+
+def parse_sgd_args(
+  parser: argparse.ArgumentParser, argv: Sequence[str] | None
+) -> argparse.Namespace:
+  """Adds the SGD options to ``parser``, parses ``argv`` and checks η > 0.
+
+  The options: ``--learning-rate`` η (default 0.1), ``--batch-size`` (default 10) and
+  ``--train-size`` N (train on the first N images only; for tests). Shared with
+  :mod:`experiments.learning_speeds`.
+  """
   parser.add_argument("--learning-rate", type=float, default=0.1, help="η (default 0.1)")
   parser.add_argument("--batch-size", type=positive_int, default=10, help="default 10")
   parser.add_argument(
@@ -96,6 +108,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   if not args.learning_rate > 0:
     parser.error(f"--learning-rate must be > 0, got {args.learning_rate}")
   return args
+
+
+def digits_sets(args: argparse.Namespace) -> tuple[data.Dataset, data.Dataset]:
+  """The 8×8 digits ``(train, test)`` split by ``args.seed``; x ``[N, 64]``, y ``[N]``.
+
+  With ``args.train_size`` set, the training set is cut to its first that many images.
+  """
+  train_set, test_set = data.digits(seed=args.seed)
+  if args.train_size:
+    train_set = data.Dataset(train_set.x[: args.train_size], train_set.y[: args.train_size])
+  return train_set, test_set
 
 
 def network(activation: str, depth: int) -> vn.MLP:
@@ -164,9 +187,7 @@ def _rows(name: str, depth: int, log: training.Log) -> list[dict]:
 
 def run(args: argparse.Namespace, sizes: dict, depth: int) -> dict:
   """Trains every activation at one depth from one shared draw of the parameters."""
-  train_set, test_set = data.digits(seed=args.seed)
-  if args.train_size:
-    train_set = data.Dataset(train_set.x[: args.train_size], train_set.y[: args.train_size])
+  train_set, test_set = digits_sets(args)
   key = jax.random.key(args.seed)
   # one draw per depth; the sampler is shared by every activation (same initializers)
   params = network("sigmoid", depth).init(jax.random.fold_in(key, depth), sizes["members"])

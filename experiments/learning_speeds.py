@@ -38,8 +38,8 @@ from experiments._common import (
   experiment_parser,
   positive_int,
 )
-from experiments.activation_depth import first_last_ratio
-from vanish import data, store, training
+from experiments.activation_depth import digits_sets, first_last_ratio, parse_sgd_args
+from vanish import store, training
 
 ACTIVATIONS = {
   "sigmoid": "sigmoid",
@@ -80,15 +80,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     choices=list(ACTIVATIONS),
     help="hidden-layer activations (default all)",
   )
-  parser.add_argument("--learning-rate", type=float, default=0.1, help="η (default 0.1)")
-  parser.add_argument("--batch-size", type=positive_int, default=10, help="default 10")
-  parser.add_argument(
-    "--train-size", type=positive_int, help="use only the first N training images (tests)"
-  )
-  args = parser.parse_args(argv)
-  if not args.learning_rate > 0:
-    parser.error(f"--learning-rate must be > 0, got {args.learning_rate}")
-  return args
+  return parse_sgd_args(parser, argv)
 
 
 def network(activation: str, hidden: int) -> vn.MLP:
@@ -137,9 +129,7 @@ def _rows(name: str, hidden: int, log: training.Log) -> list[dict]:
 
 def run(args: argparse.Namespace, sizes: dict, hidden_layers: Sequence[int]) -> dict:
   """Trains every activation at each depth in ``hidden_layers`` (a chunk of ``args.hidden``)."""
-  train_set, test_set = data.digits(seed=args.seed)
-  if args.train_size:
-    train_set = data.Dataset(train_set.x[: args.train_size], train_set.y[: args.train_size])
+  train_set, test_set = digits_sets(args)
   key = jax.random.key(args.seed)
   arrays, rows = {}, []
   for hidden in hidden_layers:
