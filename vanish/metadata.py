@@ -104,7 +104,9 @@ def run_metadata(precision: str, **config: Any) -> dict[str, Any]:
     optax, numpy, python), ``platform``, ``backend``, ``devices`` (the device
     kinds, one per device), ``device_count``, ``precision``,
     ``default_matmul_precision`` (JAX's global setting, ``None`` if unset),
-    ``x64``, ``timestamp`` (UTC, ISO 8601) and ``config``.
+    ``x64`` (the global ``jax_enable_x64`` flag where this is called; a computation
+    in float64 inside a ``jax.enable_x64`` scope records its dtype in ``config``),
+    ``timestamp`` (UTC, ISO 8601) and ``config``.
 
   Raises:
     ValueError: ``precision`` is not a known matmul precision.
