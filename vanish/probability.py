@@ -178,7 +178,9 @@ def summarize(
   Args:
     log_g: ``[..., L]`` natural logs of ``|g|`` (``−inf`` for exact zeros), e.g.
       ``vn.scalar_chain(...)[0]`` or ``vn.log_gradient_norms(...)``; every leading
-      axis (members, inputs) counts as a sample.
+      axis (members, inputs) counts as a sample. The Wilson intervals take the samples
+      as independent: inputs of one member share its weights and are not, so for
+      honest intervals pass one input per member (``log_g[:, 0]``).
     epsilon: vanishing threshold ε in (0, 1): vanished if ``|g| < ε``, exploded if
       ``|g| > 1/ε``.
     quantile_levels: levels in (0, 1).
