@@ -27,7 +27,7 @@ in chunks sized to a quarter of the free memory (:func:`vanish.sharding.members_
 one chunk in ``--quick``; ``--full`` on an 80 GB GPU: 16 products of 10,000 layers, 2.6 GB of
 weights, instead of all 64 at once), so the results do not depend on the chunking.
 
-Run:  python -m experiments.lyapunov_depth --quick   (about 15 s on 2 CPU cores)
+Run:  python -m experiments.lyapunov_depth --quick   (about 10 s on 2 CPU cores)
       python -m experiments.lyapunov_depth --full    (width 64, depth 10,000, one GPU)
 Results: results/lyapunov_depth/<config hash>/ (arrays.npz, exponents.csv, run.json).
 """
