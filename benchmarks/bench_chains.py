@@ -34,7 +34,6 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import functools
 import math
@@ -832,9 +831,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   Returns:
     The report that was written.
   """
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--size", choices=sorted(SIZES), default="tiny")
-  parser.add_argument("--out", default=None, help="JSON path (default: print only)")
+  parser = common.argument_parser(__doc__, sorted(SIZES))
   parser.add_argument("--repeats", type=int, default=None, help="timed repeats per entry")
   parser.add_argument(
     "--budget-s", type=float, default=None, help="skip remaining entries after this many seconds"
@@ -864,11 +861,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   device = common.device_info()
   runner = Runner(device, repeats, deadline)
   report: dict[str, Any] = {
-    "schema": SCHEMA_VERSION,
-    "benchmark": "chains",
-    "size": args.size,
-    "device": device,
-    "versions": common.versions(),
+    **common.report_header(SCHEMA_VERSION, "chains", args.size, device),
     "dtype": "float32",
     "precisions": {
       "highest": "float32 matmuls (XLA precision HIGHEST); peak: fp32 non-tensor",

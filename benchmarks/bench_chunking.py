@@ -23,7 +23,6 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import sys
 import time
@@ -183,9 +182,7 @@ def run(
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   """Runs the benchmark, writes the JSON report and prints a table."""
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--size", choices=sorted(SIZES), default="tiny")
-  parser.add_argument("--out", default=None, help="JSON path (default: print only)")
+  parser = common.argument_parser(__doc__, sorted(SIZES))
   parser.add_argument("--members", type=int, default=None, help="override the ensemble size")
   parser.add_argument("--memory-limit", type=int, default=None, help="bytes per device")
   parser.add_argument("--block", type=int, default=None, help="members per block (default: auto)")
@@ -204,11 +201,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   print(f"{args.size}: {size.members} members × width {size.width} × depth {size.depth}")
   result = run(size, seed=args.seed, memory_limit=args.memory_limit, block=args.block)
   report = {
-    "schema": SCHEMA_VERSION,
-    "benchmark": "chunking",
-    "size": args.size,
-    "device": device,
-    "versions": common.versions(),
+    **common.report_header(SCHEMA_VERSION, "chunking", args.size, device),
     "dtype": "float32",
     "precision": "highest",
     "network": {"activation": "tanh", "weights": "gaussian(sigma_w2=1)", "biases": "zeros"},

@@ -31,7 +31,6 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -225,9 +224,7 @@ def run(size: str, repeats: int) -> list[dict[str, Any]]:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   """Runs the benchmark, writes the JSON report and prints a table."""
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--size", choices=["tiny", "paper"], default="tiny")
-  parser.add_argument("--out", default=None, help="JSON path (default: print only)")
+  parser = common.argument_parser(__doc__, ["tiny", "paper"])
   parser.add_argument("--repeats", type=int, default=3, help="interleaved compile rounds, runs")
   args = parser.parse_args(argv)
   if args.repeats < 1:
@@ -235,11 +232,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   start = time.perf_counter()
   entries = run(args.size, args.repeats)
   report = {
-    "schema": SCHEMA_VERSION,
-    "benchmark": "compile",
-    "size": args.size,
-    "device": common.device_info(),
-    "versions": common.versions(),
+    **common.report_header(SCHEMA_VERSION, "compile", args.size),
     "dtype": "float32",
     "compiler_options": {impl: compile_options(impl) for impl in IMPLS},
     "timing": (

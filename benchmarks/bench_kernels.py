@@ -26,7 +26,6 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import math
 import sys
@@ -256,9 +255,7 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   """Runs the benchmark, prints a table and writes the JSON report."""
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--size", choices=sorted(SIZES), default="tiny")
-  parser.add_argument("--out", default=None, help="JSON path (default: print only)")
+  parser = common.argument_parser(__doc__, sorted(SIZES))
   parser.add_argument("--repeats", type=int, default=None)
   parser.add_argument(
     "--use-kernel",
@@ -280,11 +277,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     f"{device['platform']} ({kernels.unavailable_reason() or 'by request'})"
   )
   report: dict[str, Any] = {
-    "schema": SCHEMA_VERSION,
-    "benchmark": "kernels",
-    "size": args.size,
-    "device": device,
-    "versions": common.versions(),
+    **common.report_header(SCHEMA_VERSION, "kernels", args.size, device),
     "use_kernel": use_kernel,
     "path": kernels.resolve(use_kernel),
     "timing_note": timing_note,

@@ -35,7 +35,6 @@ summary (how they were split is recorded in it).
 
 from __future__ import annotations
 
-import argparse
 import functools
 import sys
 import time
@@ -485,9 +484,7 @@ def robustness(cases: Sequence[tuple], methods: Sequence[str]) -> list[dict[str,
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--size", choices=sorted(SHAPES), default="tiny")
-  parser.add_argument("--out", default=None)
+  parser = common.argument_parser(__doc__, sorted(SHAPES))
   parser.add_argument("--repeats", type=int, default=5)
   parser.add_argument("--budget-s", type=float, default=float("inf"))
   parser.add_argument(
@@ -500,11 +497,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   args = parser.parse_args(argv)
   bench = Bench(args.repeats, args.budget_s)
   report: dict[str, Any] = {
-    "schema": SCHEMA_VERSION,
-    "benchmark": "qr",
-    "size": args.size,
-    "device": common.device_info(),
-    "versions": common.versions(),
+    **common.report_header(SCHEMA_VERSION, "qr", args.size),
     "dtype": "float32",
     "network": "vn.MLP tanh, weights gaussian(sigma_w2=1), zero biases; x ~ N(0, I)",
     "timing": "median wall time after one warm-up, block_until_ready each",

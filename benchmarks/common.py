@@ -14,6 +14,7 @@ the CPU in CI) the peaks are ``None`` and so are the percentages.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import math
@@ -86,6 +87,46 @@ def device_info() -> dict[str, Any]:
     "peaks": PEAKS.get(key) if key else None,
     "peak_source": PEAK_SOURCE if key else None,
   }
+
+
+def report_header(
+  schema: int, benchmark: str, size: str, device: dict[str, Any] | None = None
+) -> dict[str, Any]:
+  """The metadata every report starts with: schema, benchmark, size, device, versions.
+
+  Args:
+    schema: the benchmark's report schema version.
+    benchmark: its name (``"chains"``, ``"qr"``, …).
+    size: the size it ran at.
+    device: :func:`device_info` if already taken, else it is taken here.
+
+  Returns:
+    ``{"schema", "benchmark", "size", "device", "versions"}``, in that order.
+  """
+  return {
+    "schema": schema,
+    "benchmark": benchmark,
+    "size": size,
+    "device": device_info() if device is None else device,
+    "versions": versions(),
+  }
+
+
+def argument_parser(doc: str, sizes: Sequence[str]) -> argparse.ArgumentParser:
+  """A parser described by ``doc``'s first paragraph, with ``--size`` and ``--out``.
+
+  ``--size`` is one of ``sizes`` (default ``"tiny"``); ``--out`` is the JSON report's
+  path (default: print only). Each benchmark adds its own options.
+
+  Example:
+    >>> parser = argument_parser("Times X.", ["tiny", "paper"])
+    >>> parser.description, parser.parse_args(["--size", "paper"]).size
+    ('Times X.', 'paper')
+  """
+  parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+  parser.add_argument("--size", choices=list(sizes), default="tiny")
+  parser.add_argument("--out", default=None, help="JSON path (default: print only)")
+  return parser
 
 
 def peak_tflops(device: dict[str, Any], precision: str) -> float | None:

@@ -26,7 +26,6 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import functools
 import os
 import sys
@@ -159,9 +158,7 @@ def profile_shape(shape: bench_chains.Shape, timed: Any, hlo_dir: str | None) ->
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   """Runs the experiments, writes JSON and prints one line per measurement."""
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--size", choices=sorted(bench_chains.SIZES), default="tiny")
-  parser.add_argument("--out", default=None)
+  parser = common.argument_parser(__doc__, sorted(bench_chains.SIZES))
   parser.add_argument("--repeats", type=int, default=10)
   parser.add_argument("--hlo-dir", default=None, help="write the optimized HLO of the chains here")
   args = parser.parse_args(argv)
