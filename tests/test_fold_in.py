@@ -22,7 +22,7 @@ def _reference(keys, data):
 
 @pytest.mark.parametrize(
   ("key_shape", "data_shape"),
-  [((), ()), ((), (5,)), ((3,), (3,)), ((3, 1), (1, 5)), ((2, 3, 1), (5,))],
+  [((), ()), ((3,), (3,)), ((2, 3, 1), (5,))],
 )
 def test_fold_in_equals_jax_random_fold_in(key_shape, data_shape):
   keys = jax.random.split(jax.random.key(3), max(1, int(np.prod(key_shape)))).reshape(key_shape)
