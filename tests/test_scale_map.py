@@ -17,6 +17,7 @@ def test_mean_field_chi1_matches_theory_module():
   cells = {
     "tanh": [(0.5, 0.0), (1.5, 0.05), (4.0, 0.0), (40.0, 3.0), (1e3, 1e3)],
     "sigmoid": [(1.0, 0.0), (30.0, 2.0), (1e4, 0.5)],
+    "softplus": [(1.5, 0.1), (3.0, 0.1), (8.0, 0.0)],  # q* = ∞ past σ_w² = 2: χ₁ its limit
   }
   for name, pairs in cells.items():
     w2, b2 = (np.array(v) for v in zip(*pairs, strict=True))

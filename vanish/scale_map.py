@@ -370,8 +370,8 @@ def mean_field_chi1(
     sigma_b2: ``[*S]`` bias variances ≥ 0 (broadcast against ``sigma_w2``).
 
   Returns:
-    ``(q_star, chi1)``, each ``[*S]``; inf/nan where q* diverges (χ₁ then nan, but
-    for the piecewise-linear family).
+    ``(q_star, chi1)``, each ``[*S]``; q* = inf where it diverges (nan for the identity
+    map at χ₁ = 1), with χ₁ then its limit q → ∞ (σ_w²/2 for softplus).
 
   Example:
     >>> q, chi1 = mean_field_chi1("tanh", [1.5], [0.05])
@@ -419,7 +419,9 @@ def mean_field_chi1(
     hi = np.where(solve & ~above, mid, hi)
   q_star = np.where(zero, 0.0, np.where(found, 0.5 * (lo + hi), np.inf))
   ok = np.isfinite(q_star)
-  slope2 = np.where(ok, _gauss_expectation(act, True, scale, np.where(ok, q_star, 1.0)), np.nan)
+  slope2 = _gauss_expectation(act, True, scale, np.where(ok, q_star, 1.0))
+  if not ok.all():  # q* = ∞: E φ'² at its limit q → ∞, as theory.mean_field reports it
+    slope2 = np.where(ok, slope2, theory._dphi_power(act, theory._limit_q(act, math.inf), 2))
   q_star, slope2 = q_star.reshape(sigma_w2.shape), slope2.reshape(sigma_w2.shape)
   return q_star, sigma_w2 * slope2
 
