@@ -112,7 +112,7 @@ import numpy as np
 import optax
 from jax import lax
 
-from vanish import _engine, store
+from vanish import _checks, _engine, store
 from vanish.data import Dataset
 from vanish.models import MLPModel, _check_params, apply, members, to_params
 from vanish.networks import MLP, _check_key
@@ -266,14 +266,14 @@ def cost(name: str, outputs: jax.Array, labels: jax.Array) -> jax.Array:
     >>> float(training.cost("quadratic", jnp.array([[1.0, 0.0]]), jnp.array([1])))
     1.0
   """
+  if name not in COSTS:
+    raise ValueError(f"cost must be one of {', '.join(COSTS)}, got {name!r}")
   if name == "cross_entropy":
     return optax.softmax_cross_entropy_with_integer_labels(outputs, labels).mean()
   targets = jax.nn.one_hot(labels, outputs.shape[-1], dtype=outputs.dtype)
   if name == "quadratic":
     return 0.5 * jnp.sum((outputs - targets) ** 2, axis=-1).mean()
-  if name == "sigmoid_cross_entropy":
-    return optax.sigmoid_binary_cross_entropy(outputs, targets).sum(axis=-1).mean()
-  raise ValueError(f"cost must be one of {', '.join(COSTS)}, got {name!r}")
+  return optax.sigmoid_binary_cross_entropy(outputs, targets).sum(axis=-1).mean()
 
 
 def optimizer(
@@ -320,6 +320,10 @@ def epoch_batches(key: jax.Array, epoch: int, n: int, batch_size: int) -> jax.Ar
   A permutation of ``range(n)`` drawn from ``fold_in(key, epoch)``; the last
   ``n mod batch_size`` indices are dropped.
   """
+  _check_key(key)
+  epoch = _checks.integer("epoch", epoch, minimum=0, maximum=2**32 - 1)  # fold_in takes uint32
+  n = _checks.integer("n", n)
+  batch_size = _checks.integer("batch_size", batch_size)
   steps = n // batch_size
   order = jax.random.permutation(jax.random.fold_in(key, epoch), n)
   return order[: steps * batch_size].reshape(steps, batch_size).astype(jnp.int32)
