@@ -58,6 +58,7 @@ import numpy as np
 from jax.typing import ArrayLike
 from scipy import special, stats
 
+from vanish import _checks
 from vanish.networks import _check_key
 
 __all__ = [
@@ -189,9 +190,19 @@ def _check_method(method: str) -> str:
   return method
 
 
+def _real(name: str, value: ArrayLike) -> np.ndarray:
+  """``value`` as a float64 array; booleans, strings and complex numbers are refused."""
+  raw = np.asarray(value)
+  if raw.dtype.kind not in "iuf":
+    raise TypeError(f"{name} must be an integer or real array, got dtype {raw.dtype}")
+  return raw.astype(np.float64)
+
+
 def _check_states(states: ArrayLike) -> np.ndarray:
   """Bool ``[M, T]`` (a single trajectory ``[T]`` becomes ``[1, T]``)."""
   s = np.asarray(states)
+  if s.dtype.kind not in "biuf":
+    raise TypeError(f"states must be a boolean or 0/1 array, got dtype {s.dtype}")
   if s.ndim == 1:
     s = s[None]
   if s.ndim != 2 or s.shape[0] < 1 or s.shape[1] < 1:
@@ -232,7 +243,10 @@ def binomial_interval(
     [0.2366, 0.7634]
   """
   confidence, method = _check_confidence(confidence), _check_method(method)
-  k, n = np.broadcast_arrays(np.asarray(successes, np.float64), np.asarray(trials, np.float64))
+  k, n = np.broadcast_arrays(_real("successes", successes), _real("trials", trials))
+  for name, value in (("successes", k), ("trials", n)):
+    if not (np.isfinite(value) & (value == np.round(value))).all():
+      raise ValueError(f"{name} must be whole numbers, got {value!r}")
   if (k < 0).any() or (k > n).any():
     raise ValueError("successes must lie in [0, trials]")
   alpha = 1 - confidence
@@ -310,16 +324,14 @@ def states(log_g: ArrayLike, threshold: float) -> np.ndarray:
     >>> markov.states(np.log([[1.0, 1e-4, 1e-2]]), np.log(1e-3)).tolist()
     [[False, True, False]]
   """
-  values = np.asarray(log_g, np.float64)
+  values = _real("log_g", log_g)
   if values.ndim == 1:
     values = values[None]
   if values.ndim != 2 or values.size == 0:
     raise ValueError(f"log_g must have shape [M, T] or [T], got {values.shape}")
   if np.isnan(values).any():
     raise ValueError("log_g contains NaN (did training diverge?)")
-  if isinstance(threshold, bool) or not math.isfinite(float(threshold)):
-    raise ValueError(f"threshold must be a finite number, got {threshold!r}")
-  return values < float(threshold)
+  return values < _checks.number("threshold", threshold)
 
 
 def _check_counts(counts: ArrayLike) -> np.ndarray:
