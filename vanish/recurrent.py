@@ -82,7 +82,7 @@ import optax
 from flax import nnx
 from jax import lax
 
-from vanish import _engine, activations, init, theory
+from vanish import _checks, _engine, activations, init, theory
 from vanish.networks import _check_key
 
 __all__ = [
@@ -177,6 +177,7 @@ def rnn_step(
     Array([1., 0.], dtype=float32)
   """
   act = activations.get(activation)
+  precision = _matmul_precision(precision)
   return act.fn(_dot(params.w, h, precision) + _dot(params.u, x, precision) + params.b)
 
 
@@ -209,6 +210,7 @@ def lstm_step(
     >>> float(c[0])        # f = σ(0) = 1/2 keeps half the cell, i ⊙ g = 0
     0.5
   """
+  precision = _matmul_precision(precision)
   h, c = state
   n = h.shape[-1]
   z = _dot(params.w, h, precision) + _dot(params.u, x, precision) + params.b
@@ -262,7 +264,7 @@ def states(
     >>> states(p, jnp.ones((3, 1)), activation="linear")[0][:, 0]   # running sum
     Array([1., 2., 3.], dtype=float32)
   """
-  act = activations.get(activation)
+  act, precision = activations.get(activation), _matmul_precision(precision)
   return _scan_states(_step_fn(params, act, precision), _as_state(params, state0, xs.dtype), xs)
 
 
@@ -889,7 +891,7 @@ def init_readout(
     (3, 2, 8)
   """
   _check_key(key)
-  _check_sizes(classes, hidden)
+  classes, hidden = _positive("classes", classes), _positive("hidden", hidden)
   lead = () if members is None else (_positive("members", members),)
   v = jax.random.normal(key, (*lead, classes, hidden), dtype) / math.sqrt(hidden)
   return Readout(v, jnp.zeros((*lead, classes), dtype))
@@ -924,7 +926,9 @@ def memory_task(
     >>> xs.shape, bool(((xs[:, 0, 0] > 0) == (labels == 1)).all()), xs[:, :, 1].sum().item()
     ((4, 6, 2), True, 4.0)
   """
+  _check_key(key)
   batch, length = _positive("batch", batch), _positive("length", length)
+  noise = _checks.number("noise", noise, minimum=0)
   normals = jax.random.normal(key, (batch, length), dtype)  # one draw: sign from column 0
   labels = (normals[:, 0] > 0).astype(jnp.int32)
   signs = (2 * labels - 1).astype(dtype)
@@ -991,6 +995,9 @@ def memory_loss(
     (True, True)
   """
   act = activations.get(activation)
+  precision = _matmul_precision(precision)
+  if not isinstance(readout, Readout):
+    raise TypeError(f"readout must be a Readout, got {type(readout).__name__}")
   if kicks is None:
     kicks = jnp.zeros((*xs.shape[:2], _hidden_size(params)), xs.dtype)
   hs = jax.vmap(lambda x, k: _hidden_with_kicks(params, x, k, act, precision))(xs, kicks)
@@ -1183,11 +1190,8 @@ def train_memory_task(
   test_batches = _positive("test_batches", test_batches)
   if params.u.shape[-1] != 2:
     raise ValueError(f"the memory task has 2 inputs; the network has {params.u.shape[-1]}")
-  lr, noise = float(learning_rate), float(noise)
-  if not (math.isfinite(lr) and lr > 0):
-    raise ValueError(f"learning_rate must be a finite number > 0, got {learning_rate!r}")
-  if not (math.isfinite(noise) and noise >= 0):
-    raise ValueError(f"noise must be a finite number >= 0, got {noise!r}")
+  lr = _checks.number("learning_rate", learning_rate, minimum=0, strict=True)
+  noise = _checks.number("noise", noise, minimum=0)
   dtype = params.w.dtype
   readout = Readout(jnp.asarray(readout.v, dtype), jnp.asarray(readout.c, dtype))
   model, loss, acc, log_first, evals = _train_memory(
@@ -1226,12 +1230,11 @@ def _positive(name: str, value: Any) -> int:
 
 def _finite(name: str, value: Any, minimum: float | None = None) -> float:
   """``float(value)``, checked finite (and ``>= minimum``), the error naming ``name``."""
-  try:
-    number = float(value)
-  except (TypeError, ValueError):
-    number = math.nan
-  if isinstance(value, bool) or not math.isfinite(number):
-    raise ValueError(f"{name} must be a finite number, got {value!r}")
-  if minimum is not None and number < minimum:
-    raise ValueError(f"{name} must be a finite number >= {minimum:g}, got {value!r}")
-  return number
+  return _checks.number(name, value, minimum=-math.inf if minimum is None else minimum)
+
+
+def _matmul_precision(precision: Any) -> Any:
+  """A ``lax.Precision`` or ``DotAlgorithmPreset`` (or None) as is; a name validated."""
+  if precision is None or isinstance(precision, (lax.Precision, lax.DotAlgorithmPreset)):
+    return precision
+  return _engine.lax_precision(_engine.check_precision(precision))
