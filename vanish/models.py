@@ -215,6 +215,7 @@ def from_params(
   """
   if not isinstance(net, MLP):
     raise TypeError(f"net must be a vanish.MLP, got {type(net).__name__}")
+  _engine.check_precision(precision)
   _check_params(net, params, member_axis=True)
   m = int(np.shape(params[0]["w"])[0])
   if member is not None:
@@ -234,6 +235,7 @@ def ensemble(
   net: MLP, key: jax.Array, members: int, *, dtype: Any = jnp.float32, precision="highest"
 ) -> MLPModel:
   """An ensemble model whose member m equals member m of ``net.init(key, members)``."""
+  _engine.check_precision(precision)  # before net.init compiles
   return from_params(net, net.init(key, members, dtype=dtype), precision=precision)
 
 
