@@ -59,6 +59,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from vanish import _checks
 from vanish.networks import Network
 
 __all__ = [
@@ -206,6 +207,7 @@ def process_members(members: int, mesh: jax.sharding.Mesh | None = None) -> rang
     >>> process_members(16)   # one process: all of them
     range(0, 16)
   """
+  members = _checks.integer("members", members)
   mesh = member_mesh() if mesh is None else mesh
   size = _check_members(members, mesh)
   rows = [
@@ -226,10 +228,9 @@ def pad_members(params: Any, multiple: int) -> tuple[Any, int]:
   Returns:
     ``(padded_params, members)``: the original count, to slice results with.
   """
-  if int(multiple) != multiple or multiple < 1:
-    raise ValueError(f"multiple must be an integer >= 1, got {multiple!r}")
+  multiple = _checks.integer("multiple", multiple)
   members = int(jax.tree.leaves(params)[0].shape[0])
-  extra = -members % int(multiple)
+  extra = -members % multiple
   if extra == 0:
     return params, members
 
@@ -368,6 +369,7 @@ def _single_process(mesh: jax.sharding.Mesh) -> bool:
 
 
 def _check_members(members: int, mesh: jax.sharding.Mesh) -> int:
+  members = _checks.integer("members", members)
   size = mesh.shape[AXIS]
   if members % size:
     raise ValueError(
