@@ -42,7 +42,7 @@ import jax
 import numpy as np
 from scipy import special, stats
 
-from vanish import _engine
+from vanish import _checks, _engine
 from vanish.chains import check_call, check_one_neuron, ensemble_map, one_neuron_factors
 from vanish.networks import Network
 
@@ -397,8 +397,6 @@ def inside_fraction(preactivations: jax.Array | np.ndarray, half_width: float) -
   Returns:
     ``[...]`` fractions in [0, 1].
   """
-  half_width = float(half_width)
-  if not (math.isfinite(half_width) and half_width >= 0):
-    raise ValueError(f"half_width must be a finite number >= 0, got {half_width}")
+  half_width = _checks.number("half_width", half_width, minimum=0)
   z = np.asarray(preactivations, np.float64)
   return (np.abs(z) <= half_width).mean(axis=-1)
