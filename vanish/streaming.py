@@ -332,12 +332,12 @@ def measured_call_bytes(
     ...
     ValueError: block must be an integer >= 1, got 0
   """
-  x, batched, cotangent = _check_inputs(net, x, cotangent, dtype)
   block, blocks = _positive_int("block", block), _positive_int("blocks", blocks)
   bins = _positive_int("bins", bins)
   if wrt not in ("bias", "weight"):
     raise ValueError(f"wrt must be 'bias' or 'weight', got {wrt!r}")
   _engine.check_precision(precision)
+  x, batched, cotangent = _check_inputs(net, x, cotangent, dtype)
   device = jax.local_devices()[0]
   size = block * blocks
   dtype = jnp.dtype(dtype).name
@@ -842,6 +842,7 @@ def gradient_statistics(
   if wrt not in ("bias", "weight"):
     raise ValueError(f"wrt must be 'bias' or 'weight', got {wrt!r}")
   _engine.check_precision(precision)
+  _checks.number("fraction", fraction, minimum=0, strict=True, maximum=1)
   epsilon = float(epsilon)
   if not 0 < epsilon < 1:
     raise ValueError(f"epsilon must be in (0, 1), got {epsilon}")
@@ -1014,4 +1015,5 @@ def _check_inputs(net: Network, x: Any, cotangent: Any, dtype: Any):
     )
   if not np.all(np.isfinite(cotangent)):
     raise ValueError("cotangent contains inf or NaN")
-  return jnp.asarray(host, dtype), batched, jnp.asarray(cotangent, dtype)
+  # cast on the host: a device-side convert would compile before the caller's other checks
+  return jnp.asarray(host.astype(dtype)), batched, jnp.asarray(cotangent.astype(dtype))
