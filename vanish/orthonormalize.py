@@ -66,6 +66,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from vanish import _checks, _engine
+
 __all__ = [
   "METHODS",
   "blocked_cholesky",
@@ -149,6 +151,7 @@ def triangular_inverse(r: jax.Array, precision: Any = "highest") -> jax.Array:
   Returns:
     ``(..., k, k)`` upper-triangular ``r⁻¹``.
   """
+  precision = _check_precision(precision)
   k = r.shape[-1]
   size = 1 << max(0, (k - 1).bit_length())
   batch = r.shape[:-2]
@@ -187,6 +190,8 @@ def blocked_cholesky(g: jax.Array, block: int = 128, precision: Any = "highest")
     ``(..., k, k)`` lower-triangular ``L``; NaN where ``g`` is not numerically
     positive definite.
   """
+  block = _checks.integer("block", block)
+  precision = _check_precision(precision)
   k = g.shape[-1]
   if k <= block:
     return jnp.linalg.cholesky(g)
@@ -220,6 +225,13 @@ def orthogonality_defect(gram: jax.Array) -> jax.Array:
   return jnp.max(jnp.abs(gram - _eye_like(gram)), axis=(-2, -1))
 
 
+def _check_precision(precision: Any) -> Any:
+  """A ``lax.Precision`` or ``DotAlgorithmPreset`` (or None) as is; a name validated."""
+  if precision is None or isinstance(precision, (lax.Precision, lax.DotAlgorithmPreset)):
+    return precision
+  return _engine.check_precision(precision)
+
+
 def _check_options(solve: str, tol: float | None = None) -> None:
   if solve not in SOLVES:
     raise ValueError(f"solve must be one of {SOLVES}, got {solve!r}")
@@ -248,6 +260,7 @@ def cholesky_qr(
     ``(q, r)``; NaN where ``ZᵀZ`` is not numerically positive definite.
   """
   _check_options(solve)
+  precision = _check_precision(precision)
   q, r, _ = _cholesky_pass(z, None, solve, precision)
   return q, r
 
@@ -277,6 +290,7 @@ def cholesky_qr2(
     ``(q, r)``.
   """
   _check_options(solve)
+  precision = _check_precision(precision)
   q, r, _ = _cholesky_qr2(z, solve, precision, DEFAULT_TOL)
   return q, r
 
@@ -325,6 +339,8 @@ def shifted_cholesky_qr3(
     ``(q, r)``.
   """
   _check_options(solve)
+  precision = _check_precision(precision)
+  shift_scale = _checks.number("shift_scale", shift_scale, minimum=0)
   q, r, _ = _shifted_cholesky_qr(z, 1, solve, precision, DEFAULT_TOL, shift_scale)
   return q, r
 
@@ -491,4 +507,6 @@ def stable_qr(
     raise ValueError(f"z must be (..., n, k) with n >= k, got shape {z.shape}")
   if method == "householder":
     return householder_qr(z)
-  return _dispatch(z, method, solve, precision, float(tol), float(shift_scale), float(capacity))
+  precision = _check_precision(precision)
+  shift_scale = _checks.number("shift_scale", shift_scale, minimum=0)
+  return _dispatch(z, method, solve, precision, float(tol), shift_scale, float(capacity))
