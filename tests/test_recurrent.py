@@ -198,16 +198,17 @@ def test_mean_field_rates_exact_cases_and_wide_network():
   np.testing.assert_allclose((hs**2).mean(), q_star - 0.1, rtol=0.05)
 
 
-def test_rnn_mean_field_rate_is_nan_where_theory_has_no_chi1():
-  """softplus at σ_w² = 4: q* = inf and χ₁ = nan, so no rate (was −inf: 'vanishes at once').
+def test_rnn_mean_field_rate_where_the_state_length_diverges():
+  """q* = inf: the rate is ½ log χ₁ with χ₁ at its limit q → ∞ (was −inf: 'vanishes at once').
 
-  A ReLU RNN at σ_w² = 3 keeps its q-independent χ₁ = 3/2: rate ½ log 1.5 > 0 (explodes).
+  A ReLU RNN at σ_w² = 3 keeps its q-independent χ₁ = 3/2: rate ½ log 1.5 > 0 (explodes);
+  softplus at σ_w² = 4 is ReLU-like at √q → ∞: χ₁ → 2, rate ½ log 2.
   """
-  mf = recurrent.rnn_mean_field(4.0, input_variance=0.1, activation="softplus")
-  assert mf.mean_field.q_star == math.inf and math.isnan(mf.mean_field.chi1)
-  assert math.isnan(mf.rate)
   relu = recurrent.rnn_mean_field(3.0, input_variance=0.1, activation="relu")
   assert relu.rate == pytest.approx(0.5 * math.log(1.5), rel=1e-15)
+  mf = recurrent.rnn_mean_field(4.0, input_variance=0.1, activation="softplus")
+  assert mf.mean_field.q_star == math.inf and mf.mean_field.chi1 == pytest.approx(2.0, rel=1e-8)
+  assert mf.rate == pytest.approx(0.5 * math.log(2.0), rel=1e-8)
 
 
 @pytest.mark.parametrize(

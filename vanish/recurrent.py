@@ -755,7 +755,7 @@ def rnn_mean_field(
   sigma_b2 = _finite("sigma_b2", sigma_b2, minimum=0.0)
   mf = theory.mean_field(activation, sigma_w2, sigma_b2 + input_variance)
   chi1 = mf.chi1
-  if math.isnan(chi1):  # q* diverges (e.g. softplus in its chaotic phase): no prediction
+  if math.isnan(chi1):  # no χ₁ even in the limit q → ∞ (a registered φ with unbounded φ')
     return RNNMeanField(mf, math.nan)
   rate = 0.5 * math.log(chi1) if chi1 > 0 else -math.inf
   return RNNMeanField(mf, rate)
