@@ -165,6 +165,20 @@ def compile_options(impl: str) -> dict[str, Any] | None:
   return {**level, **OPTIONS} if impl == "elemental" else level
 
 
+def options_supported() -> bool:
+  """Whether this jaxlib's CPU compiler knows :data:`OPTIONS` (jaxlib 0.11 dropped the flag)."""
+  options = compile_options("elemental")
+  if options is None:
+    return True
+  try:
+    jax.jit(lambda x: x + 1, compiler_options=options).lower(np.float32(0)).compile()
+  except jax.errors.JaxRuntimeError as error:
+    if "No such compile option" in str(error):
+      return False
+    raise
+  return True
+
+
 def _compile(impl: str, fun: Callable[..., Any], args: tuple) -> tuple[float, float, Any]:
   options = compile_options(impl)
   fresh = jax.jit(lambda *a: fun(*a), compiler_options=options)
@@ -230,10 +244,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   if args.repeats < 1:
     parser.error(f"--repeats must be >= 1, got {args.repeats}")
   start = time.perf_counter()
-  entries = run(args.size, args.repeats)
+  supported = options_supported()
+  if not supported:
+    print(f"this jaxlib ({jax.__version__}) has no {sorted(OPTIONS)}: nothing to compare")
+  entries = run(args.size, args.repeats) if supported else []
   report = {
     **common.report_header(SCHEMA_VERSION, "compile", args.size),
     "dtype": "float32",
+    "options_supported": supported,
     "compiler_options": {impl: compile_options(impl) for impl in IMPLS},
     "timing": (
       "fresh jit per compile, interleaved rounds, best of --repeats; compile as process CPU "

@@ -101,6 +101,9 @@ def test_bench_init_compile_tiny(tmp_path):
 def test_bench_compile_tiny(tmp_path):
   argv = ["--size", "tiny", "--repeats", "1"]
   _, report = _run(bench_compile.main, argv, tmp_path / "compile.json")
+  if not report["options_supported"]:
+    assert report["entries"] == []
+    pytest.skip(f"jaxlib {jax.__version__} has no {sorted(bench_compile.OPTIONS)}")
   assert report["entries"]
   for e in report["entries"]:
     assert all(t > 0 for impl in ("default", "elemental") for t in e["compile_cpu_s"][impl])
