@@ -396,30 +396,6 @@ MESSAGE_NAMES = {
 # Found by this test in files its author could not edit (kernels: the lead; parameter_map,
 # phase_map, scale_map: being refactored); grouped as (function, parameter, what goes wrong).
 XFAIL_GROUPS = {
-  ("kernels.philox.normals4", "rounds", "compiles (accepted, or checked too late)"): [
-    "0",
-    "-1",
-    "2.5",
-    "True",
-    "'3'",
-  ],
-  ("kernels.philox.philox4x32", "rounds", "compiles (accepted, or checked too late)"): [
-    "0",
-    "-1",
-    "2.5",
-    "True",
-    "'3'",
-  ],
-  ("kernels.scalar_chain.sample_parameters", "key", "compiles (accepted, or checked too late)"): [
-    "uint32[2]",
-    "0",
-  ],
-  (
-    "kernels.scalar_chain.sample_parameters",
-    "rounds",
-    "compiles (accepted, or checked too late)",
-  ): ["0", "-1", "2.5", "True", "'3'"],
-  ("kernels.small_chain.kernel_unsupported_reason", "precision", "accepted"): ["'fast'"],
   ("parameter_map.classify", "log_g", "accepted"): ["complex64[3]"],
   ("parameter_map.slice_log_gradient", "bias_std", "compiles (accepted, or checked too late)"): [
     "True",

@@ -27,10 +27,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 from jax import lax
+
+from vanish import _checks
 
 __all__ = ["box_muller", "mulhi_emulated", "mulhi_ptx", "normals4", "philox4x32", "uniform"]
 
@@ -76,6 +79,14 @@ def mulhi_ptx(a: jax.Array, m: int) -> jax.Array:
   return lax.bitcast_convert_type(out, jnp.uint32)
 
 
+MAX_ROUNDS = 16
+
+
+def check_rounds(rounds: Any) -> int:
+  """``rounds`` as an int in [1, :data:`MAX_ROUNDS`], else a ValueError naming it."""
+  return _checks.integer("rounds", rounds, minimum=1, maximum=MAX_ROUNDS)
+
+
 def philox4x32(
   counter: Sequence[jax.Array],
   key: Sequence[jax.Array],
@@ -98,6 +109,7 @@ def philox4x32(
   Returns:
     Four uint32 arrays of the counter's shape.
   """
+  rounds = check_rounds(rounds)
   c = tuple(jnp.asarray(v, jnp.uint32) for v in counter)
   k0, k1 = (jnp.asarray(k, jnp.uint32) for k in key)
   c = jnp.broadcast_arrays(*c)
@@ -137,6 +149,7 @@ def normals4(
   unroll: bool = True,
 ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
   """Four independent float32 N(0, 1) per counter: one Philox call, two Box–Muller pairs."""
+  rounds = check_rounds(rounds)
   b0, b1, b2, b3 = philox4x32(counter, key, rounds=rounds, mulhi=mulhi, unroll=unroll)
   n0, n1 = box_muller(uniform(b0), uniform(b1))
   n2, n3 = box_muller(uniform(b2), uniform(b3))

@@ -159,6 +159,8 @@ def sample_parameters(
     ((3, 5, 1, 1), 0.0)
   """
   sigma_w, sigma_b = standard_deviations(net)
+  key_words = _key_words(key)
+  rounds = philox.check_rounds(rounds)
   _check_count("chains", chains)
   _check_count("first", first, minimum=0)
   if first + chains > 2**32:  # the uint32 counter would wrap and repeat chains 0, 1, ...
@@ -167,7 +169,7 @@ def sample_parameters(
     )
   chain = jnp.arange(first, first + chains, dtype=jnp.uint32)
   n_w, n_b = _layer_normals(
-    chain, depth=net.depth, key_words=_key_words(key), rounds=rounds, mulhi=philox.mulhi_emulated
+    chain, depth=net.depth, key_words=key_words, rounds=rounds, mulhi=philox.mulhi_emulated
   )
   return ({"w": (sigma_w * n_w)[:, :, None, None], "b": (sigma_b * n_b)[:, :, None]},)
 
@@ -373,8 +375,7 @@ def monte_carlo(
     raise ValueError(f"x must be a finite number, got {x}")
   if isinstance(block, bool) or not isinstance(block, int) or block < 1 or block & (block - 1):
     raise ValueError(f"block must be a power of 2 >= 1, got {block!r}")
-  if isinstance(rounds, bool) or not isinstance(rounds, int) or not 1 <= rounds <= 16:
-    raise ValueError(f"rounds must be an integer in [1, 16], got {rounds!r}")
+  rounds = philox.check_rounds(rounds)
   if isinstance(num_warps, bool) or num_warps not in (1, 2, 4, 8, 16):
     raise ValueError(f"num_warps must be 1, 2, 4, 8 or 16, got {num_warps!r}")
   key_words = _key_words(key)

@@ -61,7 +61,11 @@ class JacobianChain(NamedTuple):
 
 
 def kernel_unsupported_reason(net: Any, x: Any, precision: str) -> str | None:
-  """Why the kernel cannot compute this call (the reference can), or None."""
+  """Why the kernel cannot compute this call (the reference can), or None.
+
+  Raises ValueError for a precision that no path knows (see :func:`vanish.jacobian`).
+  """
+  _engine.check_precision(precision)
   if not isinstance(net, MLP):
     return f"net is a {type(net).__name__}, not a vn.MLP"
   if net.readout != "activation":
