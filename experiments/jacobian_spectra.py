@@ -216,7 +216,7 @@ def _fixed_point_input(key: jax.Array, activation: str, width: int) -> jax.Array
   sigma_w2, sigma_b2 = critical_point(activation)
   q_star = theory.mean_field(activation, sigma_w2, sigma_b2).q_star
   q_in = (q_star - sigma_b2) / sigma_w2 if math.isfinite(q_star) else 1.0
-  x = jax.random.normal(key, (width,))
+  x = vn.init.normal(1.0)(key, (width,), jax.dtypes.canonicalize_dtype(float))  # jax.random's bits
   return x / jnp.linalg.norm(x) * math.sqrt(width * q_in)
 
 

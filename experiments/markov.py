@@ -131,8 +131,9 @@ def sample_params(name: str, *, key: jax.Array, members: int) -> tuple[dict[str,
   """An ensemble of network ``name``: weights N(0, σ_w²/n_in), biases 0, in ``net.init``'s layout.
 
   The same distribution as ``network(name).init(key, members)``, drawn from ONE
-  ``jax.random.normal`` call whose shape is shared by every network: ``net.init``
-  compiles a sampler per network (5–8 s of CPU each), more than training here.
+  ``jax.random.normal(key, shape)`` (its bits, by :func:`vanish.init.normal`) whose shape
+  is shared by every network: ``net.init`` compiles a sampler per network (5–8 s of CPU
+  each), more than training here.
 
   Args:
     name: a key of :data:`NETWORKS`.
@@ -150,7 +151,9 @@ def sample_params(name: str, *, key: jax.Array, members: int) -> tuple[dict[str,
     [(2, 1, 8, 16), (2, 5, 8, 8), (2, 1, 4, 8)]
   """
   sigma_w2 = NETWORKS[name][2]
-  normals = jax.random.normal(key, (members, max(map(_weight_count, NETWORKS))))
+  shape = (members, max(map(_weight_count, NETWORKS)))
+  # jax.random.normal's bits; init's straight-line threefry compiles in a fraction of the time
+  normals = vn.init.normal(1.0)(key, shape, jax.dtypes.canonicalize_dtype(float))
   params, start = [], 0
   for s in network(name).segments:
     size = s.depth * s.fan_out * s.fan_in

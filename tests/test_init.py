@@ -97,6 +97,23 @@ def test_sample_equals_jax_random_bit_for_bit(initializer, reference, dtype):
     np.testing.assert_array_equal(initializer(keys[1], shape, jnp.dtype(dtype)), theirs[1])
 
 
+@pytest.mark.parametrize(("dtype", "shapes"), [("float32", [(3, 4, 5)]), ("float64", [(4, 5)])])
+def test_single_key_call_equals_unbatched_jax_random(dtype, shapes):
+  # The library and experiments draw jax.random.normal's bits with init.normal(1.0)(key, ...):
+  # the direct, un-vmapped, un-jitted jax.random call, at the default (canonical) dtype too.
+  with jax.enable_x64(dtype == "float64"):
+    key = jax.random.key(11)
+    for shape in shapes:
+      np.testing.assert_array_equal(
+        vn.init.normal(1.0)(key, shape, jax.dtypes.canonicalize_dtype(float)),
+        jax.random.normal(key, shape),
+      )
+      np.testing.assert_array_equal(
+        vn.init.uniform(-0.5, 2.0)(key, shape, jnp.dtype(dtype)),
+        jax.random.uniform(key, shape, jnp.dtype(dtype), -0.5, 2.0),
+      )
+
+
 def test_sample_of_orthogonal_and_of_other_callables_and_key_implementations():
   keys = jax.random.split(jax.random.key(5), 4).reshape(2, 2)
   orth = vn.init.sample(vn.init.orthogonal(1.5), keys, (3, 6))

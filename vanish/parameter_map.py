@@ -62,6 +62,7 @@ from jax import lax
 from numpy.typing import ArrayLike
 
 from vanish import activations as _activations
+from vanish import init as _init
 from vanish.networks import _check_key
 from vanish.phase_map import (
   EXPLODE,
@@ -563,10 +564,13 @@ def slice_map(
   epsilon = _unit_interval("epsilon", epsilon)
   _check_key(key)
   k_w, k_b, k_x, k_u = (jax.random.fold_in(key, i) for i in range(4))
-  weights = jax.random.normal(k_w, (samples, depth, width, width)) / math.sqrt(width)
-  biases = jax.random.normal(k_b, (samples, depth, width))
-  x = jax.random.normal(k_x, (samples, width))
-  u = jax.random.normal(k_u, (samples, width))
+  # jax.random.normal's bits, drawn by init's straight-line threefry: jax.random.normal
+  # compiles a threefry loop per shape (~3 s of CPU compile for the weights alone)
+  normal, dtype = _init.normal(1.0), jax.dtypes.canonicalize_dtype(float)
+  weights = normal(k_w, (samples, depth, width, width), dtype) / math.sqrt(width)
+  biases = normal(k_b, (samples, depth, width), dtype)
+  x = normal(k_x, (samples, width), dtype)
+  u = normal(k_u, (samples, width), dtype)
   u = u / jnp.linalg.norm(u, axis=-1, keepdims=True)
   log_g = slice_log_gradient(
     activation, w, b, weights, biases, x, u, bias_std=bias_std, chunk_size=chunk_size

@@ -236,8 +236,9 @@ def common_random_numbers(
   act = _activations.get(activation)
   net = MLP([width] * (depth + 1), act, _init.gaussian(1.0), _init.normal(1.0))
   params = net.init(jax.random.fold_in(key, 0), members, dtype=dtype)
-  x = jax.random.normal(jax.random.fold_in(key, 1), (inputs, width), dtype)
-  cotangent = jax.random.normal(jax.random.fold_in(key, 2), (inputs, width), dtype)
+  normal = _init.normal(1.0)  # jax.random.normal's bits without its slow-to-compile CPU loop
+  x = normal(jax.random.fold_in(key, 1), (inputs, width), dtype)
+  cotangent = normal(jax.random.fold_in(key, 2), (inputs, width), dtype)
   noise_key = jax.random.fold_in(key, 3) if act.stochastic else None
   return CommonRandomNumbers(net, params, x, cotangent, noise_key)
 
