@@ -287,6 +287,7 @@ def weight_scale_map(
 _Z_MAX = 10.0  # P(|z| > 10) = 1.5e-23
 _GL_X, _GL_W = np.polynomial.legendre.leggauss(12)
 _PANELS = 24
+_CHUNK, _LARGE_CHUNK = 64, 4096  # entries per compiled quadrature call
 
 
 def _t_edges() -> np.ndarray:
@@ -321,22 +322,28 @@ def _gauss_expectation(act, derivative: bool, act_scale: float, q: np.ndarray) -
   The substitution z = a·sinh(t), a = min(1, act_scale/√q), packs nodes where the
   integrand varies on the activation's scale (|z| ≲ a) while still covering the
   Gaussian out to |z| = 10; composite Gauss–Legendre in t (24 panels × 12 nodes,
-  split at the activation's kinks, e.g. hard-tanh's u = ±1). Float64, padded to a
-  power of two (at least 64) so that few shapes compile.
+  split at the activation's kinks, e.g. hard-tanh's u = ±1). Float64, in calls of a
+  fixed number of entries (64, or 4096 past 4096 entries) padded with q = 1, so that
+  every grid compiles the same shape (each shape compiles in ~1 s on a CPU); every
+  entry's value does not depend on the call it is in.
   """
   q = np.asarray(q, np.float64)
   size = q.size
-  bucket = max(64, 1 << (size - 1).bit_length())  # few distinct shapes: few compilations
-  padded = np.concatenate([q, np.ones(bucket - size)])
+  chunk = _CHUNK if size <= _LARGE_CHUNK else _LARGE_CHUNK
+  padded = np.concatenate([q, np.ones(chunk * max(1, -(-size // chunk)) - size)])
+  kinks = tuple(float(k) for k in theory._resolution(act).kinks)
   with jax.enable_x64(True):
-    out = _gauss_expectation_jit(
-      jnp.asarray(padded),
-      act=act,
-      derivative=derivative,
-      act_scale=act_scale,
-      kinks=tuple(float(k) for k in theory._resolution(act).kinks),
-    )
-    return np.asarray(out, np.float64)[:size]
+    out = [
+      _gauss_expectation_jit(
+        jnp.asarray(padded[start : start + chunk]),
+        act=act,
+        derivative=derivative,
+        act_scale=act_scale,
+        kinks=kinks,
+      )
+      for start in range(0, padded.size, chunk)
+    ]
+    return np.concatenate([np.asarray(part, np.float64) for part in out])[:size]
 
 
 def _feature_scale(act: _activations.Activation) -> float:
@@ -531,8 +538,10 @@ def one_neuron_log_gradient(
   _engine.check_precision(precision)
   _check_key(key)
   net = MLP([1] * (depth + 1), act, _init.normal(1.0), _init.normal(1.0))
-  params = net.init(jax.random.fold_in(key, 0), members, dtype=dtype)
-  x = input_std * jax.random.normal(jax.random.fold_in(key, 1), (members, inputs, 1), dtype)
+  params = net.init(_init.fold_in(key, 0), members, dtype=dtype)
+  # jax.random's bits by init's straight-line threefry: vmapped over chains by
+  # independent_chains, jax.random compiles to a threefry loop that LLVM spends seconds on
+  x = input_std * _init.normal(1.0)(_init.fold_in(key, 1), (members, inputs, 1), dtype)
   scales = jnp.asarray(np.stack([weight_scale, bias_scale], axis=1), dtype)
   return _one_neuron_sweep(net, params, x, scales, precision=precision)
 
@@ -626,8 +635,10 @@ def independent_chains(
     True
   """
 
+  fold_in = _init.fold_in if _init._is_threefry(key) else jax.random.fold_in  # same bits
+
   def one(m):
-    return sample(jax.random.fold_in(key, m))[:, 0, 0]
+    return sample(fold_in(key, m))[:, 0, 0]
 
   draw = jax.jit(jax.vmap(one))
   parts = [
