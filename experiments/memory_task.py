@@ -40,7 +40,7 @@ import jax
 import jax.numpy as jnp
 
 from experiments._common import cached_run, default_ensure, experiment_parser, positive_int
-from vanish import recurrent, store
+from vanish import init, recurrent, store
 
 LEARNING_RATE = 1e-2
 NOISE = 1.0
@@ -98,8 +98,9 @@ def ensembles(s: dict, seed: int) -> dict[str, tuple[recurrent.Params, recurrent
   The distributions of ``recurrent.RNN(2, n, weights=init.gaussian(σ_w²))`` and
   ``recurrent.LSTM(2, n, forget_bias=b)`` (every weight block ``N(0, σ²/fan_in)`` with
   σ² = 1 for the LSTM and the inputs, zero biases but the forget gate's b), drawn
-  from ONE ``jax.random.normal`` call: building ``nnx.vmap`` ensembles of the modules
-  compiles their initializers op by op (~5 s of CPU, more than training a lag). The
+  from ONE ``jax.random.normal`` draw (its bits, by ``init.normal``): building
+  ``nnx.vmap`` ensembles of the modules compiles their initializers op by op (~5 s of
+  CPU, more than training a lag). The
   LSTMs of every forget bias share one draw (common random numbers); all models share
   the readout ``v ~ N(0, 1/n)``, ``c = 0``.
 
@@ -111,7 +112,9 @@ def ensembles(s: dict, seed: int) -> dict[str, tuple[recurrent.Params, recurrent
   """
   members, n = s["members"], s["hidden"]
   lstm_size, readout_size = 4 * n * (n + 2), 2 * n
-  z = jax.random.normal(jax.random.key(seed), (2, members, lstm_size + readout_size))
+  # jax.random.normal's bits; init's straight-line threefry compiles in a fraction of the time
+  shape = (2, members, lstm_size + readout_size)
+  z = init.normal(1.0)(jax.random.key(seed), shape, jax.dtypes.canonicalize_dtype(float))
 
   def blocks(row, rows, sigma2):  # W [rows, n] then U [rows, 2], each N(0, σ²/fan_in)
     w = row[:, : rows * n].reshape(members, rows, n) * (sigma2 / n) ** 0.5
