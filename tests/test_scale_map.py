@@ -28,6 +28,19 @@ def test_mean_field_chi1_matches_theory_module():
       np.testing.assert_allclose(chi1[i], mf.chi1, rtol=1e-9)
 
 
+def test_gauss_expectation_entries_do_not_depend_on_their_call():
+  # the quadrature runs in fixed 64-entry calls padded with q = 1: an entry's value is the
+  # same alone or in the second call of a 70-entry grid (bit for bit), and none is lost
+  act = activations.get("tanh")
+  q = np.geomspace(1e-3, 1e3, 70)
+  grid = scale_map._gauss_expectation(act, False, 0.25, q)
+  assert grid.shape == (70,)
+  np.testing.assert_array_equal(
+    scale_map._gauss_expectation(act, False, 0.25, q[66:68]), grid[66:68]
+  )
+  np.testing.assert_array_equal(scale_map._gauss_expectation(act, False, 0.25, q[:0]), np.zeros(0))
+
+
 def test_mean_field_rescaling_identity():
   """χ₁ of tanh(n·x) at (σ_w², σ_b²) is χ₁ of tanh at (n²σ_w², n²σ_b²) (theory module, direct)."""
   for n, w2, b2 in [(2.0, 1.0, 0.05), (0.5, 3.0, 0.2), (4.0, 0.3, 0.1)]:
