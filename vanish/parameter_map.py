@@ -61,6 +61,7 @@ import numpy as np
 from jax import lax
 from numpy.typing import ArrayLike
 
+from vanish import _checks
 from vanish import activations as _activations
 from vanish import init as _init
 from vanish.networks import _check_key
@@ -95,8 +96,20 @@ __all__ = [
 # --------------------------------------------------------------------------- validation
 
 
+def _real(name: str, value: ArrayLike) -> np.ndarray:
+  """``value`` as float64, refusing booleans, strings and complex numbers."""
+  try:
+    kind = np.asarray(value).dtype.kind
+    array = np.asarray(value, np.float64)
+  except (TypeError, ValueError):
+    kind = "O"
+  if kind not in "iuf":
+    raise ValueError(f"{name} must be real numbers, got {value!r}")
+  return array
+
+
 def _finite(name: str, value: ArrayLike, ndim: int | None = None) -> np.ndarray:
-  array = np.asarray(value, np.float64)
+  array = _real(name, value)
   if ndim is not None and array.ndim != ndim:
     raise ValueError(f"{name} must be {ndim}-D, got shape {array.shape}")
   if array.size == 0:
@@ -108,14 +121,14 @@ def _finite(name: str, value: ArrayLike, ndim: int | None = None) -> np.ndarray:
 
 def _grid(name: str, values: ArrayLike) -> np.ndarray:
   """A 1-D, non-empty, finite, strictly increasing grid (negative values allowed)."""
-  grid = _finite(name, np.atleast_1d(np.asarray(values, np.float64)), ndim=1)
+  grid = _finite(name, np.atleast_1d(_real(name, values)), ndim=1)
   if np.any(np.diff(grid) <= 0):
     raise ValueError(f"{name} must be strictly increasing, got {grid.tolist()}")
   return grid
 
 
 def _depths(depths: int | Sequence[int]) -> tuple[int, ...]:
-  values = (depths,) if isinstance(depths, (int, np.integer)) else tuple(depths)
+  values = tuple(depths) if isinstance(depths, Sequence | np.ndarray) else (depths,)
   if not values:
     raise ValueError("depths must hold at least one depth")
   values = tuple(_integer("depth", d) for d in values)
@@ -170,7 +183,7 @@ def classify(log_g: ArrayLike, epsilon: float = 1e-3) -> np.ndarray:
     [-1, 0, 0, 0, 1, -1]
   """
   epsilon = _unit_interval("epsilon", epsilon)
-  values = np.asarray(log_g, np.float64)
+  values = _real("log_g", log_g)
   if np.isnan(values).any() or np.isposinf(values).any():
     raise ValueError("log_g contains NaN or +inf")
   log_eps = math.log(epsilon)
@@ -474,9 +487,7 @@ def slice_log_gradient(
     raise ValueError(
       f"x and cotangent must both have shape {(samples, n)}, got {x.shape} and {cotangent.shape}"
     )
-  bias_std = float(bias_std)
-  if not (math.isfinite(bias_std) and bias_std >= 0):
-    raise ValueError(f"bias_std must be a finite number >= 0, got {bias_std}")
+  bias_std = _checks.number("bias_std", bias_std, minimum=0)
   cells = b.size * w.size
   chunk_size = cells if chunk_size is None else min(_integer("chunk_size", chunk_size), cells)
   grid = np.stack(np.broadcast_arrays(w[None, :], b[:, None]), axis=-1).reshape(cells, 2)
@@ -558,10 +569,15 @@ def slice_map(
     >>> m.p_vanish.tolist()    # small weights: factors < 1; large: saturated, φ' ≈ 0
     [[1.0, 0.375, 1.0]]
   """
+  _deterministic(activation)
+  w, b = _grid("w", w), _grid("b", b)
   width = _integer("width", width)
   depth = _integer("depth", depth)
   samples = _integer("samples", samples)
   epsilon = _unit_interval("epsilon", epsilon)
+  bias_std = _checks.number("bias_std", bias_std, minimum=0)
+  if chunk_size is not None:
+    chunk_size = _integer("chunk_size", chunk_size)
   _check_key(key)
   k_w, k_b, k_x, k_u = (jax.random.fold_in(key, i) for i in range(4))
   # jax.random.normal's bits, drawn by init's straight-line threefry: jax.random.normal
@@ -741,9 +757,7 @@ def tied_chain_descent(
     raise ValueError(f"x and y must have the same shape [N], got {x.shape} and {y.shape}")
   depth = _integer("depth", depth)
   steps = _integer("steps", steps)
-  learning_rate = float(learning_rate)
-  if not (math.isfinite(learning_rate) and learning_rate > 0):
-    raise ValueError(f"learning_rate must be a finite number > 0, got {learning_rate}")
+  learning_rate = _checks.number("learning_rate", learning_rate, minimum=0, strict=True)
   starts = jnp.asarray(np.stack([w0, b0], axis=1), dtype)
   (theta, loss, log_g, log_grad), diverged = _descent(
     act,

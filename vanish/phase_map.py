@@ -88,16 +88,11 @@ def _integer(name: str, value: Any, minimum: int = 1) -> int:
 
 
 def _q0(value: Any) -> float | None:
-  if value is None:
-    return None
-  value = float(value)
-  if not (math.isfinite(value) and value >= 0):
-    raise ValueError(f"q0 must be a finite number >= 0, got {value}")
-  return value
+  return None if value is None else _checks.number("q0", value, minimum=0)
 
 
 def _unit_interval(name: str, value: Any) -> float:
-  value = float(value)
+  value = _checks.number(name, value)
   if not 0 < value < 1:
     raise ValueError(f"{name} must be in (0, 1), got {value}")
   return value
@@ -106,9 +101,12 @@ def _unit_interval(name: str, value: Any) -> float:
 def _values(name: str, values: ArrayLike, *, positive: bool = False) -> np.ndarray:
   """A non-empty float64 array of finite values ≥ 0 (> 0 if ``positive``)."""
   try:
+    kind = np.asarray(values).dtype.kind
     array = np.asarray(values, np.float64)
   except (TypeError, ValueError):
-    raise ValueError(f"{name} must be real numbers, got {values!r}") from None
+    kind = "O"
+  if kind not in "iuf":  # not booleans or strings, which float64 would coerce
+    raise ValueError(f"{name} must be real numbers, got {values!r}")
   if array.size == 0:
     raise ValueError(f"{name} must not be empty")
   bad = ~np.isfinite(array) | ((array <= 0) if positive else (array < 0))
@@ -257,6 +255,9 @@ def default_chunk_size(
     >>> default_chunk_size(40_000, width=256, depth=100, members=256) >= 1
     True
   """
+  cells, width, depth = _integer("cells", cells), _integer("width", width), _integer("depth", depth)
+  members, inputs = _integer("members", members), _integer("inputs", inputs)
+  itemsize = _integer("itemsize", itemsize)
   per_cell = _TRACE_ARRAYS * members * inputs * depth * width * itemsize
   device = jax.devices()[0]
   budget = _CPU_BUDGET_BYTES
@@ -576,6 +577,7 @@ def _classify_cells(
   and :func:`vanish.scale_map.cell_phase_map` (any cells).
   """
   epsilon = _unit_interval("epsilon", epsilon)
+  confidence = _unit_interval("confidence", confidence)
   growth = np.asarray(_cell_log_growth(activation, sigma_w2, sigma_b2, sampling))
   trials = sampling.members * sampling.inputs
   stats = summarize_growth(
@@ -698,9 +700,7 @@ def mean_field_log_growth(
     -7.47
   """
   act = _activations.get(activation)
-  sigma_w2 = float(sigma_w2)
-  if not (math.isfinite(sigma_w2) and sigma_w2 > 0):
-    raise ValueError(f"sigma_w2 must be a finite number > 0, got {sigma_w2}")
+  sigma_w2 = _checks.number("sigma_w2", sigma_w2, minimum=0, strict=True)
   sigma_b2 = float(_grid("sigma_b2", sigma_b2)[0])
   depth = _integer("depth", depth)
   if width is not None:

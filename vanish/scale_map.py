@@ -635,10 +635,11 @@ def independent_chains(
     True
   """
 
-  fold_in = _init.fold_in if _init._is_threefry(key) else jax.random.fold_in  # same bits
+  chains, per_call = _integer("chains", chains), _integer("per_call", per_call)
+  _check_key(key)
 
   def one(m):
-    return sample(fold_in(key, m))[:, 0, 0]
+    return sample(_init.fold_in(key, m))[:, 0, 0]  # jax.random.fold_in's bits
 
   draw = jax.jit(jax.vmap(one))
   parts = [
