@@ -9,8 +9,8 @@ Each property is a fact of the mathematics or of the store's contract:
 * Wilson intervals contain the point estimate and lie in [0, 1];
 * the store returns exactly what was saved and the config hash ignores key order;
 * a Markov chain's transition counts add up to ``M·(T − 1)``;
-* mean-field theory (Jacobian spectrum moments, residual recursions) is finite at any
-  depth up to 10,000, in every phase.
+* mean-field theory (Jacobian spectrum moments, residual recursions, predicted log-growth)
+  is finite at any depth up to 10,000, in every phase.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import vanish as vn
-from vanish import markov, probability, store, theory
+from vanish import markov, phase_map, probability, store, theory
 from vanish._engine import ForwardOverflowWarning
 
 # derandomize: every run (and CI) tries the same examples, so a failure is reproducible, not
@@ -234,6 +234,11 @@ FAST_RESIDUAL = ("erf", "relu", "leaky_relu", "linear")  # closed-form expectati
 def test_mean_field_theory_is_finite_to_depth_10000(activation, sigma_w2, sigma_b2, alpha, depth):
   moments = theory.jacobian_spectrum_moments(activation, sigma_w2, sigma_b2, depth)
   assert math.isfinite(moments.log_mean) and math.isfinite(moments.normalized_variance)
+  for width, q0 in [(None, None), (64, None), (64, 1.0)]:  # at q*, then from an input
+    growth = phase_map.mean_field_log_growth(
+      activation, sigma_w2, sigma_b2, depth=depth, width=width, q0=q0
+    )
+    assert math.isfinite(growth), (activation, width, q0, growth)
   if activation in FAST_RESIDUAL:
     residual = theory.residual_mean_field(
       activation, sigma_w2, sigma_b2, alpha=alpha, depth=depth, q0=1.0

@@ -662,11 +662,11 @@ def _predicted_growth(act, sigma_w2: float, sigma_b2: float, depth: int, width, 
       if math.isnan(chi1) or chi1 <= 0:
         return -math.inf if chi1 == 0 else math.nan
       return 0.5 * (depth - 1) * math.log(chi1)
-    if not math.isfinite(q):
-      return math.nan
-    return (depth - 1) * _layer_log_factor(act, sigma_w2, q, width)
+    return (depth - 1) * _layer_log_factor(act, sigma_w2, theory._limit_q(act, q), width)
   total, q = 0.0, sigma_w2 * q0 + sigma_b2  # q^1 = σ_w² ‖x‖²/n + σ_b²
   for layer in range(depth - 1):  # δ^l = D^l (W^{l+1})ᵀ δ^{l+1}, l = L−1..1, D^l at q^l
+    if q >= theory._Q_LIMIT:  # lengths diverge: the rest of the layers at the limit q → ∞
+      return total + (depth - 1 - layer) * _layer_log_factor(act, sigma_w2, q, width)
     term = _layer_log_factor(act, sigma_w2, q, width)
     q_next = sigma_w2 * theory._phi_sq(act, q) + sigma_b2
     if not math.isfinite(q_next):
