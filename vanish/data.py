@@ -146,7 +146,9 @@ def teacher_student(
   if not isinstance(teacher, MLP) or teacher.widths[-1] < 2:
     raise ValueError("teacher must be a vn.MLP with at least 2 outputs (the classes)")
   params = teacher.init(jax.random.fold_in(key, 0))
-  x = jax.random.normal(jax.random.fold_in(key, 1), (int(n_train) + int(n_test), teacher.widths[0]))
+  shape = (int(n_train) + int(n_test), teacher.widths[0])
+  dtype = jax.dtypes.canonicalize_dtype(float)
+  x = _init.normal(1.0)(jax.random.fold_in(key, 1), shape, dtype)  # jax.random.normal's bits
   labels = np.asarray(outputs(teacher, params, x)[0].argmax(axis=-1), np.int32)
   x = np.asarray(x, np.float32)
   return Dataset(x[:n_train], labels[:n_train]), Dataset(x[n_train:], labels[n_train:])

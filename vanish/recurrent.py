@@ -893,7 +893,7 @@ def init_readout(
   _check_key(key)
   classes, hidden = _positive("classes", classes), _positive("hidden", hidden)
   lead = () if members is None else (_positive("members", members),)
-  v = jax.random.normal(key, (*lead, classes, hidden), dtype) / math.sqrt(hidden)
+  v = init.normal(1.0)(key, (*lead, classes, hidden), dtype) / math.sqrt(hidden)
   return Readout(v, jnp.zeros((*lead, classes), dtype))
 
 
@@ -929,7 +929,7 @@ def memory_task(
   _check_key(key)
   batch, length = _positive("batch", batch), _positive("length", length)
   noise = _checks.number("noise", noise, minimum=0)
-  normals = jax.random.normal(key, (batch, length), dtype)  # one draw: sign from column 0
+  normals = init.normal(1.0)(key, (batch, length), dtype)  # one draw: sign from column 0
   labels = (normals[:, 0] > 0).astype(jnp.int32)
   signs = (2 * labels - 1).astype(dtype)
   values = jnp.concatenate([signs[:, None], noise * normals[:, 1:]], axis=1)
