@@ -566,7 +566,7 @@ def rejection_problem(function: str, parameter: str, value, compiles: CompileCou
   return "accepted it"
 
 
-@pytest.mark.filterwarnings("ignore::numpy.exceptions.ComplexWarning")  # before some rejections
+@pytest.mark.filterwarnings("error::numpy.exceptions.ComplexWarning")  # refuse, never cast
 @pytest.mark.parametrize(("function", "parameter", "value"), CASES)
 def test_rejects_bad_argument_naming_it_before_compiling(compiles, function, parameter, value):
   problem = rejection_problem(function, parameter, value, compiles)

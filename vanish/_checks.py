@@ -19,7 +19,10 @@ import math
 import numbers
 from typing import Any
 
-__all__ = ["integer", "number"]
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = ["integer", "number", "real_array"]
 
 
 def integer(name: str, value: Any, *, minimum: int = 1, maximum: int | None = None) -> int:
@@ -63,3 +66,28 @@ def number(
     text = " ".join([f"{name} must be a finite number", " and ".join(bounds)]).rstrip()
     raise ValueError(f"{text}, got {value!r}")
   return float(value)
+
+
+def real_array(name: str, value: Any) -> np.ndarray:
+  """``value`` as a float64 NumPy array; integer and floating dtypes (bfloat16 included) only.
+
+  Booleans, strings and complex numbers raise ``ValueError`` (``np.asarray(v, float64)`` would
+  coerce them, dropping an imaginary part with only a warning).
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> real_array("log_g", jnp.ones(2, jnp.bfloat16)).dtype
+    dtype('float64')
+    >>> real_array("log_g", [1 + 2j])
+    Traceback (most recent call last):
+    ...
+    ValueError: log_g must be real numbers (integer or float), got dtype complex128
+  """
+  try:
+    raw = np.asarray(value)
+  except (TypeError, ValueError):
+    raise ValueError(f"{name} must be real numbers, got {value!r}") from None
+  real = jnp.issubdtype(raw.dtype, jnp.floating) or jnp.issubdtype(raw.dtype, jnp.integer)
+  if not real or raw.dtype == np.bool_:
+    raise ValueError(f"{name} must be real numbers (integer or float), got dtype {raw.dtype}")
+  return raw.astype(np.float64)

@@ -192,10 +192,7 @@ def _check_method(method: str) -> str:
 
 def _real(name: str, value: ArrayLike) -> np.ndarray:
   """``value`` as a float64 array; booleans, strings and complex numbers are refused."""
-  raw = np.asarray(value)
-  if raw.dtype.kind not in "iuf":
-    raise TypeError(f"{name} must be an integer or real array, got dtype {raw.dtype}")
-  return raw.astype(np.float64)
+  return _checks.real_array(name, value)
 
 
 def _check_states(states: ArrayLike) -> np.ndarray:

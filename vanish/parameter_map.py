@@ -98,14 +98,7 @@ __all__ = [
 
 def _real(name: str, value: ArrayLike) -> np.ndarray:
   """``value`` as float64, refusing booleans, strings and complex numbers."""
-  try:
-    kind = np.asarray(value).dtype.kind
-    array = np.asarray(value, np.float64)
-  except (TypeError, ValueError):
-    kind = "O"
-  if kind not in "iuf":
-    raise ValueError(f"{name} must be real numbers, got {value!r}")
-  return array
+  return _checks.real_array(name, value)
 
 
 def _finite(name: str, value: ArrayLike, ndim: int | None = None) -> np.ndarray:

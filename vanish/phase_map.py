@@ -100,13 +100,7 @@ def _unit_interval(name: str, value: Any) -> float:
 
 def _values(name: str, values: ArrayLike, *, positive: bool = False) -> np.ndarray:
   """A non-empty float64 array of finite values ≥ 0 (> 0 if ``positive``)."""
-  try:
-    kind = np.asarray(values).dtype.kind
-    array = np.asarray(values, np.float64)
-  except (TypeError, ValueError):
-    kind = "O"
-  if kind not in "iuf":  # not booleans or strings, which float64 would coerce
-    raise ValueError(f"{name} must be real numbers, got {values!r}")
+  array = _checks.real_array(name, values)
   if array.size == 0:
     raise ValueError(f"{name} must not be empty")
   bad = ~np.isfinite(array) | ((array <= 0) if positive else (array < 0))

@@ -133,7 +133,7 @@ def wilson_interval(successes: np.ndarray, trials: int, confidence: float = 0.95
 
 def _as_samples(log_g: jax.Array | np.ndarray) -> np.ndarray:
   """``[..., L] -> [S, L]`` float64, every leading axis a sample axis."""
-  array = np.asarray(log_g, np.float64)
+  array = _checks.real_array("log_g", log_g)
   if array.ndim < 2:
     raise ValueError(
       f"log_g must have shape [..., L] with at least one sample axis, got {array.shape}"
@@ -369,7 +369,7 @@ def joint_histogram(
   Returns:
     ``(density [Bx, Bg], x_edges, g_edges)``, normalized over the finite pairs.
   """
-  x, g = np.asarray(values, np.float64), np.asarray(log_g, np.float64)
+  x, g = _checks.real_array("values", values), _checks.real_array("log_g", log_g)
   if x.shape != g.shape:  # pairs are matched by position: a transposed array would mismatch
     raise ValueError(f"values and log_g must have the same shape, got {x.shape} and {g.shape}")
   x, g = x.ravel(), g.ravel()
@@ -398,5 +398,5 @@ def inside_fraction(preactivations: jax.Array | np.ndarray, half_width: float) -
     ``[...]`` fractions in [0, 1].
   """
   half_width = _checks.number("half_width", half_width, minimum=0)
-  z = np.asarray(preactivations, np.float64)
+  z = _checks.real_array("preactivations", preactivations)
   return (np.abs(z) <= half_width).mean(axis=-1)

@@ -101,13 +101,7 @@ def _positive(name: str, value: ArrayLike) -> float:
 
 
 def _real_array(name: str, value: ArrayLike) -> np.ndarray:
-  try:
-    kind = np.asarray(value).dtype.kind
-    array = np.asarray(value, dtype=np.float64)
-  except (TypeError, ValueError):
-    kind = "O"
-  if kind not in "iuf":  # not booleans, strings or objects, which float64 would coerce
-    raise ValueError(f"{name} must be real numbers, got {value!r}")
+  array = _checks.real_array(name, value)
   if not np.all(np.isfinite(array)):
     raise ValueError(f"{name} must be finite, got {value!r}")
   return array
