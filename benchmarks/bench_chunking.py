@@ -187,14 +187,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   parser.add_argument("--memory-limit", type=int, default=None, help="bytes per device")
   parser.add_argument("--block", type=int, default=None, help="members per block (default: auto)")
   parser.add_argument("--seed", type=int, default=0)
-  parser.add_argument("--repeats", type=int, default=None, help="timed rounds (default by size)")
+  parser.add_argument(
+    "--repeats", type=common.positive_int, default=None, help="timed rounds (default by size)"
+  )
   args = parser.parse_args(argv)
   size = SIZES[args.size]
   if args.members is not None:
     size = dataclasses.replace(size, members=args.members)
   if args.repeats is not None:
-    if args.repeats < 1:
-      parser.error(f"--repeats must be >= 1, got {args.repeats}")
     size = dataclasses.replace(size, repeats=args.repeats)
   start = time.perf_counter()
   device = common.device_info()

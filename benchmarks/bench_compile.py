@@ -239,10 +239,10 @@ def run(size: str, repeats: int) -> list[dict[str, Any]]:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   """Runs the benchmark, writes the JSON report and prints a table."""
   parser = common.argument_parser(__doc__, ["tiny", "paper"])
-  parser.add_argument("--repeats", type=int, default=3, help="interleaved compile rounds, runs")
+  parser.add_argument(
+    "--repeats", type=common.positive_int, default=3, help="interleaved compile rounds, runs"
+  )
   args = parser.parse_args(argv)
-  if args.repeats < 1:
-    parser.error(f"--repeats must be >= 1, got {args.repeats}")
   start = time.perf_counter()
   supported = options_supported()
   if not supported:

@@ -4,6 +4,7 @@ This proves the benchmarks work (every entry ran, every implementation agrees wi
 its baseline on the same data); it is not a timing.
 """
 
+import argparse
 import json
 import math
 import os
@@ -145,3 +146,9 @@ def test_time_fn_caps_slow_calls():
   calls.clear()
   timing, _ = common.time_fn(fn, repeats=5, sync=lambda out: out, slow_s=-1.0)
   assert len(timing.times) == 3  # slow calls are capped at max_slow_repeats
+
+
+def test_positive_int_refuses_what_is_not_a_count():
+  for text in ("0", "-2", "1.5", "x"):
+    with pytest.raises(argparse.ArgumentTypeError, match=">= 1"):
+      common.positive_int(text)

@@ -391,11 +391,6 @@ MESSAGE_NAMES = {
   ("training.optimizer", "name"): "optimizer",
 }
 
-# (function, parameter, what goes wrong) -> value ids: known failures, marked xfail(strict), so
-# a fix shows as XPASS and its entry must go. Empty: every failure this test found is fixed.
-XFAIL_GROUPS: dict[tuple[str, str, str], list[str]] = {}
-XFAIL = {(f, p, v): why for (f, p, why), values in XFAIL_GROUPS.items() for v in values}
-
 
 # ---------------------------------------------------------------------------------------------
 # The public callables.
@@ -482,18 +477,7 @@ def _value_id(value) -> str:
   return repr(value)
 
 
-CASES = [
-  pytest.param(
-    f,
-    p,
-    v,
-    id=f"{f}-{p}={_value_id(v)}",
-    marks=[pytest.mark.xfail(strict=True, reason=XFAIL[f, p, _value_id(v)])]
-    if (f, p, _value_id(v)) in XFAIL
-    else [],
-  )
-  for f, p, v in bad_cases()
-]
+CASES = [pytest.param(f, p, v, id=f"{f}-{p}={_value_id(v)}") for f, p, v in bad_cases()]
 
 BACKEND_COMPILE = "/jax/core/compile/backend_compile_duration"
 
