@@ -46,6 +46,7 @@ SIZES = {
   "quick": {
     "depth": 24,
     "chain_members": 4096,
+    "chain_block": scale_map.CHAIN_BLOCK,  # chains per call (float rounding)
     "chain_n_points": 12,
     "threshold_samples": 100_000,
     "width": 24,
@@ -57,6 +58,7 @@ SIZES = {
   "full": {
     "depth": 50,
     "chain_members": 1_048_576,
+    "chain_block": scale_map.CHAIN_BLOCK,  # chains per call (float rounding)
     "chain_n_points": 40,
     "threshold_samples": 10_000_000,
     "width": 256,
@@ -155,7 +157,9 @@ def thresholds(args: argparse.Namespace) -> dict:
   return {"arrays": arrays, "rows": rows}
 
 
-def chain_log_gradient(n: np.ndarray, *, depth: int, chains: int, key: jax.Array) -> np.ndarray:
+def chain_log_gradient(
+  n: np.ndarray, *, depth: int, chains: int, key: jax.Array, block: int = scale_map.CHAIN_BLOCK
+) -> np.ndarray:
   """``[S, chains, depth]`` log |g_K| of independent tanh(n·x) one-neuron chains.
 
   Chain m draws its own w, b ~ N(0, 1) and its own input x ~ N(0, 1) from
@@ -173,6 +177,7 @@ def chain_log_gradient(n: np.ndarray, *, depth: int, chains: int, key: jax.Array
     lambda k: scale_map.scaled_tanh_chain_log_gradient(n, depth=depth, members=1, key=k),
     chains=chains,
     key=key,
+    block=block,
   )
 
 
@@ -185,6 +190,7 @@ def chain(args: argparse.Namespace) -> dict:
     depth=sizes["depth"],
     chains=sizes["chain_members"],
     key=jax.random.fold_in(jax.random.key(args.seed), 1),
+    block=sizes["chain_block"],
   )
   # [n, trials, K]; −inf where a float32 factor underflowed to 0 (vanished, |g| < 1e-38)
   trials = log_g.shape[1]

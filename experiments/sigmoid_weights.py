@@ -51,6 +51,7 @@ SIZES = {
   "quick": {
     "depth": 24,
     "chain_members": 2048,
+    "chain_block": scale_map.CHAIN_BLOCK,  # chains per call (float rounding)
     "scale_points": 13,
     "width_samples": 100_000,
     "width": 24,
@@ -62,6 +63,7 @@ SIZES = {
   "full": {
     "depth": 50,
     "chain_members": 65536,
+    "chain_block": scale_map.CHAIN_BLOCK,  # chains per call (float rounding)
     "scale_points": 41,
     "width_samples": 10_000_000,
     "width": 256,
@@ -139,7 +141,12 @@ def _mean_ci(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def chain_log_gradient(
-  weight_scale: np.ndarray, *, depth: int, chains: int, key: jax.Array
+  weight_scale: np.ndarray,
+  *,
+  depth: int,
+  chains: int,
+  key: jax.Array,
+  block: int = scale_map.CHAIN_BLOCK,
 ) -> np.ndarray:
   """``[S, chains, depth]`` log |g_K| of independent sigmoid one-neuron chains.
 
@@ -161,6 +168,7 @@ def chain_log_gradient(
     ),
     chains=chains,
     key=key,
+    block=block,
   )
 
 
@@ -174,7 +182,9 @@ def chains(args: argparse.Namespace) -> dict:
   # Nielsen: w, b ~ N(0, 1), x ~ N(0, 1); and the sweep over the weight scale s
   scales = np.geomspace(*SCALE_RANGE, sizes["scale_points"])
   scales = np.unique(np.append(scales, 1.0))
-  log_g = chain_log_gradient(scales, depth=depth, chains=members, key=key)  # [s, M, K]
+  log_g = chain_log_gradient(
+    scales, depth=depth, chains=members, key=key, block=sizes["chain_block"]
+  )  # [s, M, K]
   usual = log_g[int(np.flatnonzero(scales == 1.0)[0])]
   arrays["chains/usual_mean"], arrays["chains/usual_mean_ci"] = _mean_ci(usual)
   # the σ' ≤ 1/4 bound on E log|g_K|: log ¼ + (K − 1)(E log|w| − log 4)

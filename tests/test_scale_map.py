@@ -151,6 +151,27 @@ def test_one_neuron_members_draw_their_own_inputs():
   assert abs(slope.mean() - expected) < 5 * standard_error
 
 
+def test_independent_chains_have_the_same_bits_for_any_number_of_chains():
+  """Chain m's values depend on (key, m, block) only: 3 chains are the first 3 of 150 (three
+  calls of 64, the last one padded) bit for bit, though XLA's rounding depends on a call's
+  batch size (calls of 3 and 64 chains: 1.1e-5 apart on the CPU); every column is chain m's
+  own draw."""
+
+  def sample(key):
+    return scale_map.one_neuron_log_gradient(
+      "tanh", [1.0, 2.0, 3.0], [1.0, 1.0, 1.0], depth=20, members=1, key=key
+    )
+
+  few = scale_map.independent_chains(sample, chains=3, key=KEY, block=64)
+  many = scale_map.independent_chains(sample, chains=150, key=KEY, block=64)
+  assert few.shape == (3, 3, 20) and many.shape == (3, 150, 20)
+  np.testing.assert_array_equal(many[:, :3], few)
+  for m in (0, 70, 149):  # first, second and last (padded) call
+    alone = np.asarray(sample(jax.random.fold_in(KEY, m)))[:, 0, 0]
+    np.testing.assert_allclose(many[:, m], alone, rtol=1e-5, atol=1e-5)
+  assert len({tuple(column.ravel()) for column in np.moveaxis(many, 1, 0)}) == 150
+
+
 def test_sigmoid_chain_obeys_the_quarter_bound_and_large_weights_vanish_faster():
   # the shapes of the tiny sigmoid_weights experiment test: compiled once for both
   depth, members, scales = 6, 256, np.array([0.5, 1.0, 3.0, 50.0])

@@ -284,7 +284,7 @@ BAD = {
   **{name: COUNT for name in ["depth", "width", "members", "steps", "inputs", "hidden"]},
   **{name: COUNT for name in ["batch", "length", "iterations", "windows", "chains", "samples"]},
   **{name: COUNT for name in ["epochs", "batch_size", "test_batches", "checkpoint_every"]},
-  **{name: COUNT for name in ["trials", "n_train", "n_test", "block", "rounds", "per_call"]},
+  **{name: COUNT for name in ["trials", "n_train", "n_test", "block", "rounds"]},
   **{name: COUNT for name in ["multiple", "classes", "cells", "total", "max_blocks", "blocks"]},
   "chunk_size": COUNT,
   "k": COUNT,
