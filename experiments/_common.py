@@ -12,7 +12,9 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from vanish import store
+import numpy as np
+
+from vanish import data, store
 
 
 def positive_int(text: str) -> int:
@@ -308,3 +310,57 @@ def experiment_parser(doc: str, *, quick_help: str, full_help: str) -> argparse.
     "--force", action="store_true", help="recompute even if a result exists in the store"
   )
   return parser
+
+
+# ------------------------------------------------------------ trained on the 8×8 digits
+
+
+def parse_sgd_args(
+  parser: argparse.ArgumentParser, argv: Sequence[str] | None
+) -> argparse.Namespace:
+  """Adds the SGD options to ``parser``, parses ``argv`` and checks η > 0.
+
+  The options: ``--learning-rate`` η (default 0.1), ``--batch-size`` (default 10) and
+  ``--train-size`` N (train on the first N images only; for tests). Used by
+  :mod:`experiments.activation_depth` and :mod:`experiments.learning_speeds`.
+  """
+  parser.add_argument("--learning-rate", type=float, default=0.1, help="η (default 0.1)")
+  parser.add_argument("--batch-size", type=positive_int, default=10, help="default 10")
+  parser.add_argument(
+    "--train-size", type=positive_int, help="use only the first N training images (tests)"
+  )
+  args = parser.parse_args(argv)
+  if not args.learning_rate > 0:
+    parser.error(f"--learning-rate must be > 0, got {args.learning_rate}")
+  return args
+
+
+def digits_sets(args: argparse.Namespace) -> tuple[data.Dataset, data.Dataset]:
+  """The 8×8 digits ``(train, test)`` split by ``args.seed``; x ``[N, 64]``, y ``[N]``.
+
+  With ``args.train_size`` set, the training set is cut to its first that many images.
+  """
+  train_set, test_set = data.digits(seed=args.seed)
+  if args.train_size:
+    train_set = data.Dataset(train_set.x[: args.train_size], train_set.y[: args.train_size])
+  return train_set, test_set
+
+
+def first_last_ratio(speeds: np.ndarray) -> np.ndarray:
+  """Geometric mean over members of speed(first hidden) / speed(last hidden).
+
+  Args:
+    speeds: ``[M, T, L]`` per-layer speeds (layer L is the readout).
+
+  Returns:
+    ``[T]``; NaN where a speed is 0 in some member (a dead layer).
+
+  Example:
+    >>> s = np.array([[[1.0, 5.0, 10.0, 7.0]], [[4.0, 5.0, 10.0, 7.0]]])
+    >>> first_last_ratio(s).round(3)   # sqrt(0.1 * 0.4)
+    array([0.2])
+  """
+  with np.errstate(divide="ignore", invalid="ignore"):
+    logs = np.log(speeds[..., 0]) - np.log(speeds[..., -2])
+  logs = np.where(np.isfinite(logs), logs, np.nan)
+  return np.exp(np.mean(logs, axis=0))

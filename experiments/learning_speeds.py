@@ -35,10 +35,12 @@ from experiments._common import (
   add_size_overrides,
   cached_run,
   default_ensure,
+  digits_sets,
   experiment_parser,
+  first_last_ratio,
+  parse_sgd_args,
   positive_int,
 )
-from experiments.activation_depth import digits_sets, first_last_ratio, parse_sgd_args
 from vanish import store, training
 
 ACTIVATIONS = {

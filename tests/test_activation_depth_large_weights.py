@@ -13,7 +13,7 @@ import jax
 import numpy as np
 import pytest
 
-from experiments import activation_depth, large_weights
+from experiments import _common, activation_depth, large_weights
 from vanish import data, store
 
 
@@ -110,7 +110,7 @@ def test_activation_depth_stores_what_it_says(tmp_path):
         speeds[m, 0], _numpy_bias_speeds(params, m, n, x, y), rtol=2e-4, atol=1e-7
       )
     select = [r for r in rows if r["activation"] == name]
-    ratio = activation_depth.first_last_ratio(speeds)
+    ratio = _common.first_last_ratio(speeds)
     for r in select:
       epoch = int(r["epoch"])
       assert float(r["ratio_first_last"]) == pytest.approx(ratio[epoch], rel=1e-6)
