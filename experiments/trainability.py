@@ -49,11 +49,12 @@ import vanish as vn
 from experiments._common import (
   cached_run,
   default_ensure,
+  digits_sets,
   experiment_parser,
   positive_float,
   positive_int,
 )
-from vanish import data, store, theory, training
+from vanish import store, theory, training
 
 SIGMA_B2 = 0.05  # Schoenholz et al. (2017), Fig. 6
 CHANCE = 0.1  # 10 balanced classes
@@ -194,16 +195,9 @@ def mean_field_xi_c(sigma_w2: Sequence[float]) -> np.ndarray:
   return np.asarray([theory.mean_field("tanh", s, SIGMA_B2).xi_c for s in sigma_w2], np.float64)
 
 
-def _datasets(args: argparse.Namespace):
-  train_set, test_set = data.digits(seed=args.seed)
-  if args.train_size:
-    train_set = data.Dataset(train_set.x[: args.train_size], train_set.y[: args.train_size])
-  return train_set, test_set
-
-
 def run_depth(args: argparse.Namespace, sizes: dict, depth: int) -> dict:
   """Trains every (σ_w², seed) cell at one depth in one :func:`vanish.training.train` call."""
-  train_set, test_set = _datasets(args)
+  train_set, test_set = digits_sets(args)
   s2, seeds = sizes["sigma_w2"], sizes["seeds"]
   net = network(sizes["width"], depth)
   key = jax.random.fold_in(jax.random.key(args.seed), depth)
