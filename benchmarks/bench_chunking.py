@@ -35,6 +35,7 @@ import numpy as np
 
 import vanish as vn
 from benchmarks import common
+from experiments._common import positive_int
 from vanish import streaming
 
 SCHEMA_VERSION = 2
@@ -188,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   parser.add_argument("--block", type=int, default=None, help="members per block (default: auto)")
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument(
-    "--repeats", type=common.positive_int, default=None, help="timed rounds (default by size)"
+    "--repeats", type=positive_int, default=None, help="timed rounds (default by size)"
   )
   args = parser.parse_args(argv)
   size = SIZES[args.size]

@@ -42,6 +42,7 @@ import numpy as np
 
 import vanish as vn
 from benchmarks import common
+from experiments._common import positive_int
 from vanish import chains, probability, spectrum, streaming
 from vanish import networks as _networks
 from vanish import sharding as _sharding
@@ -240,7 +241,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   """Runs the benchmark, writes the JSON report and prints a table."""
   parser = common.argument_parser(__doc__, ["tiny", "paper"])
   parser.add_argument(
-    "--repeats", type=common.positive_int, default=3, help="interleaved compile rounds, runs"
+    "--repeats", type=positive_int, default=3, help="interleaved compile rounds, runs"
   )
   args = parser.parse_args(argv)
   start = time.perf_counter()

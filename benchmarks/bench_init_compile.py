@@ -34,6 +34,7 @@ import jax.numpy as jnp
 
 import vanish as vn
 from benchmarks import common
+from experiments._common import positive_int
 from vanish import init as _init
 from vanish import networks as _networks
 
@@ -138,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   """Runs the benchmark, writes the JSON report and prints a table."""
   parser = common.argument_parser(__doc__, ["tiny", "paper"])
   parser.add_argument(
-    "--repeats", type=common.positive_int, default=3, help="interleaved compile rounds, runs"
+    "--repeats", type=positive_int, default=3, help="interleaved compile rounds, runs"
   )
   args = parser.parse_args(argv)
   start = time.perf_counter()

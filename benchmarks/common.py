@@ -129,22 +129,6 @@ def argument_parser(doc: str, sizes: Sequence[str]) -> argparse.ArgumentParser:
   return parser
 
 
-def positive_int(text: str) -> int:
-  """An argparse ``type``: an integer >= 1 (e.g. ``--repeats``), else a usage error.
-
-  Example:
-    >>> positive_int("3")
-    3
-  """
-  try:
-    value = int(text)
-  except ValueError:
-    value = 0
-  if value < 1:
-    raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
-  return value
-
-
 def peak_tflops(device: dict[str, Any], precision: str) -> float | None:
   """Peak TFLOP/s for ``precision`` on ``device`` (from :func:`device_info`)."""
   cls = precision_class(precision)

@@ -18,10 +18,18 @@ from vanish import data, store
 
 
 def positive_int(text: str) -> int:
-  """argparse type: an integer ≥ 1."""
-  value = int(text)
+  """argparse type: an integer ≥ 1 (``"1.5"`` and ``"x"`` are refused with the same message).
+
+  Example:
+    >>> positive_int("3")
+    3
+  """
+  try:
+    value = int(text)
+  except ValueError:
+    value = 0
   if value < 1:
-    raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text}")
+    raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
   return value
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from benchmarks import bench_chains, common
+from experiments._common import positive_int
 
 
 @pytest.fixture(scope="module")
@@ -151,4 +152,4 @@ def test_time_fn_caps_slow_calls():
 def test_positive_int_refuses_what_is_not_a_count():
   for text in ("0", "-2", "1.5", "x"):
     with pytest.raises(argparse.ArgumentTypeError, match=">= 1"):
-      common.positive_int(text)
+      positive_int(text)

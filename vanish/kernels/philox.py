@@ -149,7 +149,6 @@ def normals4(
   unroll: bool = True,
 ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
   """Four independent float32 N(0, 1) per counter: one Philox call, two Box–Muller pairs."""
-  rounds = check_rounds(rounds)
   b0, b1, b2, b3 = philox4x32(counter, key, rounds=rounds, mulhi=mulhi, unroll=unroll)
   n0, n1 = box_muller(uniform(b0), uniform(b1))
   n2, n3 = box_muller(uniform(b2), uniform(b3))
