@@ -134,7 +134,8 @@ def factor(args: argparse.Namespace) -> dict:
 
 
 def _mean_ci(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-  """Mean over axis 0 and its 95 % normal interval ``[K, 2]``."""
+  """Mean over axis 0 and its 95 % normal interval ``[K, 2]`` (in float64)."""
+  samples = np.asarray(samples, np.float64)
   mean = samples.mean(axis=0)
   half = 1.96 * samples.std(axis=0, ddof=1) / math.sqrt(samples.shape[0])
   return mean, np.stack([mean - half, mean + half], axis=-1)

@@ -621,7 +621,8 @@ def independent_chains(
   size (on the CPU, chain 0 of a tanh chain of depth 20 differs by 1.1e-5 in log|g|
   between calls of 3 and of 64 chains), so fixed blocks make chain m's values depend on
   ``key``, ``m`` and ``block`` only: the same bits for any ``chains`` (a subset of a
-  larger run is that run's first columns). ``block`` also bounds the device memory.
+  larger run is that run's first columns). Memory: the result (filled in place, in
+  ``sample``'s dtype) plus one block on the host; one block on the device.
 
   Args:
     sample: a key ↦ ``[S, 1, 1, K]`` function, e.g. :func:`one_neuron_log_gradient` or
@@ -632,7 +633,8 @@ def independent_chains(
       the float rounding only).
 
   Returns:
-    ``[S, chains, K]`` float64: chain m's ``sample(...)[:, 0, 0]`` in column m.
+    ``[S, chains, K]`` in ``sample``'s dtype (float32 unless x64 is enabled): chain m's
+    ``sample(...)[:, 0, 0]`` in column m.
 
   Example:
     >>> import jax
@@ -652,8 +654,11 @@ def independent_chains(
     return sample(_init.fold_in(key, m))[:, 0, 0]  # jax.random.fold_in's bits
 
   draw = jax.jit(jax.vmap(one))
-  parts = [
-    np.asarray(draw(np.arange(start, start + block, dtype=np.uint32)))
-    for start in range(0, chains, block)
-  ]
-  return np.moveaxis(np.concatenate(parts)[:chains], 0, 1).astype(np.float64)
+  out = None
+  for start in range(0, chains, block):
+    part = np.asarray(draw(np.arange(start, start + block, dtype=np.uint32)))  # [block, S, K]
+    if out is None:
+      out = np.empty((part.shape[1], chains, part.shape[2]), part.dtype)
+    stop = min(start + block, chains)
+    out[:, start:stop] = np.moveaxis(part[: stop - start], 0, 1)
+  return out
