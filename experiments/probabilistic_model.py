@@ -112,9 +112,11 @@ def _layer_samples(name, depth, sizes, key):
   normal, dtype = vn.init.normal(1.0), jax.dtypes.canonicalize_dtype(float)
   x = normal(jax.random.fold_in(key, 3), (sizes["inputs"], width), dtype)
   cotangent = normal(jax.random.fold_in(key, 4), (sizes["inputs"], width), dtype)
-  # weights plus the forward trace (h, z, φ') per input, float32; at most a quarter of
-  # the free memory per chunk (512 full-width members at once exceeded a 24 GB host)
-  per_member = 4 * depth * width * (width + 1 + 3 * sizes["inputs"])
+  # at most a quarter of the free memory per chunk, by the engine's memory model: the weights
+  # count 4 times (the sampler's buffers, and the scan's [M, L] -> [L, M] relayout, measured
+  # ~1x the weights at --full), plus the forward trace (512 full-width members at once
+  # exceeded a 24 GB host)
+  per_member = vn.streaming.bytes_per_member(net, sizes["inputs"])
   chunk = vn.sharding.members_per_chunk(sizes["members"], per_member)
   log_norms = np.concatenate(
     [

@@ -20,6 +20,7 @@ Results: results/rnn_through_time/<config hash>/ (arrays.npz, rates.csv, run.jso
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import sys
 from collections.abc import Sequence
@@ -44,6 +45,7 @@ RNN_SETTINGS = {
   "orthogonal": ("orthogonal", CRITICAL),
 }
 LSTM_FORGET_BIASES = (1.0, 5.0)
+STATES_BLOCK_BYTES = 2**30  # hidden states held at once while measuring E h²
 SIZES = {
   "quick": {"hidden": 128, "inputs": 32, "members": 8, "sequences": 2, "steps": 200, "burn_in": 50},
   "full": {
@@ -180,9 +182,9 @@ def run(args: argparse.Namespace, chunk: str) -> dict:
   wrt = "hidden" if chunk == "rnn" else "state"
   log_g = np.asarray(recurrent.log_gradient_norms_through_time(params, xs, wrt=wrt), np.float64)
   log_g = log_g.reshape(len(names), s["members"], s["sequences"], total)
-  hidden = np.asarray(_hidden_states(params, xs), np.float64)  # [S·M, batch, T, n]
-  hidden = hidden.reshape(len(names), -1, total, s["hidden"])[:, :, s["burn_in"] :]
-  h2 = np.square(hidden).mean(axis=(1, 2, 3))  # the stationary E h² per setting
+  block = max(1, STATES_BLOCK_BYTES // (4 * s["sequences"] * total * s["hidden"]))
+  h2 = _stationary_h2(params, xs, burn_in=s["burn_in"], block=block)  # [S·M]
+  h2 = np.asarray(h2, np.float64).reshape(len(names), -1).mean(1)  # the stationary E h²
 
   arrays = {f"{chunk}/lags": np.arange(s["steps"], dtype=np.float64)}
   rows = []
@@ -224,10 +226,17 @@ def run(args: argparse.Namespace, chunk: str) -> dict:
   return {"arrays": arrays, "rows": rows}
 
 
-@jax.jit
-def _hidden_states(params, xs):
-  """``h_t`` of every member and sequence: ``[M, batch, T, n]``."""
-  return jax.vmap(lambda p: jax.vmap(lambda x: recurrent.states(p, x)[0])(xs))(params)
+@functools.partial(jax.jit, static_argnames=("burn_in", "block"))
+def _stationary_h2(params, xs, *, burn_in: int, block: int) -> jax.Array:
+  """``[models]``: the mean of h_t² over the sequences, the steps t > ``burn_in`` and the
+  units. ``lax.map`` takes ``block`` models at a time, so at most ``[block, batch, T, n]``
+  states exist at once (all models' states at --full size are 21 GB)."""
+
+  def model(p):
+    hs = jax.vmap(lambda x: recurrent.states(p, x)[0])(xs)  # [batch, T, n]
+    return jnp.mean(jnp.square(hs[:, burn_in:]))
+
+  return jax.lax.map(model, params, batch_size=block)
 
 
 def cached(args: argparse.Namespace) -> Path:

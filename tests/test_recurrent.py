@@ -280,6 +280,29 @@ def test_rnn_through_time_experiment_smoke(tmp_path, capsys):
   assert rnn_through_time.main(argv) == 0 and "reusing" in capsys.readouterr().out
 
 
+def test_stationary_mean_square_equals_float64_numpy_for_any_block():
+  """E h² after the burn-in, reduced on the device in blocks of models (never all states at
+  once), against the states' float64 mean square per model."""
+  from experiments.rnn_through_time import _stationary_h2
+
+  models, batch, steps, n, burn_in = 5, 2, 40, 6, 10
+  keys = jax.random.split(jax.random.key(7), 4)
+  params = RNNParams(
+    w=jax.random.normal(keys[0], (models, n, n)) * 1.5 / math.sqrt(n),
+    u=jax.random.normal(keys[1], (models, n, 3)),
+    b=jax.random.normal(keys[2], (models, n)) * 0.1,
+  )
+  xs = jax.random.normal(keys[3], (batch, steps, 3))
+  states = [
+    [np.asarray(recurrent.states(p, x)[0], np.float64) for x in xs]
+    for p in (jax.tree.map(lambda a, m=m: a[m], params) for m in range(models))
+  ]
+  expected = np.array([np.mean(np.square(np.stack(s)[:, burn_in:])) for s in states])
+  for block in (1, 2, models):  # 2 leaves a remainder
+    got = np.asarray(_stationary_h2(params, xs, burn_in=burn_in, block=block))
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+
+
 def test_model_call_broadcasts_or_validates_the_initial_state():
   """``rnn(xs, h0)`` takes h0 ``(n,)`` (shared by the batch) or ``(batch, n)``, like
   :func:`log_gradient_norms_through_time`; anything else is a ValueError naming h0."""

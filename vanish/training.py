@@ -618,8 +618,11 @@ def train(
   params = jax.tree.map(jnp.asarray, tuple(params))
   steps_per_epoch = x.shape[0] // config.batch_size
 
-  fingerprint = _fingerprint(net, config, params, key, (x, y, x_test, y_test))
-  state = _load_checkpoint(checkpoint, fingerprint, params, net, config) if checkpoint else None
+  # the fingerprint hashes host copies of the parameters and data: only for checkpoints
+  fingerprint, state = None, None
+  if checkpoint:
+    fingerprint = _fingerprint(net, config, params, key, (x, y, x_test, y_test))
+    state = _load_checkpoint(checkpoint, fingerprint, params, net, config)
   eval_config = _eval_static(config)
   if state is None:
     opt_state = _init_opt_state(net, _static(config), params)
@@ -748,8 +751,8 @@ def _warn_diverged(params, log: Log) -> None:
   finite (their accuracies read NaN)."""
   m = log.train_loss.shape[0]
   finite = np.isfinite(log.train_loss[:, -1])
-  for leaf in jax.tree.leaves(params):
-    finite &= np.isfinite(np.asarray(leaf)).reshape(m, -1).all(axis=1)
+  for leaf in jax.tree.leaves(params):  # reduced on the device: [M] booleans come back
+    finite &= np.asarray(jnp.isfinite(leaf).reshape(m, -1).all(axis=1))
   if not finite.all():
     bad = np.flatnonzero(~finite)
     shown = ", ".join(map(str, bad[:20])) + (", ..." if bad.size > 20 else "")
@@ -792,7 +795,7 @@ def _digest(arrays: Sequence[Any]) -> str:
       continue
     a = np.ascontiguousarray(np.asarray(a))
     h.update(f"{a.dtype.str}{a.shape}".encode())
-    h.update(a.tobytes())
+    h.update(a.reshape(-1).view(np.uint8))  # a view: a.tobytes() would copy
   return h.hexdigest()
 
 
