@@ -137,9 +137,9 @@ def mean_interval(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _member_bytes(width: int, depth: int) -> int:
   """Device bytes one product needs at once: its weights and biases through the sampler's
-  ~4 buffers (as :func:`vanish.streaming.bytes_per_member` counts them) plus the
+  3 buffers (as :func:`vanish.streaming.bytes_per_member` counts them) plus the
   ``[depth, n]`` spectrum, float32."""
-  return 4 * (4 * depth * (width * width + width) + 2 * depth * width)
+  return 4 * (3 * depth * (width * width + width) + 2 * depth * width)
 
 
 @functools.partial(jax.jit, static_argnums=(1, 3, 4))

@@ -52,6 +52,8 @@ def scan_layers(
   precision: Any,
   per_layer: PerLayer,
   carry: Any,
+  *,
+  scan_params: bool = False,
 ) -> tuple[jax.Array, Any, list[Any]]:
   """Runs the network forward, threading ``carry`` through ``per_layer`` at each layer.
 
@@ -63,6 +65,10 @@ def scan_layers(
     precision: a ``lax`` precision object.
     per_layer: ``(layer, p, h_in, preactivation, slope, carry) -> (carry, out)``.
     carry: the initial carry. Its shape may change only at segments of depth 1.
+    scan_params: scan over the parameter stacks (``xs``) rather than slice them by layer
+      (:func:`layer_params`): for a forward pass that is differentiated with respect to
+      the parameters, whose gradients then come out stacked (10 % faster training steps
+      on the CPU than slicing, whose transpose accumulates into a full-size buffer).
 
   Returns:
     ``(output, carry, outs)`` with one stacked ``out`` ``[L_s, ...]`` per segment.
@@ -72,22 +78,34 @@ def scan_layers(
   for segment, p in zip(net.segments, params, strict=True):
     layer = segment.layer
 
-    def step(state, inputs, layer=layer):
+    def step(state, inputs, layer=layer, p=p, start=segment.start):
       h, carry = state
-      p_l, index = inputs
-      h_next, pre, slope = layer.forward(p_l, h, layer_key(key, index), precision)
+      p_l, local = inputs if scan_params else (layer_params(p, inputs), inputs)
+      h_next, pre, slope = layer.forward(p_l, h, layer_key(key, start + local), precision)
       carry, out = per_layer(layer, p_l, h, pre, slope, carry)
       return (h_next, carry), out
 
-    indices = segment.start + jnp.arange(segment.depth)
+    xs = jnp.arange(segment.depth)
+    xs = (p, xs) if scan_params else xs
     if segment.fan_in != segment.fan_out:  # depth 1: the carry may change shape
-      first = jax.tree.map(lambda a: a[0], (p, indices))
-      (h, carry), out = step((h, carry), first)
+      (h, carry), out = step((h, carry), jax.tree.map(lambda a: a[0], xs))
       out = jax.tree.map(lambda a: a[None], out)
     else:
-      (h, carry), out = lax.scan(step, (h, carry), (p, indices))
+      (h, carry), out = lax.scan(step, (h, carry), xs)
     outs.append(out)
   return h, carry, outs
+
+
+def layer_params(p: dict[str, jax.Array], local: jax.Array | int) -> dict[str, jax.Array]:
+  """Layer ``local`` of a segment's stacked parameters ``[L_s, ...]``, sliced in the scan.
+
+  The scans take layer indices, not the parameter stacks, as ``xs``: under ``vmap`` over
+  members a scanned ``[M, L_s, ...]`` stack is moved to ``[L_s, M, ...]`` first, a copy of
+  every weight before the first layer runs (XLA's temp buffer grew by the weights' size,
+  and on an accelerator the chain reads each weight twice more). Sliced by the
+  unbatched index, layer l of every member is read where it lies.
+  """
+  return jax.tree.map(lambda a: lax.dynamic_index_in_dim(a, local, keepdims=False), p)
 
 
 def trace(net, params, x, key, precision):

@@ -222,11 +222,11 @@ def _backward_log_norms(net, p, xb, k, cotangent, prec, wrt):
   per_segment = []
   for segment, p_s, (h_in, _, slope) in reversed(list(zip(net.segments, p, outs, strict=True))):
     layer = segment.layer
-    keys = segment.start + jnp.arange(segment.depth)
 
-    def step(state, inputs, layer=layer):
+    def step(state, inputs, layer=layer, p_s=p_s, start=segment.start):
       log_scale, g = state
-      p_l, h_l, slope_l, index = inputs
+      h_l, slope_l, i = inputs
+      p_l, index = _engine.layer_params(p_s, i), start + i
       log_scale = log_scale + layer.slope_log_scale(slope_l)  # the actions are of e^{-s} J
       if wrt == "bias":
         local = jnp.linalg.norm(layer.bias_cotangent(p_l, slope_l, g))
@@ -236,7 +236,7 @@ def _backward_log_norms(net, p, xb, k, cotangent, prec, wrt):
       step_log, g = _engine.safe_log_norm(layer.input_cotangent(p_l, slope_l, g, prec))
       return (log_scale + step_log, g), log_norm
 
-    inputs = (p_s, h_in, slope, keys)
+    inputs = (h_in, slope, jnp.arange(segment.depth))  # layer_params: p_s is not scanned
     if segment.fan_in != segment.fan_out:
       (log_scale, g), log_norms = step((log_scale, g), jax.tree.map(lambda a: a[0], inputs))
       log_norms = log_norms[None]

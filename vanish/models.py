@@ -73,7 +73,9 @@ def apply(net: Network, params: Sequence[dict[str, jax.Array]], x: jax.Array, pr
     precision = _engine.lax_precision(_engine.check_precision(precision))
 
   def one(xb):
-    out, _, _ = _engine.scan_layers(net, params, xb, None, precision, lambda *a: (a[-1], ()), ())
+    out, _, _ = _engine.scan_layers(
+      net, params, xb, None, precision, lambda *a: (a[-1], ()), (), scan_params=True
+    )
     return out
 
   return one(x) if x.ndim == 1 else jax.vmap(one)(x)

@@ -42,10 +42,9 @@ autotune cache pins the choice (not measured).
 **Memory model** (float32, ``s = 4`` bytes; one member, B inputs, layer widths
 ``n_0 … n_L``; ``P = Σ_l (n_l n_{l−1} + n_l)`` parameters)::
 
-  bytes/member ≈ s · [ 4 P                          the sampled parameters pass through 4
-                                                     buffers: threefry bits, the normal draw,
-                                                     the scaled weights, and the transposed
-                                                     copy XLA lays out for Wᵀg (backward)
+  bytes/member ≈ s · [ 3 P                          the sampled parameters pass through up
+                                                     to 3 buffers: threefry bits, the normal
+                                                     draw and the scaled weights
                        + B Σ_l (n_{l−1} + 2 n_l)     trace kept for the backward pass:
                                                      h^{l−1}, z^l, φ'(z^l) per input (an upper
                                                      bound: XLA keeps about n_l of them)
@@ -66,20 +65,24 @@ bytes) on one CPU device (jax 0.10.2), tanh MLPs: the slope between blocks of 64
 128 members (one block a call), and a call of 4 blocks of 64 against one:
 
   =====================  ======  ========  =======  =========  ==========  ===========
-  widths × depth, B      4 s P   measured  formula  formula /  call of 1   call of 4
+  widths × depth, B      3 s P   measured  formula  formula /  call of 1   call of 4
                                  /member   /member  measured   block, MB   blocks, MB
   =====================  ======  ========  =======  =========  ==========  ===========
-  64 × 4, B = 1          266240  263800    269440   1.02       17.08       17.02
-  32 × 10, B = 1         168960  165664    173120   1.05       11.08       10.93
-  16 × 20, B = 1          87040   83896     91520   1.09        6.33        6.02
-  16 × 20, B = 8          87040   94340    121760   1.29        7.00        6.68
-  8 × 40, B = 4           46080   47956     65600   1.37        4.99        4.36
+  64 × 4, B = 1          199680   85800    202880   2.36        5.69        5.62
+  32 × 10, B = 1         126720   49368    130880   2.65        3.64        3.48
+  16 × 20, B = 1          65280   25704     69760   2.71        2.61        2.29
+  16 × 20, B = 8          65280   46116    100000   2.17        3.92        3.60
+  8 × 40, B = 4           34560   23700     54080   2.28        3.44        2.81
   =====================  ======  ========  =======  =========  ==========  ===========
 
 So a call's memory does not grow with the chunk, and the parameters dominate the
-per-member bytes (counted 4 times). On a GPU XLA fuses the sampling into fewer
-buffers, so the model is conservative there (``benchmarks/bench_chunking.py``
-records the device's peak memory next to it).
+per-member bytes. The CPU keeps about 1.2–1.3 s P of them (it fuses the sampler into
+the draw); the model counts the unfused worst case, 3 P, because no GPU has measured
+this engine yet (``benchmarks/bench_chunking.py`` records the device's peak memory next
+to it). Earlier versions scanned over the stacked weights, and ``vmap`` over members
+made XLA copy all of them to layer-major order first: 2.0 s P a member on the CPU (a call
+of one block at 64 × 4 took 8.81 MB, not 5.69), and a pass over every weight more on
+an accelerator. :func:`vanish._engine.layer_params` now slices each layer in place.
 
 **Choosing the sizes.** :func:`default_block` takes ``BLOCK`` (1024) members,
 halved while a block's working set (``block · bytes/member``) exceeds
@@ -173,7 +176,7 @@ def _model_bytes(net: Network, inputs: int, itemsize: int) -> int:
   depth = net.depth
   params = sum(widths[l + 1] * widths[l] + widths[l + 1] for l in range(depth))
   trace = inputs * sum(widths[l] + 2 * widths[l + 1] for l in range(depth))
-  return itemsize * (4 * params + trace + 6 * inputs * depth) + 8 * depth
+  return itemsize * (3 * params + trace + 6 * inputs * depth) + 8 * depth
 
 
 def bytes_per_member(net: Network, inputs: int = 1, *, dtype: Any = jnp.float32) -> int:
@@ -190,7 +193,7 @@ def bytes_per_member(net: Network, inputs: int = 1, *, dtype: Any = jnp.float32)
   Example:
     >>> import vanish as vn
     >>> round(bytes_per_member(vn.MLP([128] * 101)) / 1e6, 1)   # the paper's networks, MB
-    29.2
+    22.0
   """
   if not isinstance(net, Network):
     raise TypeError(f"net must be a vanish network (e.g. vn.MLP), got {type(net).__name__}")
