@@ -182,7 +182,7 @@ def run(args: argparse.Namespace, chunk: str) -> dict:
   wrt = "hidden" if chunk == "rnn" else "state"
   log_g = np.asarray(recurrent.log_gradient_norms_through_time(params, xs, wrt=wrt), np.float64)
   log_g = log_g.reshape(len(names), s["members"], s["sequences"], total)
-  block = max(1, STATES_BLOCK_BYTES // (4 * s["sequences"] * total * s["hidden"]))
+  block = max(1, STATES_BLOCK_BYTES // (xs.dtype.itemsize * s["sequences"] * total * s["hidden"]))
   h2 = _stationary_h2(params, xs, burn_in=s["burn_in"], block=block)  # [S·M]
   h2 = np.asarray(h2, np.float64).reshape(len(names), -1).mean(1)  # the stationary E h²
 

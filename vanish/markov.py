@@ -190,11 +190,6 @@ def _check_method(method: str) -> str:
   return method
 
 
-def _real(name: str, value: ArrayLike) -> np.ndarray:
-  """``value`` as a float64 array; booleans, strings and complex numbers are refused."""
-  return _checks.real_array(name, value)
-
-
 def _check_states(states: ArrayLike) -> np.ndarray:
   """Bool ``[M, T]`` (a single trajectory ``[T]`` becomes ``[1, T]``)."""
   s = np.asarray(states)
@@ -240,7 +235,8 @@ def binomial_interval(
     [0.2366, 0.7634]
   """
   confidence, method = _check_confidence(confidence), _check_method(method)
-  k, n = np.broadcast_arrays(_real("successes", successes), _real("trials", trials))
+  k = _checks.real_array("successes", successes)
+  k, n = np.broadcast_arrays(k, _checks.real_array("trials", trials))
   for name, value in (("successes", k), ("trials", n)):
     if not (np.isfinite(value) & (value == np.round(value))).all():
       raise ValueError(f"{name} must be whole numbers, got {value!r}")
@@ -321,7 +317,7 @@ def states(log_g: ArrayLike, threshold: float) -> np.ndarray:
     >>> markov.states(np.log([[1.0, 1e-4, 1e-2]]), np.log(1e-3)).tolist()
     [[False, True, False]]
   """
-  values = _real("log_g", log_g)
+  values = _checks.real_array("log_g", log_g)
   if values.ndim == 1:
     values = values[None]
   if values.ndim != 2 or values.size == 0:

@@ -96,13 +96,8 @@ __all__ = [
 # --------------------------------------------------------------------------- validation
 
 
-def _real(name: str, value: ArrayLike) -> np.ndarray:
-  """``value`` as float64, refusing booleans, strings and complex numbers."""
-  return _checks.real_array(name, value)
-
-
 def _finite(name: str, value: ArrayLike, ndim: int | None = None) -> np.ndarray:
-  array = _real(name, value)
+  array = _checks.real_array(name, value)
   if ndim is not None and array.ndim != ndim:
     raise ValueError(f"{name} must be {ndim}-D, got shape {array.shape}")
   if array.size == 0:
@@ -114,7 +109,7 @@ def _finite(name: str, value: ArrayLike, ndim: int | None = None) -> np.ndarray:
 
 def _grid(name: str, values: ArrayLike) -> np.ndarray:
   """A 1-D, non-empty, finite, strictly increasing grid (negative values allowed)."""
-  grid = _finite(name, np.atleast_1d(_real(name, values)), ndim=1)
+  grid = _finite(name, np.atleast_1d(_checks.real_array(name, values)), ndim=1)
   if np.any(np.diff(grid) <= 0):
     raise ValueError(f"{name} must be strictly increasing, got {grid.tolist()}")
   return grid
@@ -176,7 +171,7 @@ def classify(log_g: ArrayLike, epsilon: float = 1e-3) -> np.ndarray:
     [-1, 0, 0, 0, 1, -1]
   """
   epsilon = _unit_interval("epsilon", epsilon)
-  values = _real("log_g", log_g)
+  values = _checks.real_array("log_g", log_g)
   if np.isnan(values).any() or np.isposinf(values).any():
     raise ValueError("log_g contains NaN or +inf")
   log_eps = math.log(epsilon)
