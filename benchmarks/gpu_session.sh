@@ -2,29 +2,36 @@
 # The GPU runs the open issues still need, in stages that each fit one 10-minute command of a
 # lent machine (about 30 minutes of device time in all). Run from the repository root:
 #
-#   bash benchmarks/gpu_session.sh STAGE
+#   bash benchmarks/gpu_session.sh STAGE [STAGE ...]
 #
-# STAGE is one of
+# Each STAGE is one of
 #   kernels   the kernel tests compiled for CUDA, then bench_kernels at the paper shapes (issue 6)
 #   qr        the stable spectrum with adaptive re-orthonormalization at the paper shapes (issue 6)
 #   scale     10^6 members in bounded memory (issue 7), 64 members trained together (issue 4)
 #   full      `vanish reproduce --full` (issue 5); resumable: repeat the stage until it says done
 #   checks    on CUDA: the sampler's bits and the spectrum's member independence (tests), and
 #             net.init's sampler against jax.random's (bench_init_compile, issue 7)
+#   chains    bench_chains at the paper shapes without PyTorch: the engine that slices each
+#             layer in place (session 9) against the plain scan chain (issue 6)
 #
 # Results go to $OUT (the device tool's return folder) or, without it, benchmarks/results/;
 # every stage also records nvidia-smi and `vanish info`. Each command has its own time limit, and
 # every benchmark rewrites its JSON atomically, so a stage cut short keeps what it measured.
 set -uo pipefail
 
-stage="${1:?usage: bash benchmarks/gpu_session.sh kernels|qr|scale|full|checks}"
-case "$stage" in
-  kernels | qr | scale | full | checks) ;;
-  *)
-    echo "unknown stage '$stage': expected kernels, qr, scale, full or checks" >&2
-    exit 2
-    ;;
-esac
+[[ $# -ge 1 ]] || {
+  echo "usage: bash benchmarks/gpu_session.sh kernels|qr|scale|full|checks|chains ..." >&2
+  exit 2
+}
+for stage in "$@"; do
+  case "$stage" in
+    kernels | qr | scale | full | checks | chains) ;;
+    *)
+      echo "unknown stage '$stage': expected kernels, qr, scale, full, checks or chains" >&2
+      exit 2
+      ;;
+  esac
+done
 out="${OUT:-benchmarks/results}"
 mkdir -p "$out"
 export XLA_PYTHON_CLIENT_MEM_FRACTION="${XLA_PYTHON_CLIENT_MEM_FRACTION:-0.5}"
@@ -45,10 +52,11 @@ timed() {
 nvidia-smi >"$out/nvidia-smi.txt" 2>&1 || true
 "$py" -m vanish info >"$out/vanish-info.txt" 2>&1 || true
 
+for stage in "$@"; do
 case "$stage" in
   kernels)
-    JAX_PLATFORMS=cuda timed 200 test_kernels "$py" -m pytest tests/test_kernels.py -q -n 0 -p no:cacheprovider
-    timed 360 bench_kernels "$py" -m benchmarks.bench_kernels --size paper \
+    JAX_PLATFORMS=cuda timed 120 test_kernels "$py" -m pytest tests/test_kernels.py -q -n 0 -p no:cacheprovider
+    timed 300 bench_kernels "$py" -m benchmarks.bench_kernels --size paper \
       --out "$out/kernels_$tag.json"
     ;;
   qr)
@@ -57,13 +65,13 @@ case "$stage" in
       --out "$out/qr_adaptive_$tag.json"
     ;;
   scale)
-    timed 330 bench_chunking "$py" -m benchmarks.bench_chunking --size paper \
-      --out "$out/chunking_$tag.json"
-    timed 240 bench_ensemble_training "$py" -m benchmarks.bench_ensemble_training --full \
+    timed 300 bench_chunking "$py" -m benchmarks.bench_chunking --size paper \
+      --chunks 1024,4096,16384 --out "$out/chunking_$tag.json"
+    timed 200 bench_ensemble_training "$py" -m benchmarks.bench_ensemble_training --full \
       --out "$out/ensemble_training_$tag.json"
     ;;
   checks)
-    JAX_PLATFORMS=cuda timed 300 test_init_spectrum "$py" -m pytest tests/test_init.py \
+    JAX_PLATFORMS=cuda timed 120 test_init_spectrum "$py" -m pytest tests/test_init.py \
       tests/test_spectrum.py -q -n 0 -p no:cacheprovider -k "sample or fold_in or init or member"
     timed 240 bench_init_compile "$py" -m benchmarks.bench_init_compile --size paper \
       --out "$out/init_compile_$tag.json"
@@ -74,4 +82,9 @@ case "$stage" in
     timed 570 reproduce_full "$py" -m vanish reproduce --full --store results/full \
       --out "$out/figures_full"
     ;;
+  chains)
+    timed 200 bench_chains "$py" -m benchmarks.bench_chains --size paper --no-torch --no-scalar \
+      --budget-s 170 --out "$out/chains_engine_$tag.json"
+    ;;
 esac
+done
