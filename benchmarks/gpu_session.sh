@@ -36,7 +36,9 @@ out="${OUT:-benchmarks/results}"
 mkdir -p "$out"
 export XLA_PYTHON_CLIENT_MEM_FRACTION="${XLA_PYTHON_CLIENT_MEM_FRACTION:-0.5}"
 py="${PYTHON:-python}"
-tag="$("$py" -c 'import jax; print(jax.devices()[0].device_kind.split()[0].lower())')"
+# The chip's model ("NVIDIA H100 80GB HBM3" -> h100), else the kind's first word.
+tag="$("$py" -c 'import jax, re; k = jax.devices()[0].device_kind
+m = re.search(r"\b[A-Z]{1,2}\d{2,3}\b", k); print((m.group(0) if m else k.split()[0]).lower())')"
 
 # timed LIMIT_S NAME COMMAND...: runs COMMAND under a time limit, output to $out/NAME.log.
 timed() {

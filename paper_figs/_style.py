@@ -11,6 +11,7 @@ Conventions (so every figure reads the same):
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +19,9 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
+# fontTools, subsetting DejaVu into the PDFs, logs "'created' timestamp seems very low" for
+# every figure (the font's header date); the figures are right, the lines are noise.
+logging.getLogger("fontTools").setLevel(logging.ERROR)
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 

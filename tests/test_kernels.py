@@ -85,6 +85,20 @@ def test_box_muller_normals_are_standard_normal():
   assert np.all(np.isfinite(z)) and np.abs(z).max() < 7
 
 
+def test_uniforms_stay_inside_the_open_interval_so_no_normal_is_exactly_zero():
+  # The extreme bit patterns: the 24-bit midpoint formula rounded the top one to exactly 1,
+  # a Box–Muller radius of 0 (one weight in 2^24 exactly 0 on the H100; log|w| = -inf).
+  extremes = np.array([0, 1, 511, 512, 2**32 - 513, 2**32 - 512, 2**32 - 2, 2**32 - 1], np.uint64)
+  u = np.asarray(philox.uniform(jnp.asarray(extremes.astype(np.uint32))), np.float64)
+  k = (extremes >> 9).astype(np.float64)  # the float64 reference: (k + 1/2) / 2^23, exact
+  np.testing.assert_array_equal(u, (k + 0.5) / 2.0**23)
+  assert u.min() > 0 and u.max() < 1
+  np.testing.assert_array_equal(u + u[::-1], 1.0)  # symmetric about 1/2
+  top = jnp.full(4, 2**32 - 1, jnp.uint32)
+  radius_zero_before = philox.box_muller(philox.uniform(top), philox.uniform(top * 0))[0]
+  assert np.all(np.abs(np.asarray(radius_zero_before)) > 1e-4)
+
+
 # --------------------------------------------------------------------------- one-neuron chain
 
 SIGMOID6 = vn.MLP(

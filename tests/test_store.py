@@ -60,6 +60,35 @@ def test_a_failed_run_resumes_from_its_last_finished_chunk(tmp_path):
   assert forced.computed == 4 and calls[-4:] == [1, 2, 3, 4]
 
 
+def _nonfinite_chunk(k):
+  # NaN and inf (an estimate with no data, an infinite absorption time) and a float32 scalar:
+  # what experiments/markov.py's rows hold. Its F7 failed on a resumed --full run on the H100
+  # (session 10) because saved chunks had turned NaN into null, read back as an empty cell.
+  row = {"k": k, "q": np.float64(np.nan), "t": np.inf, "lo": -np.inf, "p": np.float32(0.1) * k}
+  return {"arrays": {f"a{k}": np.full(2, float(k))}, "rows": [row]}
+
+
+def test_a_resumed_runs_tables_equal_an_uninterrupted_runs_with_nan_inf_and_float32(tmp_path):
+  def fails_at_2(k):
+    if k == 2:
+      raise RuntimeError("interrupted")
+    return _nonfinite_chunk(k)
+
+  with pytest.raises(RuntimeError, match="interrupted"):
+    store.compute(tmp_path / "resumed", "exp", {}, fails_at_2, chunks=[1, 2], table="t")
+  resumed = store.compute(
+    tmp_path / "resumed", "exp", {}, _nonfinite_chunk, chunks=[1, 2], table="t"
+  )
+  assert (resumed.computed, resumed.reused) == (1, 1)
+  whole = store.compute(tmp_path / "whole", "exp", {}, _nonfinite_chunk, chunks=[1, 2], table="t")
+  text = (resumed.path / "t.csv").read_text()
+  assert text == (whole.path / "t.csv").read_text()
+  rows = store.load(resumed.path).tables["t"]
+  assert [float(r["q"]) for r in rows] != [float(r["q"]) for r in rows]  # NaN, not ""
+  assert [(float(r["t"]), float(r["lo"])) for r in rows] == [(np.inf, -np.inf)] * 2
+  assert float(rows[0]["p"]) == float(np.float32(0.1))  # the float32 value, exactly
+
+
 def test_a_saved_chunk_of_a_different_chunk_list_is_not_reused(tmp_path):
   def fails_at_2(k):
     if k == 2:

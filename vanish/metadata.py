@@ -46,7 +46,7 @@ def _version(package: str) -> str | None:
     return None
 
 
-def to_json(value: Any, *, where: str = "value") -> Any:
+def to_json(value: Any, *, where: str = "value", keep_nonfinite: bool = False) -> Any:
   """Converts ``value`` to plain JSON types; non-finite floats become ``None``.
 
   Numpy and JAX scalars and arrays become Python numbers and (nested) lists;
@@ -55,6 +55,8 @@ def to_json(value: Any, *, where: str = "value") -> Any:
   Args:
     value: a config value or result.
     where: a name for ``value`` used in error messages.
+    keep_nonfinite: keep NaN and ±inf as floats (for ``json.dumps``' ``NaN`` and
+      ``Infinity`` tokens, which ``json.loads`` reads back: an exact round trip).
 
   Returns:
     An equivalent object made of ``dict``, ``list``, ``str``, ``int``, ``float``,
@@ -73,20 +75,22 @@ def to_json(value: Any, *, where: str = "value") -> Any:
   if isinstance(value, int):
     return value
   if isinstance(value, float):
-    return value if math.isfinite(value) else None
+    return value if keep_nonfinite or math.isfinite(value) else None
   if isinstance(value, Mapping):
     out = {}
     for k, v in value.items():
       if not isinstance(k, str):
         raise TypeError(f"{where}: keys must be strings, got {k!r}")
-      out[k] = to_json(v, where=f"{where}[{k!r}]")
+      out[k] = to_json(v, where=f"{where}[{k!r}]", keep_nonfinite=keep_nonfinite)
     return out
   if isinstance(value, (list, tuple)):
-    return [to_json(v, where=f"{where}[{i}]") for i, v in enumerate(value)]
+    return [
+      to_json(v, where=f"{where}[{i}]", keep_nonfinite=keep_nonfinite) for i, v in enumerate(value)
+    ]
   if isinstance(value, (np.ndarray, np.generic, jax.Array)):
     array = np.asarray(value)
     if array.dtype.kind in "biuf":
-      return to_json(array.tolist(), where=where)
+      return to_json(array.tolist(), where=where, keep_nonfinite=keep_nonfinite)
   raise TypeError(f"{where} is not JSON-serializable: {type(value).__name__} {value!r}")
 
 

@@ -182,6 +182,9 @@ def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], Any]) -> P
 
 
 def _write_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
+  # Python scalars first: a row computed now (numpy float32, say) and the same row read back
+  # from a saved chunk (a Python float) must be written alike; NaN and inf stay "nan", "inf".
+  rows = [to_json(dict(row), where="table row", keep_nonfinite=True) for row in rows]
   fields = list(dict.fromkeys(key for row in rows for key in row))
   text = io.StringIO(newline="")
   writer = csv.DictWriter(text, fieldnames=fields)
@@ -292,12 +295,14 @@ def _save_chunk(
 ):
   """Writes chunk ``index`` as ``<index>.npz`` + ``<index>.json``; the JSON (written last) marks
   it finished."""
-  record = {"chunk": chunk, "code": code, "rows": list(result.get("rows", [])), "wall_time_s": wall}
+  # The rows keep NaN and inf (json's NaN/Infinity tokens): a resumed run's tables must equal
+  # an uninterrupted run's, and to_json's default would turn them into None (an empty cell).
+  rows = to_json(list(result.get("rows", [])), where="rows", keep_nonfinite=True)
+  record = {"chunk": to_json(chunk), "code": code, "rows": rows, "wall_time_s": wall}
   arrays = {k: np.asarray(v) for k, v in result["arrays"].items()}
   write_atomic(folder / f"{index}.npz", lambda handle: np.savez(handle, **arrays))
-  write_atomic(
-    folder / f"{index}.json", lambda handle: handle.write(json.dumps(to_json(record)).encode())
-  )
+  text = json.dumps(record)
+  write_atomic(folder / f"{index}.json", lambda handle: handle.write(text.encode()))
 
 
 def _load_chunk(folder: Path, index: int, chunk: Any, code: str | None) -> dict[str, Any] | None:
