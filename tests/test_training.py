@@ -9,6 +9,7 @@
 * a model and the chain functions agree on the gradients at any step of training.
 """
 
+import functools
 import gzip
 import sys
 
@@ -516,9 +517,11 @@ def test_learning_speeds_of_tiny_gradients_do_not_underflow():
   )
 
 
-def test_compiled_epoch_branches_once_for_all_members_not_per_member():
-  """The cheap norm path is a real ``lax.cond`` (a per-member predicate would make it a select
-  that computes both paths), and it agrees with the scaled path on ordinary gradients."""
+def test_compiled_step_has_no_conditional_and_the_norms_agree_with_the_scaled_path():
+  """The step logs the plain norms and an exactness flag, with no conditional (on a GPU each
+  copies its predicate to the host every step); the scaled variant is another compilation,
+  and both agree on ordinary gradients. The full-set evaluation keeps one ``lax.cond``
+  shared by all members (``pmin``): it runs once per evaluation, not per step."""
   params = tuple(  # traced only: shapes suffice, no net.init compilation
     {"w": jnp.zeros((2, s.depth, s.fan_out, s.fan_in)), "b": jnp.zeros((2, s.depth, s.fan_out))}
     for s in SHALLOW.segments
@@ -530,14 +533,23 @@ def test_compiled_epoch_branches_once_for_all_members_not_per_member():
   rates = (jnp.float32(0.1), jnp.float32(0.0))
   batches = training.epoch_batches(jax.random.key(1), 0, 20, 10)
 
-  def jaxpr(config):
+  def jaxpr(config, scaled=False):
+    epoch = functools.partial(training._run_epoch, scaled=scaled)
     return str(
-      jax.make_jaxpr(training._run_epoch, static_argnums=(0, 1))(
+      jax.make_jaxpr(epoch, static_argnums=(0, 1))(
         SHALLOW, config, rates, params, opt_state, x, y, None, None, batches
       )
     )
 
-  assert "cond[" in jaxpr(config) and "pmin" in jaxpr(config)
+  for scaled in (False, True):
+    assert "cond[" not in jaxpr(config, scaled) and "pmin" not in jaxpr(config, scaled)
+  assert jaxpr(config, True).count("reduce_max") > jaxpr(config).count("reduce_max")  # max |g|
+  evaluation = str(
+    jax.make_jaxpr(training._evaluate_members, static_argnums=(0, 1))(
+      SHALLOW, training._eval_static(training.Config(eval_speeds=True)), params, x, y, x, y
+    )
+  )
+  assert "cond[" in evaluation and "pmin" in evaluation
   # per-step logging costs what the step costs: the step's own gradients, no full-set pass
   # (the matmuls of one step's forward and backward, as for log="epoch")
   dots = {
@@ -549,13 +561,45 @@ def test_compiled_epoch_branches_once_for_all_members_not_per_member():
   assert dots[None] == jaxpr(config).count("dot_general")
   assert dots[1] > dots[None] and dots[3] == dots[1]  # evaluating steps: + the full-set pass
   grads = ({"w": jnp.full((1, 3, 4), 0.5), "b": jnp.arange(3.0)[None]},)
-  plain = jax.jit(training._layer_norms)(grads)  # sums in the safe range: the plain path
-  scaled = (
-    training._scaled_norm(grads[0]["b"], (-1,)),
-    training._scaled_norm(grads[0]["w"], (-2, -1)),
-  )
-  np.testing.assert_allclose(plain, scaled, rtol=1e-6)
+  *plain, exact = jax.jit(training._plain_layer_norms)(grads)
+  assert bool(exact)  # sums of squares in the safe range
+  np.testing.assert_allclose(plain, training._scaled_layer_norms(grads), rtol=1e-6)
   np.testing.assert_allclose(plain, ([5**0.5], [12**0.5 * 0.5]), rtol=1e-6)
+  np.testing.assert_allclose(jax.jit(training._layer_norms)(grads), plain, rtol=0)
+  tiny = jax.tree.map(lambda g: g * 1e-30, grads)
+  assert not bool(training._plain_layer_norms(tiny)[2])  # Σ g² ~ 1e-60 underflows: not exact
+
+
+def test_an_epoch_whose_norms_underflow_is_rerun_with_scaled_norms_only_then(monkeypatch):
+  """Ordinary gradients: one compiled epoch each. Gradients of ~1e-30 in one member: that
+  epoch runs again with the scaled norms, which log them (a plain Σ g² underflows to 0)."""
+  net = vn.MLP([64, 30, 10], "sigmoid", readout="linear")
+  train_set, _ = data.digits(seed=0)
+  subset = data.Dataset(train_set.x[:40], train_set.y[:40])
+  params = net.init(jax.random.key(0), 2)
+  real_epoch, calls = training._run_epoch, []
+
+  def counting(*args, scaled=False, **kwargs):
+    calls.append(scaled)
+    return real_epoch(*args, scaled=scaled, **kwargs)
+
+  monkeypatch.setattr(training, "_run_epoch", counting)
+  kw = dict(key=jax.random.key(1), epochs=2, batch_size=10, learning_rate=0.1, log="step")
+  ordinary = training.train(net, params, subset, **kw)
+  assert calls == [False, False]
+  calls.clear()
+  # member 1's readout scaled by 1e-30: its gradients of the hidden layer are ~1e-30
+  tiny = tuple(dict(p) for p in params)
+  tiny[-1]["w"] = tiny[-1]["w"].at[1].multiply(1e-30)
+  rerun = training.train(net, tiny, subset, **kw)
+  # epoch 1 reruns; by epoch 2 SGD has grown the readout and the gradients are ordinary
+  assert calls == [False, True, False]
+  first_layer = rerun.log.bias_speed[1, 0, 0]  # member 1, step 1, layer 1
+  assert 0 < first_layer < 1e-25  # logged, not underflowed to 0
+  # member 0 is unaffected (to rounding: the scaled norms are another compilation)
+  np.testing.assert_allclose(rerun.log.bias_speed[0], ordinary.log.bias_speed[0], rtol=1e-6)
+  for a, b in zip(jax.tree.leaves(rerun.params), jax.tree.leaves(ordinary.params), strict=True):
+    np.testing.assert_allclose(a[0], b[0], rtol=1e-6, atol=1e-7)
 
 
 def test_rates_given_as_zero_dimensional_arrays_are_accepted():

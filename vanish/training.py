@@ -19,10 +19,13 @@ of every layer (Nielsen, *Neural Networks and Deep Learning*, ch. 5)
 taken from the very gradients the optimizer applies (no second backward pass). A
 logged 0 means an exactly zero gradient (e.g. a dead ReLU layer), not one whose
 squares underflow float32 (below ~1e-19): the plain ``sqrt(Σ g²)`` is used when
-every member's sums of squares lie safely inside the float32 range, and otherwise
-(a ``lax.cond`` shared by the ensemble) the norms are recomputed scaled by the
-largest entry (:func:`_scaled_norm`). The logging costs +2 % of a plain step on CPU
-(``benchmarks/bench_ensemble_training.py``), +12 % in steps that take the scaled path.
+every member's sums of squares lie safely inside the float32 range in every step of
+the epoch, and otherwise the epoch is run again with the norms scaled by the largest
+entry (:func:`_scaled_norm`), from the same state (the step holds no conditional: on a
+GPU each would copy its predicate to the host every step). The logging costs +2–6 % of
+a plain step on CPU (``benchmarks/bench_ensemble_training.py``); on the H100 it cost
++28 % with a per-step ``lax.cond``, +11 % for the norms alone (session 10, before this
+design; not yet measured on a GPU).
 
 Each step also logs the *gradient-product state* of the Markov model of
 :mod:`vanish.markov`,
@@ -349,33 +352,39 @@ def _scaled_norm(g: jax.Array, axis: tuple[int, ...]) -> jax.Array:
 _SAFE_SQUARE_SUM = 2.0**-60
 
 
+def _plain_layer_norms(grads) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """Per-layer ``sqrt(Σ g²)`` for biases and weights (``[L]`` each) from segment-stacked
+  gradients, and whether all of them are exact: every sum of squares in
+  ``[_SAFE_SQUARE_SUM, inf)`` (a scalar bool). One reduction per array."""
+  bias_sums = jnp.concatenate([jnp.sum(jnp.square(g["b"]), axis=-1) for g in grads])
+  weight_sums = jnp.concatenate([jnp.sum(jnp.square(g["w"]), axis=(-2, -1)) for g in grads])
+  sums = jnp.concatenate([bias_sums, weight_sums])
+  exact = jnp.all(jnp.isfinite(sums) & (sums >= _SAFE_SQUARE_SUM))
+  return jnp.sqrt(bias_sums), jnp.sqrt(weight_sums), exact
+
+
+def _scaled_layer_norms(grads) -> tuple[jax.Array, jax.Array]:
+  """Per-layer :func:`_scaled_norm` for biases and weights, ``[L]`` each: exact at any scale."""
+  bias = jnp.concatenate([_scaled_norm(g["b"], (-1,)) for g in grads])
+  weight = jnp.concatenate([_scaled_norm(g["w"], (-2, -1)) for g in grads])
+  return bias, weight
+
+
 def _layer_norms(grads, axis_name: str | None = None) -> tuple[jax.Array, jax.Array]:
-  """Per-layer ``(‖∂C/∂b^l‖, ‖∂C/∂W^l‖_F)``, each ``[L]``, from segment-stacked gradients.
+  """Per-layer ``(‖∂C/∂b^l‖, ‖∂C/∂W^l‖_F)``, each ``[L]``, for a full-set evaluation.
 
-  The plain ``sqrt(Σ g²)`` where every sum of squares lies in
-  ``[_SAFE_SQUARE_SUM, inf)``, else :func:`_scaled_norm` for all of them (so a
-  gradient of 1e-30 logs ~1e-30, not 0, and NaN or inf propagate). Under
-  ``vmap(..., axis_name=axis_name)`` the choice is made once for all members
-  (``lax.pmin``), so it stays a real ``lax.cond`` and the common case pays for one
-  reduction per array instead of two passes (a batched predicate would turn the
-  cond into a select that computes both).
+  The plain norms where every sum of squares lies in ``[_SAFE_SQUARE_SUM, inf)``, else
+  :func:`_scaled_layer_norms` (so a gradient of 1e-30 logs ~1e-30, not 0, and NaN or inf
+  propagate). Under ``vmap(..., axis_name=axis_name)`` the choice is made once for all
+  members (``lax.pmin``), so it stays a real ``lax.cond`` (a batched predicate would turn
+  it into a select that computes both). The training step does not use it: a
+  conditional inside the step's loop would cost a device-to-host copy of its predicate
+  every step on a GPU (see :func:`_epoch`).
   """
-  bias_sums = [jnp.sum(jnp.square(g["b"]), axis=-1) for g in grads]
-  weight_sums = [jnp.sum(jnp.square(g["w"]), axis=(-2, -1)) for g in grads]
-  sums = jnp.concatenate(bias_sums + weight_sums)
-  plain = jnp.all(jnp.isfinite(sums) & (sums >= _SAFE_SQUARE_SUM))
+  bias, weight, exact = _plain_layer_norms(grads)
   if axis_name is not None:
-    plain = lax.pmin(plain.astype(jnp.int32), axis_name) > 0
-
-  def plain_norms():
-    return jnp.sqrt(jnp.concatenate(bias_sums)), jnp.sqrt(jnp.concatenate(weight_sums))
-
-  def scaled_norms():
-    bias = jnp.concatenate([_scaled_norm(g["b"], (-1,)) for g in grads])
-    weight = jnp.concatenate([_scaled_norm(g["w"], (-2, -1)) for g in grads])
-    return bias, weight
-
-  return lax.cond(plain, plain_norms, scaled_norms)
+    exact = lax.pmin(exact.astype(jnp.int32), axis_name) > 0
+  return lax.cond(exact, lambda: (bias, weight), lambda: _scaled_layer_norms(grads))
 
 
 def _log_g(bias_speed: jax.Array) -> jax.Array:
@@ -430,8 +439,17 @@ _EVAL_FIELDS = (
 )
 
 
-def _epoch(net, config, rates, params, opt_state, x, y, x_test, y_test, batches, evaluate):
+def _epoch(
+  net, config, rates, params, opt_state, x, y, x_test, y_test, batches, evaluate, *, scaled
+):
   """One epoch of ONE member (vmapped over axis ``_MEMBERS``): scan over mini-batches.
+
+  The speeds are the plain ``sqrt(Σ g²)`` (``scaled=False``), with a flag that says
+  whether all of this member's were exact (every sum of squares safely inside float32's
+  range), or :func:`_scaled_layer_norms` (``scaled=True``). No conditional runs in the
+  step: on a GPU each one copies its predicate to the host, a synchronization per step
+  (XLA's conditional thunk). :func:`train` reruns an epoch with ``scaled=True`` when a
+  flag is down, which a trained network's gradients almost never cause.
 
   The step logs the mini-batch loss, speeds and ``log_g`` of its own gradients (no extra
   pass). The full-set evaluation runs inside the step only for ``log="step"`` with
@@ -453,10 +471,14 @@ def _epoch(net, config, rates, params, opt_state, x, y, x_test, y_test, batches,
     params, opt_state = carry
     indices, flag = inputs
     (loss, _), grads = grad_fn(net, config, params, x[indices], y[indices])
-    bias, weight = _layer_norms(grads, _MEMBERS)  # the gradients that are applied next
+    if scaled:  # the gradients that are applied next
+      (bias, weight), exact = _scaled_layer_norms(grads), jnp.array(True)
+    else:
+      bias, weight, exact = _plain_layer_norms(grads)
     updates, opt_state = tx.update(grads, opt_state, params)
     params = optax.apply_updates(params, updates)
     row = {"loss": loss, "bias_speed": bias, "weight_speed": weight, "log_g": _log_g(bias)}
+    row["norms_exact"] = exact
     if config.evaluate_every == 1:
       row |= full_sets(params)
     elif config.evaluate_every is not None:
@@ -466,14 +488,18 @@ def _epoch(net, config, rates, params, opt_state, x, y, x_test, y_test, batches,
   if evaluate is None:
     evaluate = jnp.zeros(batches.shape[0], bool)
   (params, opt_state), rows = lax.scan(step, (params, opt_state), (batches, evaluate))
+  exact = jnp.all(rows.pop("norms_exact"))
   if config.log == "epoch":  # evaluated after the call, by _evaluate_members: compiled once
     rows = jax.tree.map(lambda a: jnp.mean(a, axis=0)[None], rows)
-  return params, opt_state, rows
+  return params, opt_state, rows, exact
 
 
-@functools.partial(jax.jit, static_argnames=("net", "config"))
-def _run_epoch(net, config, rates, params, opt_state, x, y, x_test, y_test, batches, evaluate=None):
-  per_member = functools.partial(_epoch, net, config, rates)
+@functools.partial(jax.jit, static_argnames=("net", "config", "scaled"))
+def _run_epoch(
+  net, config, rates, params, opt_state, x, y, x_test, y_test, batches, evaluate=None, scaled=False
+):
+  """One epoch of every member; returns ``(params, opt_state, rows, norms_exact [M])``."""
+  per_member = functools.partial(_epoch, net, config, rates, scaled=scaled)
   return jax.vmap(per_member, in_axes=(0, 0) + (None,) * 6, axis_name=_MEMBERS)(
     params, opt_state, x, y, x_test, y_test, batches, evaluate
   )
@@ -637,9 +663,10 @@ def train(
   for epoch in range(done, epochs):
     batches = epoch_batches(key, epoch, x.shape[0], config.batch_size)
     evaluate = _evaluated_steps(config, epoch * steps_per_epoch, steps_per_epoch, steps_per_epoch)
-    params, opt_state, row = _run_epoch(
-      net, _static(config), rates, params, opt_state, x, y, x_test, y_test, batches, evaluate
-    )
+    inputs = (net, _static(config), rates, params, opt_state, x, y, x_test, y_test, batches)
+    params, opt_state, row, exact = _run_epoch(*inputs, evaluate)
+    if not np.all(exact):  # a sum of squares under- or overflowed: the epoch again, scaled norms
+      params, opt_state, row, _ = _run_epoch(*inputs, evaluate, scaled=True)
     row = jax.tree.map(np.asarray, row)
     if config.evaluate_every is None:  # the epoch end, by the program of the initial evaluation
       row |= _host_rows(_evaluate_members(net, eval_config, params, x, y, x_test, y_test))
