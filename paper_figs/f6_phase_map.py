@@ -18,6 +18,7 @@ width-3 networks on the slice W_l = w·Ŵ_l, b_l = b: P(stable) over random Ŵ a
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
@@ -34,6 +35,8 @@ from vanish import store
 VANISH_RGB = np.array([0.0, 0.447, 0.698])  # Okabe–Ito blue
 STABLE_RGB = np.array([0.95, 0.95, 0.95])  # near white: nothing wrong there
 EXPLODE_RGB = np.array([0.835, 0.369, 0.0])  # vermillion
+MAX_BOUNDARY_MARKERS = 25  # (a): measured P = ½ markers per boundary, at most about this many
+SPARSE_PATHS = 100  # (b): up to this many paths are drawn at full line width
 
 
 def outcome_rgb(p_vanish, p_stable, p_explode) -> np.ndarray:
@@ -65,8 +68,10 @@ def _phase_panel(ax, a) -> None:
   finite = {"linestyle": ":", "color": "0.3"}
   _style.theory(ax, *_computed(a["mean_field_finite/vanish"], sb), label="finite width", **finite)
   _style.theory(ax, *_computed(a["mean_field_finite/explode"], sb), **finite)
-  _style.mc(ax, a["empirical/vanish"], sb, label="measured P = ½", color="white", mec="black")
-  _style.mc(ax, a["empirical/explode"], sb, color="white", mec="black")
+  every = slice(None, None, max(1, len(sb) // MAX_BOUNDARY_MARKERS))  # --full: 200 rows
+  for name, label in (("vanish", "measured P = ½"), ("explode", None)):
+    measured = a[f"empirical/{name}"][every]
+    _style.mc(ax, measured, sb[every], label=label, color="white", mec="black", ms=3.5)
   ax.set_xlim(sw[0], sw[-1])
   ax.set_ylim(sb[0], sb[-1])
   ax.set_xlabel("σ_w²")
@@ -109,11 +114,14 @@ def _tied_panel(ax, a, depth_index: int) -> None:
 def _trajectories(ax, a) -> None:
   tw, tb = a["trajectories/w"], a["trajectories/b"]
   solved = a["trajectories/solved"].astype(bool)
+  # thinner lines and marks as the start grid gets denser (--full: 33 × 17 = 561 paths)
+  thin = min(1.0, math.sqrt(SPARSE_PATHS / tw.shape[0]))
   for s in range(tw.shape[0]):
     color = "black" if solved[s] else "0.55"
-    ax.plot(tw[s], tb[s], color=color, linewidth=0.5, alpha=0.9)
-  ax.plot(tw[:, 0], tb[:, 0], "o", mfc="none", mec="black", ms=2, mew=0.4, linestyle="none")
-  ax.plot(tw[:, -1], tb[:, -1], "x", color="#D55E00", ms=2.5, mew=0.6, linestyle="none")
+    ax.plot(tw[s], tb[s], color=color, linewidth=0.5 * thin, alpha=0.9)
+  mark = {"linestyle": "none", "ms": 2 * thin}
+  ax.plot(tw[:, 0], tb[:, 0], "o", mfc="none", mec="black", mew=0.4 * thin, **mark)
+  ax.plot(tw[:, -1], tb[:, -1], "x", color="#D55E00", mew=0.6 * thin, **mark)
   teacher = a["trajectories/teacher"]
   ax.plot(*teacher, "*", color="gold", mec="black", ms=7, mew=0.5, linestyle="none")
 
