@@ -255,6 +255,28 @@ def test_dispatch_on_cpu():
     kernels.resolve("fast")
 
 
+def test_auto_leaves_calls_measured_slower_to_the_reference(monkeypatch):
+  # As on a supported GPU: "auto" resolves to the compiled kernel (stubbed: no GPU here).
+  monkeypatch.setattr(_dispatch, "resolve", lambda choice: _dispatch.KERNEL)
+
+  class KernelRan(Exception):
+    pass
+
+  def compiled_kernel(*args, **kwargs):
+    raise KernelRan
+
+  monkeypatch.setattr(small_chain, "_pallas", compiled_kernel)
+  net = vn.MLP(widths=[64] * 3, activation="tanh")
+  params = net.init(jax.random.key(0), members=2)
+  x = jnp.ones(64)
+  out = small_chain.jacobian(net, params, x, precision="highest")  # 12× slower on the H100
+  assert out.path == "reference"
+  np.testing.assert_array_equal(out.jacobian, vn.jacobian(net, params, x, precision="highest"))
+  for precision, use_kernel in (("default", "auto"), ("highest", "pallas")):
+    with pytest.raises(KernelRan):  # measured faster, or asked for explicitly
+      small_chain.jacobian(net, params, x, precision=precision, use_kernel=use_kernel)
+
+
 def test_scalar_chain_bad_inputs():
   with pytest.raises(ValueError, match="chains must be an integer >= 1"):
     ksc.monte_carlo(SIGMOID6, KEY, 0)

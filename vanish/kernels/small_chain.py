@@ -46,6 +46,10 @@ __all__ = ["WIDTHS", "JacobianChain", "jacobian", "kernel_unsupported_reason"]
 
 WIDTHS = (16, 32, 64)  # tl.dot needs every dim >= 16 and power-of-2 blocks; J of N = 128 spills
 PRECISIONS = ("highest", "default")
+# Calls the kernel can compute but "auto" leaves to the reference because it measured slower
+# there (H100, benchmarks/results/kernels_h100.json): at N = 64 and "highest" 144.5 ms against
+# the plain chain's 11.6 ms for 4096 members × depth 50 (3.0× faster at "default").
+AUTO_SLOWER = {(64, "highest"): "12× slower than the reference on the H100"}
 
 
 class JacobianChain(NamedTuple):
@@ -152,9 +156,10 @@ def jacobian(
     x: the input ``(N,)`` (a batched ``(batch, N)`` input takes the reference path).
     precision: ``"highest"`` (true float32) or ``"default"`` (TF32 tensor cores on GPUs);
       other :func:`vanish.jacobian` precisions take the reference path.
-    use_kernel: ``"auto"`` (the kernel on a supported GPU when the call is supported, else the
-      reference), ``"pallas"``, ``"interpret"`` or ``"reference"``; an explicit kernel choice
-      raises if the call is not supported.
+    use_kernel: ``"auto"`` (the kernel on a supported GPU when the call is supported and
+      not listed in :data:`AUTO_SLOWER`, else the reference), ``"pallas"``,
+      ``"interpret"`` or ``"reference"``; an explicit kernel choice raises if the call is
+      not supported.
     num_warps: Triton warps per member (default 1 for N ≤ 32, else 2).
     num_stages: Triton software-pipelining stages for the weight loads.
 
@@ -168,6 +173,10 @@ def jacobian(
   path = _dispatch.resolve(use_kernel)
   if path != _dispatch.REFERENCE:
     reason = kernel_unsupported_reason(net, x, precision)
+    if reason is None and use_kernel == "auto" and path == _dispatch.KERNEL:
+      width = net.widths[0]
+      if (width, precision) in AUTO_SLOWER:
+        path = _dispatch.REFERENCE  # supported, but measured slower: see AUTO_SLOWER
     if reason is not None:
       if use_kernel != "auto":
         raise ValueError(
