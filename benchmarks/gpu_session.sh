@@ -14,8 +14,8 @@
 #   chains    bench_chains at the paper shapes without PyTorch: the engine that slices each
 #             layer in place (session 9) against the plain scan chain (issue 6)
 #
-# Results go to $OUT (the device tool's return folder) or, without it, benchmarks/results/;
-# every stage also records nvidia-smi and `vanish info`. Each command has its own time limit, and
+# Results go to one archive, $OUT/gpu_session.tgz (with $OUT, the device tool's return folder;
+# PNG figures, no PDFs), or to benchmarks/results/; nvidia-smi and `vanish info` are recorded. Each command has its own time limit, and
 # every benchmark rewrites its JSON atomically, so a stage cut short keeps what it measured.
 set -uo pipefail
 
@@ -32,8 +32,23 @@ for stage in "$@"; do
       ;;
   esac
 done
-out="${OUT:-benchmarks/results}"
+# With $OUT (the device tool's return folder, which brings back at most 8 files) the results
+# go to a work folder and, after every command, into one archive $OUT/gpu_session.tgz, so a
+# call cut at its time limit still returns everything finished so far. Without it they go to
+# benchmarks/results/.
+if [[ -n "${OUT:-}" ]]; then
+  out="$(mktemp -d)/gpu_session"
+else
+  out=benchmarks/results
+fi
 mkdir -p "$out"
+
+# pack: rewrites $OUT/gpu_session.tgz from $out atomically (no-op without $OUT).
+pack() {
+  [[ -n "${OUT:-}" ]] || return 0
+  tar czf "$OUT/.gpu_session.tgz.tmp" --exclude='*.pdf' -C "$(dirname "$out")" "$(basename "$out")" &&
+    mv "$OUT/.gpu_session.tgz.tmp" "$OUT/gpu_session.tgz"
+}
 export XLA_PYTHON_CLIENT_MEM_FRACTION="${XLA_PYTHON_CLIENT_MEM_FRACTION:-0.5}"
 py="${PYTHON:-python}"
 # The chip's model ("NVIDIA H100 80GB HBM3" -> h100), else the kind's first word.
@@ -49,10 +64,12 @@ timed() {
   local rc=$?
   echo "$name: exit $rc after $((SECONDS - start)) s (limit $limit s)" | tee -a "$out/stages.txt"
   tail -n 5 "$out/$name.log"
+  pack
 }
 
 nvidia-smi >"$out/nvidia-smi.txt" 2>&1 || true
 "$py" -m vanish info >"$out/vanish-info.txt" 2>&1 || true
+pack
 
 for stage in "$@"; do
 case "$stage" in
@@ -83,10 +100,14 @@ case "$stage" in
     # machine keeps between calls: a stage cut at its limit resumes from its last finished chunk.
     timed 570 reproduce_full "$py" -m vanish reproduce --full --store results/full \
       --out "$out/figures_full"
+    # the store's records and tables (arrays stay on the machine: the archive must stay small)
+    find results/full \( -name '*.json' -o -name '*.csv' \) -not -path '*/.partial-*' |
+      tar czf "$out/full_store_records.tgz" -T - 2>/dev/null
+    pack
     ;;
   chains)
-    timed 200 bench_chains "$py" -m benchmarks.bench_chains --size paper --no-torch --no-scalar \
-      --budget-s 170 --out "$out/chains_engine_$tag.json"
+    timed 450 bench_chains "$py" -m benchmarks.bench_chains --size paper --no-torch --no-scalar \
+      --budget-s 400 --out "$out/chains_engine_$tag.json"
     ;;
 esac
 done
