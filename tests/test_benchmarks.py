@@ -8,6 +8,9 @@ import argparse
 import json
 import math
 import os
+import subprocess
+import tarfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -153,3 +156,36 @@ def test_positive_int_refuses_what_is_not_a_count():
   for text in ("0", "-2", "1.5", "x"):
     with pytest.raises(argparse.ArgumentTypeError, match=">= 1"):
       positive_int(text)
+
+
+FAKE_PYTHON = """#!/bin/bash
+# Stands in for python: the device tag, then each benchmark writes '{}' to its --out.
+if [[ "$1" == "-c" ]]; then echo h100; exit 0; fi
+echo "ran $*"
+for arg in "$@"; do [[ "${prev:-}" == "--out" ]] && echo '{}' > "$arg"; prev="$arg"; done
+[[ "$*" == *bench_ensemble_training* ]] && exit 3  # a failing command must not stop the stage
+exit 0
+"""
+
+
+def test_gpu_session_script_packs_every_result_into_one_archive(tmp_path):
+  root = Path(__file__).resolve().parents[1]
+  fake = tmp_path / "python"
+  fake.write_text(FAKE_PYTHON)
+  fake.chmod(0o755)
+  out = tmp_path / "out"
+  out.mkdir()
+  env = {**os.environ, "OUT": str(out), "PYTHON": str(fake)}
+  script = str(root / "benchmarks" / "gpu_session.sh")
+  bad = subprocess.run(["bash", script, "scale", "fast"], env=env, capture_output=True, text=True)
+  assert bad.returncode == 2 and "unknown stage 'fast'" in bad.stderr
+  assert not list(out.iterdir())  # refused before running anything
+  run = subprocess.run(["bash", script, "scale", "chains"], env=env, cwd=root, check=True)
+  assert run.returncode == 0
+  assert [p.name for p in out.iterdir()] == ["gpu_session.tgz"]  # one file, however many results
+  with tarfile.open(out / "gpu_session.tgz") as archive:
+    names = {Path(n).name for n in archive.getnames()}
+    stages = archive.extractfile("gpu_session/stages.txt").read().decode()
+  assert {"chunking_h100.json", "ensemble_training_h100.json", "chains_engine_h100.json"} <= names
+  assert {"bench_chunking.log", "vanish-info.txt", "nvidia-smi.txt"} <= names
+  assert "bench_ensemble_training: exit 3" in stages and "bench_chains: exit 0" in stages
