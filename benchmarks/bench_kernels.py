@@ -13,6 +13,12 @@ Two hot paths of issue 6:
   baseline is ``bench_chains.plain_chain`` (``lax.scan`` of ``J ← diag(1 − h²) W J``, vmapped),
   ours is ``vanish.kernels.small_chain.jacobian``, both on ``net.init``'s weights and one x.
 
+At ``--size paper`` each kernel is also timed over a grid of launch configurations
+(``Size.scalar_sweep``: block × warps; ``Size.small_sweep``: warps × pipelining stages;
+entries ``impl="vanish-sweep"``), and a target reports the best entry: session 10's H100 run
+timed the defaults only, and the small kernel at width 64 and ``highest`` was 12× slower
+than the plain chain there.
+
 Each entry: median time, factors/s or TFLOP/s and GB/s with % of the device's peak, the ratio
 to the baseline, the path that ran (``pallas_triton``, ``pallas_interpret`` or ``reference``),
 and a correctness check. On a CPU (``--size tiny``) the kernels run in the Pallas interpreter
@@ -54,16 +60,25 @@ class Size:
   precisions: tuple[str, ...]
   repeats: int
   check_chains: int  # chains compared exactly with the reference path
+  # launch configurations timed besides the defaults: (block, num_warps) of the one-neuron
+  # kernel at output="final", (num_warps, num_stages) of the small-width kernel
+  scalar_sweep: tuple[tuple[int, int], ...] = ()
+  small_sweep: tuple[tuple[int, int], ...] = ()
 
 
 SIZES = {
-  "tiny": Size(((2048, 10),), ((16, 32, 5),), ("highest",), 2, 256),
+  # the sweeps' one configuration each only exercises the code (the interpreter ignores them)
+  "tiny": Size(((2048, 10),), ((16, 32, 5),), ("highest",), 2, 256, ((256, 2),), ((2, 1),)),
   "paper": Size(
     ((2**20, 50), (2**24, 50)),
     ((16384, 32, 50), (4096, 64, 50), (16384, 16, 50)),
     ("highest", "default"),
     10,
     2**16,
+    # session 10 (H100): 7.9e10 factors/s at the default (512, 4), the target is 3e11
+    scalar_sweep=tuple((b, w) for b in (256, 1024, 2048) for w in (2, 4, 8)),
+    # session 10: 12x slower than the plain chain at 4096 x 64 x 50, "highest", 2 warps
+    small_sweep=tuple((w, s) for w in (1, 2, 4, 8) for s in (1, 2, 3)),
   ),
 }
 
@@ -118,13 +133,25 @@ def run_scalar(chains: int, depth: int, size: Size, device: dict[str, Any], use_
     )
     entries.append(entry)
     outs[output] = out
+  for block, num_warps in size.scalar_sweep:
+    entry, _ = _entry(
+      f"kernels.scalar_chain[final, block={block}, warps={num_warps}]",
+      "vanish-sweep",
+      kernels.resolve(use_kernel),
+      lambda block=block, num_warps=num_warps: ksc.monte_carlo(
+        net, key, chains, 1.0, output="final", use_kernel=use_kernel, block=block,
+        num_warps=num_warps,
+      )[:4],
+      size.repeats,
+    )  # fmt: skip
+    entries.append(entry)
   for e in entries:
     if "seconds" in e:
       e["factors_per_s"] = factors / e["seconds"]
       e["of_target"] = e["factors_per_s"] / SCALAR_TARGET
       if "seconds" in base and e is not base:
         e["speedup_vs_baseline"] = base["seconds"] / e["seconds"]
-  for output, e in zip(ksc.OUTPUTS, entries[1:], strict=True):
+  for output, e in zip(ksc.OUTPUTS, entries[1 : 1 + len(ksc.OUTPUTS)], strict=True):
     if "seconds" in e and written[output]:
       e["written_gbs"] = written[output] / e["seconds"] / 1e9
       e["pct_hbm_peak"] = None if hbm is None else 100 * e["written_gbs"] / hbm
@@ -194,7 +221,22 @@ def run_small(
           "against": base["name"],
           "rel_diff": common.rel_diff(out.jacobian, base_out),
         }
-    for e in (base, ours):
+    swept = []
+    for num_warps, num_stages in size.small_sweep:
+      entry, _ = _entry(
+        f"kernels.small_chain[{precision}, warps={num_warps}, stages={num_stages}]",
+        "vanish-sweep",
+        ours.get("path"),
+        lambda precision=precision, num_warps=num_warps, num_stages=num_stages: (
+          small_chain.jacobian(
+            net, params, x, precision=precision, use_kernel=use_kernel, num_warps=num_warps,
+            num_stages=num_stages,
+          ).jacobian
+        ),
+        size.repeats,
+      )  # fmt: skip
+      swept.append(entry)
+    for e in (base, ours, *swept):
       e["precision"] = precision
       if "seconds" in e:
         e["tflops"] = flops / e["seconds"] / 1e12
@@ -202,9 +244,10 @@ def run_small(
         e["pct_peak"] = None if peak is None else 100 * e["tflops"] / peak
         e["weights_gbs"] = weight_bytes / e["seconds"] / 1e9
         e["pct_hbm_peak"] = None if hbm is None else 100 * e["weights_gbs"] / hbm
-    if "seconds" in base and "seconds" in ours:
-      ours["speedup_vs_baseline"] = base["seconds"] / ours["seconds"]
-    entries += [base, ours]
+    for e in (ours, *swept):
+      if "seconds" in base and "seconds" in e:
+        e["speedup_vs_baseline"] = base["seconds"] / e["seconds"]
+    entries += [base, ours, *swept]
   return {
     "members": members,
     "width": width,
@@ -229,7 +272,8 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
     ]
   for s in report["scalar"]:
     best = max(
-      (e.get("factors_per_s", 0) for e in s["entries"] if e["impl"] == "vanish"), default=0
+      (e.get("factors_per_s", 0) for e in s["entries"] if e["impl"].startswith("vanish")),
+      default=0,
     )
     out.append(
       {
@@ -241,13 +285,22 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
   for s in report["small"]:
     if (s["members"], s["width"], s["depth"]) != (16384, 32, 50):
       continue
-    for e in s["entries"]:
-      if e["impl"] == "vanish" and "speedup_vs_baseline" in e:
+    for precision in dict.fromkeys(e["precision"] for e in s["entries"]):
+      ours = [
+        e
+        for e in s["entries"]
+        if e["impl"].startswith("vanish")
+        and e["precision"] == precision
+        and "speedup_vs_baseline" in e
+      ]
+      if ours:
+        best = max(ours, key=lambda e: e["speedup_vs_baseline"])
         out.append(
           {
-            "target": f"small width ≥ {SMALL_SPEEDUP_TARGET}× plain chain [{e['precision']}]",
-            "measured": e["speedup_vs_baseline"],
-            "met": e["speedup_vs_baseline"] >= SMALL_SPEEDUP_TARGET,
+            "target": f"small width ≥ {SMALL_SPEEDUP_TARGET}× plain chain [{precision}]",
+            "measured": best["speedup_vs_baseline"],
+            "met": best["speedup_vs_baseline"] >= SMALL_SPEEDUP_TARGET,
+            "entry": best["name"],
           }
         )
   return out

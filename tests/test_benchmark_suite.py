@@ -47,8 +47,11 @@ def test_bench_kernels_tiny(tmp_path):
   assert same["sign_mismatches"] == 0 and same["max_abs_diff_log_abs_g"] < 1e-4
   # kernel and plain-JAX baseline draw different numbers: their means agree to Monte Carlo error
   assert abs(scalar["checks"]["final_vs_baseline_statistics"]["z_score_of_mean_difference"]) < 5
+  assert [e["name"] for e in scalar["entries"] if e["impl"] == "vanish-sweep"] == [
+    "kernels.scalar_chain[final, block=256, warps=2]"  # launch configurations: one at tiny size
+  ]
   (small,) = report["small"]
-  assert {e["impl"] for e in small["entries"]} == {"baseline", "vanish"}
+  assert {e["impl"] for e in small["entries"]} == {"baseline", "vanish", "vanish-sweep"}
   assert all(_timed(e) for e in small["entries"])
 
 
