@@ -20,12 +20,15 @@ taken from the very gradients the optimizer applies (no second backward pass). A
 logged 0 means an exactly zero gradient (e.g. a dead ReLU layer), not one whose
 squares underflow float32 (below ~1e-19): the plain ``sqrt(Σ g²)`` is used when
 every member's sums of squares lie safely inside the float32 range in every step of
-the epoch, and otherwise the epoch is run again with the norms scaled by the largest
-entry (:func:`_scaled_norm`), from the same state (the step holds no conditional: on a
-GPU each would copy its predicate to the host every step). The logging costs +2–6 % of
-a plain step on CPU (``benchmarks/bench_ensemble_training.py``); on the H100 it cost
-+28 % with a per-step ``lax.cond``, +11 % for the norms alone (session 10, before this
-design; not yet measured on a GPU).
+the epoch; otherwise the epoch is run again from the same state with the norms scaled
+by the largest entry (:func:`_scaled_norm`), and so are all later epochs of the run
+(deep networks whose gradients vanish stay in that regime: one rerun, not one per
+epoch). The step chooses no branch for this: on a GPU a conditional copies its
+predicate to the host every step. On the H100 (session 10) vanish's epoch cost +28 %
+over a plain optax epoch while the step held a ``lax.cond`` for it, and the same norms
+in the plain step +11 %; the present design is not yet measured on a GPU. On the
+2-core CPU both designs cost +2–6 % (``benchmarks/bench_ensemble_training.py --quick``,
+run back to back, uncommitted), and a scaled epoch about +12 %.
 
 Each step also logs the *gradient-product state* of the Markov model of
 :mod:`vanish.markov`,
@@ -347,19 +350,35 @@ def _scaled_norm(g: jax.Array, axis: tuple[int, ...]) -> jax.Array:
   return jnp.squeeze(jnp.where(finite, scale * norm, scale), axis=axis)
 
 
-# A sum of squares at least this large lost at most n·2^-126 to float32 squares flushed
-# to zero (XLA on CPU flushes subnormals): a relative n·2^-66, below rounding.
-_SAFE_SQUARE_SUM = 2.0**-60
+def _safe_square_sum(dtype) -> float:
+  """The smallest sum of squares that is exact to rounding: one at least this large lost at
+  most ``n · tiny`` to squares flushed to zero (XLA on CPU flushes subnormals), a relative
+  ``n · 2⁻⁶⁶``. float32: 2⁻⁶⁰ (a norm of ~9e-10); float64: 2⁻⁹⁵⁶."""
+  return float(jnp.finfo(dtype).tiny) * 2.0**66
 
 
 def _plain_layer_norms(grads) -> tuple[jax.Array, jax.Array, jax.Array]:
   """Per-layer ``sqrt(Σ g²)`` for biases and weights (``[L]`` each) from segment-stacked
-  gradients, and whether all of them are exact: every sum of squares in
-  ``[_SAFE_SQUARE_SUM, inf)`` (a scalar bool). One reduction per array."""
-  bias_sums = jnp.concatenate([jnp.sum(jnp.square(g["b"]), axis=-1) for g in grads])
-  weight_sums = jnp.concatenate([jnp.sum(jnp.square(g["w"]), axis=(-2, -1)) for g in grads])
+  gradients, and whether all of them are exact (a scalar bool).
+
+  A norm is exact when its sum of squares lies in ``[_safe_square_sum, inf)``, or when
+  scaling cannot change it: every entry 0 (a dead layer: 0 is exact), or a NaN or inf
+  among them. Otherwise (entries too small or too large to square in the dtype) only
+  :func:`_scaled_layer_norms` gets it right. ``max |g|`` is a sibling of ``Σ g²``: the
+  same input and axes, one fused pass.
+  """
+
+  def sums_and_scales(axis, name):
+    squares = [jnp.sum(jnp.square(g[name]), axis=axis) for g in grads]
+    scales = [jnp.max(jnp.abs(g[name]), axis=axis) for g in grads]
+    return jnp.concatenate(squares), jnp.concatenate(scales)
+
+  bias_sums, bias_scales = sums_and_scales(-1, "b")
+  weight_sums, weight_scales = sums_and_scales((-2, -1), "w")
   sums = jnp.concatenate([bias_sums, weight_sums])
-  exact = jnp.all(jnp.isfinite(sums) & (sums >= _SAFE_SQUARE_SUM))
+  scales = jnp.concatenate([bias_scales, weight_scales])
+  representable = jnp.isfinite(sums) & (sums >= _safe_square_sum(sums.dtype))
+  exact = jnp.all(representable | (scales == 0) | ~jnp.isfinite(scales))
   return jnp.sqrt(bias_sums), jnp.sqrt(weight_sums), exact
 
 
@@ -373,7 +392,7 @@ def _scaled_layer_norms(grads) -> tuple[jax.Array, jax.Array]:
 def _layer_norms(grads, axis_name: str | None = None) -> tuple[jax.Array, jax.Array]:
   """Per-layer ``(‖∂C/∂b^l‖, ‖∂C/∂W^l‖_F)``, each ``[L]``, for a full-set evaluation.
 
-  The plain norms where every sum of squares lies in ``[_SAFE_SQUARE_SUM, inf)``, else
+  The plain norms where :func:`_plain_layer_norms` says they are exact, else
   :func:`_scaled_layer_norms` (so a gradient of 1e-30 logs ~1e-30, not 0, and NaN or inf
   propagate). Under ``vmap(..., axis_name=axis_name)`` the choice is made once for all
   members (``lax.pmin``), so it stays a real ``lax.cond`` (a batched predicate would turn
@@ -445,11 +464,11 @@ def _epoch(
   """One epoch of ONE member (vmapped over axis ``_MEMBERS``): scan over mini-batches.
 
   The speeds are the plain ``sqrt(Σ g²)`` (``scaled=False``), with a flag that says
-  whether all of this member's were exact (every sum of squares safely inside float32's
-  range), or :func:`_scaled_layer_norms` (``scaled=True``). No conditional runs in the
-  step: on a GPU each one copies its predicate to the host, a synchronization per step
-  (XLA's conditional thunk). :func:`train` reruns an epoch with ``scaled=True`` when a
-  flag is down, which a trained network's gradients almost never cause.
+  whether all of this member's were exact (:func:`_plain_layer_norms`), or
+  :func:`_scaled_layer_norms` (``scaled=True``). The norms choose no branch in the step:
+  on a GPU a conditional copies its predicate to the host, a synchronization per step
+  (XLA's conditional thunk). :func:`train` picks the variant per epoch (see there). The
+  full-set evaluation inside the step (``evaluate_every``) keeps its conditionals.
 
   The step logs the mini-batch loss, speeds and ``log_g`` of its own gradients (no extra
   pass). The full-set evaluation runs inside the step only for ``log="step"`` with
@@ -653,9 +672,9 @@ def train(
   if state is None:
     opt_state = _init_opt_state(net, _static(config), params)
     rows = [_host_rows(_evaluate_members(net, eval_config, params, x, y, x_test, y_test))]
-    done = 0
+    done, scaled = 0, False
   else:
-    params, opt_state, rows, done = state
+    params, opt_state, rows, done, scaled = state
     if done > epochs:
       raise ValueError(f"epochs ({epochs}) is below the checkpoint's epoch count ({done})")
 
@@ -664,8 +683,9 @@ def train(
     batches = epoch_batches(key, epoch, x.shape[0], config.batch_size)
     evaluate = _evaluated_steps(config, epoch * steps_per_epoch, steps_per_epoch, steps_per_epoch)
     inputs = (net, _static(config), rates, params, opt_state, x, y, x_test, y_test, batches)
-    params, opt_state, row, exact = _run_epoch(*inputs, evaluate)
-    if not np.all(exact):  # a sum of squares under- or overflowed: the epoch again, scaled norms
+    params, opt_state, row, exact = _run_epoch(*inputs, evaluate, scaled=scaled)
+    if not scaled and not np.all(exact):  # a norm under- or overflowed: again, scaled norms
+      scaled = True  # and for the rest of the run (vanishing gradients tend to stay)
       params, opt_state, row, _ = _run_epoch(*inputs, evaluate, scaled=True)
     row = jax.tree.map(np.asarray, row)
     if config.evaluate_every is None:  # the epoch end, by the program of the initial evaluation
@@ -674,7 +694,7 @@ def train(
       row |= {k: row[k][:, evaluate] for k in _EVAL_FIELDS if k in row}
     rows.append(row)
     if checkpoint and ((epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs):
-      _save_checkpoint(checkpoint, fingerprint, params, opt_state, rows, epoch + 1, key)
+      _save_checkpoint(checkpoint, fingerprint, params, opt_state, rows, epoch + 1, key, scaled)
   log = _assemble_log(rows, config, net, steps_per_epoch)
   _warn_diverged(params, log)
   return TrainResult(params, opt_state, log, epochs)
@@ -839,13 +859,14 @@ def _fingerprint(net, config, params, key, data) -> str:
   return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
 
 
-def _save_checkpoint(path, fingerprint, params, opt_state, rows, epoch, key) -> None:
+def _save_checkpoint(path, fingerprint, params, opt_state, rows, epoch, key, scaled) -> None:
   """Writes the state atomically (:func:`vanish.store.write_atomic`)."""
   path = Path(path)
   arrays = {
     "fingerprint": np.asarray(fingerprint),
     "epoch": np.asarray(epoch),
     "key": np.asarray(jax.random.key_data(key)),
+    "scaled_norms": np.asarray(scaled),  # the norms' variant of the next epochs
   }
   arrays |= {f"params/{i}": np.asarray(a) for i, a in enumerate(jax.tree.leaves(params))}
   arrays |= {f"opt/{i}": np.asarray(a) for i, a in enumerate(jax.tree.leaves(opt_state))}
@@ -885,4 +906,5 @@ def _load_checkpoint(path, fingerprint, params, net, config):
     restore("opt", opt_like),
     [rows[r] for r in sorted(rows)],
     int(stored["epoch"]),
+    bool(stored.get("scaled_norms", False)),  # absent before session 10: plain first
   )
