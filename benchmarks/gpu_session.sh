@@ -46,9 +46,18 @@ mkdir -p "$out"
 # pack: rewrites $OUT/gpu_session.tgz from $out atomically (no-op without $OUT).
 pack() {
   [[ -n "${OUT:-}" ]] || return 0
-  tar czf "$OUT/.gpu_session.tgz.tmp" --exclude='*.pdf' -C "$(dirname "$out")" "$(basename "$out")" &&
-    mv "$OUT/.gpu_session.tgz.tmp" "$OUT/gpu_session.tgz"
+  local tmp="$OUT/.gpu_session.$BASHPID.tmp"
+  tar czf "$tmp" --exclude='*.pdf' -C "$(dirname "$out")" "$(basename "$out")" &&
+    mv "$tmp" "$OUT/gpu_session.tgz"
 }
+
+# Also every 20 s, so a call cut at the device's limit (which kills this script too) still
+# returns the benchmarks' partial JSON; the last pack runs at exit.
+if [[ -n "${OUT:-}" ]]; then
+  (while sleep 20; do pack; done) &
+  packer=$!
+  trap 'kill "$packer" 2>/dev/null; wait "$packer" 2>/dev/null; rm -f "$OUT"/.gpu_session.*.tmp; pack' EXIT
+fi
 export XLA_PYTHON_CLIENT_MEM_FRACTION="${XLA_PYTHON_CLIENT_MEM_FRACTION:-0.5}"
 py="${PYTHON:-python}"
 # The chip's model ("NVIDIA H100 80GB HBM3" -> h100), else the kind's first word.

@@ -35,7 +35,7 @@ from vanish import store
 VANISH_RGB = np.array([0.0, 0.447, 0.698])  # Okabe–Ito blue
 STABLE_RGB = np.array([0.95, 0.95, 0.95])  # near white: nothing wrong there
 EXPLODE_RGB = np.array([0.835, 0.369, 0.0])  # vermillion
-MAX_BOUNDARY_MARKERS = 25  # (a): measured P = ½ markers per boundary, at most about this many
+MAX_BOUNDARY_MARKERS = 25  # (a): measured P = ½ markers per boundary, at most this many
 SPARSE_PATHS = 100  # (b): up to this many paths are drawn at full line width
 
 
@@ -68,7 +68,7 @@ def _phase_panel(ax, a) -> None:
   finite = {"linestyle": ":", "color": "0.3"}
   _style.theory(ax, *_computed(a["mean_field_finite/vanish"], sb), label="finite width", **finite)
   _style.theory(ax, *_computed(a["mean_field_finite/explode"], sb), **finite)
-  every = slice(None, None, max(1, len(sb) // MAX_BOUNDARY_MARKERS))  # --full: 200 rows
+  every = slice(None, None, -(-len(sb) // MAX_BOUNDARY_MARKERS))  # --full: 200 rows
   for name, label in (("vanish", "measured P = ½"), ("explode", None)):
     measured = a[f"empirical/{name}"][every]
     _style.mc(ax, measured, sb[every], label=label, color="white", mec="black", ms=3.5)

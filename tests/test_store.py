@@ -8,6 +8,7 @@ which computes only the rest and assembles a run identical to an uninterrupted o
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -87,6 +88,25 @@ def test_a_resumed_runs_tables_equal_an_uninterrupted_runs_with_nan_inf_and_floa
   assert [float(r["q"]) for r in rows] != [float(r["q"]) for r in rows]  # NaN, not ""
   assert [(float(r["t"]), float(r["lo"])) for r in rows] == [(np.inf, -np.inf)] * 2
   assert float(rows[0]["p"]) == float(np.float32(0.1))  # the float32 value, exactly
+
+
+def test_chunks_saved_in_the_older_format_are_recomputed(tmp_path):
+  def fails_at_2(k):
+    if k == 2:
+      raise RuntimeError("interrupted")
+    return _nonfinite_chunk(k)
+
+  with pytest.raises(RuntimeError, match="interrupted"):
+    store.compute(tmp_path, "exp", {}, fails_at_2, chunks=[1, 2], table="t")
+  (saved,) = (tmp_path / "exp").glob(".partial-*/0.json")
+  record = json.loads(saved.read_text())
+  assert record["format"] == 2 and math.isnan(record["rows"][0]["q"])
+  del record["format"]  # as written before session 10 (NaN turned into null)
+  record["rows"][0]["q"] = None
+  saved.write_text(json.dumps(record))
+  outcome = store.compute(tmp_path, "exp", {}, _nonfinite_chunk, chunks=[1, 2], table="t")
+  assert (outcome.computed, outcome.reused) == (2, 0)
+  assert [r["q"] for r in store.load(outcome.path).tables["t"]] == ["nan", "nan"]
 
 
 def test_a_saved_chunk_of_a_different_chunk_list_is_not_reused(tmp_path):

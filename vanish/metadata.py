@@ -47,7 +47,7 @@ def _version(package: str) -> str | None:
 
 
 def to_json(value: Any, *, where: str = "value", keep_nonfinite: bool = False) -> Any:
-  """Converts ``value`` to plain JSON types; non-finite floats become ``None``.
+  """Converts ``value`` to plain JSON types; non-finite floats become ``None`` (by default).
 
   Numpy and JAX scalars and arrays become Python numbers and (nested) lists;
   tuples become lists; mapping keys must be strings.
@@ -60,7 +60,8 @@ def to_json(value: Any, *, where: str = "value", keep_nonfinite: bool = False) -
 
   Returns:
     An equivalent object made of ``dict``, ``list``, ``str``, ``int``, ``float``,
-    ``bool`` and ``None`` that ``json.dumps(..., allow_nan=False)`` accepts.
+    ``bool`` and ``None`` that ``json.dumps(..., allow_nan=False)`` accepts (with
+    ``keep_nonfinite``, ``json.dumps`` with its default ``allow_nan=True``).
 
   Raises:
     TypeError: a value (named in the message) has no JSON equivalent.

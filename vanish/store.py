@@ -211,7 +211,9 @@ def save(
     experiment: the experiment's name (a folder under ``root``).
     config: the full config; its hash names the run.
     arrays: name → array, saved to ``arrays.npz``.
-    tables: name → list of row dicts, saved to ``<name>.csv``.
+    tables: name → list of row dicts, saved to ``<name>.csv``; values are numbers
+      (Python, numpy or JAX scalars; NaN and ±inf are written ``nan``, ``inf``, ``-inf``),
+      strings, booleans or None.
     precision: the matmul precision used (recorded with the metadata).
     wall_time_s: the computation's wall time.
     code: a fingerprint of the code that made the run (:func:`source_fingerprint`).
@@ -221,6 +223,7 @@ def save(
 
   Raises:
     OSError: the folder cannot be written (nothing partial is left behind).
+    TypeError: a table value has no JSON equivalent (the message names it).
   """
   final = run_folder(root, experiment, config)
   final.parent.mkdir(parents=True, exist_ok=True)
@@ -290,6 +293,9 @@ def _partial_folder(root: str | os.PathLike, experiment: str, config: Mapping[st
   return final.parent / f".partial-{final.name}"
 
 
+_CHUNK_FORMAT = 2  # 2: table rows keep NaN and ±inf (format 1 turned them into null)
+
+
 def _save_chunk(
   folder: Path, index: int, chunk: Any, result: Mapping[str, Any], wall: float, code: str | None
 ):
@@ -298,7 +304,13 @@ def _save_chunk(
   # The rows keep NaN and inf (json's NaN/Infinity tokens): a resumed run's tables must equal
   # an uninterrupted run's, and to_json's default would turn them into None (an empty cell).
   rows = to_json(list(result.get("rows", [])), where="rows", keep_nonfinite=True)
-  record = {"chunk": to_json(chunk), "code": code, "rows": rows, "wall_time_s": wall}
+  record = {
+    "format": _CHUNK_FORMAT,
+    "chunk": to_json(chunk),
+    "code": code,
+    "rows": rows,
+    "wall_time_s": wall,
+  }
   arrays = {k: np.asarray(v) for k, v in result["arrays"].items()}
   write_atomic(folder / f"{index}.npz", lambda handle: np.savez(handle, **arrays))
   text = json.dumps(record)
@@ -313,6 +325,8 @@ def _load_chunk(folder: Path, index: int, chunk: Any, code: str | None) -> dict[
     return None
   try:
     record = json.loads(record_path.read_text())
+    if record.get("format") != _CHUNK_FORMAT:  # older rows held None where NaN was: recompute
+      return None
     if record["chunk"] != to_json(chunk) or record.get("code") != code:
       return None
     with np.load(folder / f"{index}.npz") as data:

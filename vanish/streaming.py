@@ -78,12 +78,13 @@ bytes) on one CPU device (jax 0.10.2), tanh MLPs: the slope between blocks of 64
 So a call's memory does not grow with the chunk, and the parameters dominate the
 per-member bytes. The CPU keeps about 1.2–1.3 s P of them (it fuses the sampler into
 the draw); the model counts the unfused worst case, 3 P. On an H100 (session 10,
-``benchmarks/results/chunking_h100.json``) a call on blocks of 128 of the paper's
-networks (width 128, depth 100) peaked at 2.55 GB of device memory, 0.91 of the model's
-2.81 GB (``benchmarks/bench_chunking.py`` records the peak next to the model). Earlier
-versions scanned over the stacked weights, and ``vmap`` over members made XLA copy all
-of them to layer-major order first: 2.0 s P a member on the CPU (a call of one block at
-64 × 4 took 8.81 MB, not 5.69), and a pass over every weight more on an accelerator.
+``benchmarks/results/chunking_h100.json``) calls on blocks of 128 of the paper's
+networks (width 128, depth 100) peaked at 2.55 GB of device memory over the whole run,
+0.91 of the model's 2.81 GB (``benchmarks/bench_chunking.py`` records the peak next to
+the model). Earlier versions scanned over the stacked weights, and ``vmap`` over members
+made XLA copy all of them to layer-major order first: 2.0 s P a member on the CPU (a
+call of one block at 64 × 4 took 8.81 MB, not 5.69), and a pass over every weight more
+on an accelerator.
 :func:`vanish._engine.layer_params` now slices each layer in place.
 
 **Choosing the sizes.** :func:`default_block` takes ``BLOCK`` (1024) members,
