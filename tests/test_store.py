@@ -69,14 +69,20 @@ def _nonfinite_chunk(k):
   return {"arrays": {f"a{k}": np.full(2, float(k))}, "rows": [row]}
 
 
-def test_a_resumed_runs_tables_equal_an_uninterrupted_runs_with_nan_inf_and_float32(tmp_path):
+def _interrupt_nonfinite_run_at_chunk_2(root):
+  """Runs chunks [1, 2] of _nonfinite_chunk into ``root``; chunk 2 fails, chunk 1 is saved."""
+
   def fails_at_2(k):
     if k == 2:
       raise RuntimeError("interrupted")
     return _nonfinite_chunk(k)
 
   with pytest.raises(RuntimeError, match="interrupted"):
-    store.compute(tmp_path / "resumed", "exp", {}, fails_at_2, chunks=[1, 2], table="t")
+    store.compute(root, "exp", {}, fails_at_2, chunks=[1, 2], table="t")
+
+
+def test_a_resumed_runs_tables_equal_an_uninterrupted_runs_with_nan_inf_and_float32(tmp_path):
+  _interrupt_nonfinite_run_at_chunk_2(tmp_path / "resumed")
   resumed = store.compute(
     tmp_path / "resumed", "exp", {}, _nonfinite_chunk, chunks=[1, 2], table="t"
   )
@@ -91,13 +97,7 @@ def test_a_resumed_runs_tables_equal_an_uninterrupted_runs_with_nan_inf_and_floa
 
 
 def test_chunks_saved_in_the_older_format_are_recomputed(tmp_path):
-  def fails_at_2(k):
-    if k == 2:
-      raise RuntimeError("interrupted")
-    return _nonfinite_chunk(k)
-
-  with pytest.raises(RuntimeError, match="interrupted"):
-    store.compute(tmp_path, "exp", {}, fails_at_2, chunks=[1, 2], table="t")
+  _interrupt_nonfinite_run_at_chunk_2(tmp_path)
   (saved,) = (tmp_path / "exp").glob(".partial-*/0.json")
   record = json.loads(saved.read_text())
   assert record["format"] == 2 and math.isnan(record["rows"][0]["q"])

@@ -84,8 +84,7 @@ networks (width 128, depth 100) peaked at 2.55 GB of device memory over the whol
 the model). Earlier versions scanned over the stacked weights, and ``vmap`` over members
 made XLA copy all of them to layer-major order first: 2.0 s P a member on the CPU (a
 call of one block at 64 × 4 took 8.81 MB, not 5.69), and a pass over every weight more
-on an accelerator.
-:func:`vanish._engine.layer_params` now slices each layer in place.
+on an accelerator. :func:`vanish._engine.layer_params` now slices each layer in place.
 
 **Choosing the sizes.** :func:`default_block` takes ``BLOCK`` (1024) members,
 halved while a block's working set (``block · bytes/member``) exceeds

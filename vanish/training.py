@@ -497,7 +497,7 @@ def _epoch(
     updates, opt_state = tx.update(grads, opt_state, params)
     params = optax.apply_updates(params, updates)
     row = {"loss": loss, "bias_speed": bias, "weight_speed": weight, "log_g": _log_g(bias)}
-    row["norms_exact"] = exact
+    row |= {"norms_exact": exact}  # popped after the scan
     if config.evaluate_every == 1:
       row |= full_sets(params)
     elif config.evaluate_every is not None:
