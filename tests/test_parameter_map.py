@@ -261,6 +261,10 @@ def test_bad_input_raises_clear_errors():
     pm.tied_chain_descent(
       "tanh", [1.0, 2.0], [0.0], [0.0], [0.0], depth=2, learning_rate=0.1, steps=3
     )
+  with pytest.raises(ValueError, match="y must be real numbers"):  # not coerced to 1.0
+    pm.tied_chain_descent("tanh", [1.0], [0.0], [0.0], [True], depth=2, learning_rate=0.1, steps=3)
+  with pytest.raises(ValueError, match="x must be finite"):
+    pm.tied_chain_map("tanh", [1.0], [0.0], [np.inf], depth=3)
   with pytest.raises(SystemExit):
     experiment.parse_args(["--epsilon", "2"])
 

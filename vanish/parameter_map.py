@@ -97,7 +97,10 @@ __all__ = [
 
 
 def _finite(name: str, value: ArrayLike, ndim: int | None = None) -> np.ndarray:
-  array = _checks.real_array(name, value)
+  return _checked_finite(name, _checks.real_array(name, value), ndim)
+
+
+def _checked_finite(name: str, array: np.ndarray, ndim: int | None) -> np.ndarray:
   if ndim is not None and array.ndim != ndim:
     raise ValueError(f"{name} must be {ndim}-D, got shape {array.shape}")
   if array.size == 0:
@@ -107,9 +110,14 @@ def _finite(name: str, value: ArrayLike, ndim: int | None = None) -> np.ndarray:
   return array
 
 
+def _vector(name: str, values: ArrayLike) -> np.ndarray:
+  """A 1-D, non-empty, finite float64 vector; a scalar counts as one entry."""
+  return _checked_finite(name, np.atleast_1d(_checks.real_array(name, values)), ndim=1)
+
+
 def _grid(name: str, values: ArrayLike) -> np.ndarray:
   """A 1-D, non-empty, finite, strictly increasing grid (negative values allowed)."""
-  grid = _finite(name, np.atleast_1d(_checks.real_array(name, values)), ndim=1)
+  grid = _vector(name, values)
   if np.any(np.diff(grid) <= 0):
     raise ValueError(f"{name} must be strictly increasing, got {grid.tolist()}")
   return grid
@@ -298,7 +306,7 @@ def tied_chain_map(
     A :class:`ChainMap` (one jitted call for the whole grid).
   """
   w, b = _grid("w", w), _grid("b", b)
-  x = _finite("x", np.atleast_1d(np.asarray(x, np.float64)), ndim=1)
+  x = _vector("x", x)
   epsilon = _unit_interval("epsilon", epsilon)
   depths = _depths(depth)
   log_g = tied_chain_log_gradient(
@@ -735,12 +743,12 @@ def tied_chain_descent(
     [0.8, 0.1]
   """
   act = _deterministic(activation)
-  w0 = _finite("w0", np.atleast_1d(np.asarray(w0, np.float64)), ndim=1)
-  b0 = _finite("b0", np.atleast_1d(np.asarray(b0, np.float64)), ndim=1)
+  w0 = _vector("w0", w0)
+  b0 = _vector("b0", b0)
   if w0.shape != b0.shape:
     raise ValueError(f"w0 and b0 must have the same shape [S], got {w0.shape} and {b0.shape}")
-  x = _finite("x", np.atleast_1d(np.asarray(x, np.float64)), ndim=1)
-  y = _finite("y", np.atleast_1d(np.asarray(y, np.float64)), ndim=1)
+  x = _vector("x", x)
+  y = _vector("y", y)
   if x.shape != y.shape:
     raise ValueError(f"x and y must have the same shape [N], got {x.shape} and {y.shape}")
   depth = _integer("depth", depth)
