@@ -31,11 +31,12 @@ def figure_main(draw: Callable[..., list[Path]]) -> Callable[[Sequence[str] | No
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="small sizes (CPU; the default)")
     size.add_argument("--full", action="store_true", help="paper-scale sizes (one GPU)")
-    parser.add_argument("--out", type=Path, default=Path("results/figures"), help="figure folder")
+    parser.add_argument("--out", type=Path, help="figure folder (default: STORE/figures)")
     parser.add_argument("--store", type=Path, default=Path("results"), help="results store root")
     parser.add_argument("--force", action="store_true", help="recompute the experiments")
     args = parser.parse_args(argv)
-    files = draw(quick=not args.full, out_dir=args.out, store_root=args.store, force=args.force)
+    out = args.store / "figures" if args.out is None else args.out
+    files = draw(quick=not args.full, out_dir=out, store_root=args.store, force=args.force)
     for path in files:
       print(f"wrote {path}")
     return 0

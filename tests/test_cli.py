@@ -226,6 +226,10 @@ def test_reproduce_reports_a_failing_figure_and_draws_the_others(fake_figures, c
   out = capsys.readouterr().out
   assert "failed: RuntimeError: broken figure" in out
   assert (fake_figures / "figs" / "F2_fake.txt").is_file()
+  # without --out the figures go beside the results they are drawn from
+  assert cli.main(["reproduce", "--only", "F2", "--store", "other"]) == 0
+  assert "figures in other/figures/" in capsys.readouterr().out
+  assert (fake_figures / "other" / "figures" / "F2_fake.txt").is_file()
 
 
 def test_reproduce_never_fakes_a_missing_figure(tmp_path, monkeypatch, capsys):

@@ -579,6 +579,8 @@ def _run_reproduce(args: argparse.Namespace) -> int:
     return _list_figures(names, known)
   if checkout() is None:
     return _no_checkout()
+  if args.out is None:
+    args.out = str(Path(args.store) / "figures")
   start = time.perf_counter()
   print(
     f"vanish reproduce --{args.size}: {len(names)} figure(s) -> {args.out} (store: {args.store})"
@@ -820,9 +822,8 @@ def build_parser() -> argparse.ArgumentParser:
   )
   reproduce.add_argument(
     "--out",
-    default="results/figures",
     metavar="DIR",
-    help="figure folder (default: results/figures)",
+    help="figure folder (default: STORE/figures, beside the results they are drawn from)",
   )
   reproduce.add_argument(
     "--store", default="results", metavar="DIR", help="results store root (default: results)"
