@@ -83,6 +83,7 @@ def draw(*, quick: bool, out_dir, store_root, force: bool = False) -> list[Path]
   six_xi_c = cell_table(rows, sw, depths, "six_xi_c")[0]
 
   fig, axes = _style.figure(1, 2, width=_style.PAGE, height=2.7)
+  fig.get_layout_engine().set(wspace=0.06)  # (a)'s colorbar label clear of (b)'s y label
   ax = axes[0, 0]
   mesh = ax.pcolormesh(
     _edges(sw), _edges(depths), accuracy, cmap="viridis", vmin=0.0, vmax=1.0, shading="flat"
