@@ -102,7 +102,7 @@ def test_sigmoid_unstable_input_width_brute_force(w):
 
 
 # ----------------------------------------------------------------------------
-# MISSION §4: tanh(n·x) thresholds against mpmath root finding.
+# docs/seed_analysis.md §4: tanh(n·x) thresholds against mpmath root finding.
 
 
 def mp_vanish_threshold(n, depth):
@@ -169,7 +169,7 @@ def test_widest_good_interval():
   t1 = np.arctanh(np.sqrt(1 - n**-2.0)) / n
   best = theory.scaled_tanh_widest_good_n(2)
   assert best == pytest.approx(n[np.argmax(t1)], abs=2e-5)
-  assert 1.80 < best < 1.82  # not 2: MISSION §4's "n = 2" is the best integer only
+  assert 1.80 < best < 1.82  # not 2: the seed analysis's "n = 2" is the best integer only
 
 
 # ----------------------------------------------------------------------------

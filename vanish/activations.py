@@ -5,7 +5,7 @@ Every activation is an :class:`Activation`: a name, its parameters, the function
 ``(φ(z), φ'(z))``, so that is the primitive, :meth:`Activation.value_and_derivative`.
 
 The zoo covers the seed analyses (Nielsen, *Neural Networks and Deep Learning*,
-ch. 5 and ch. 3; the tanh(n·x) analysis of ``MISSION.md`` §4) and the mean-field
+ch. 5 and ch. 3; the tanh(n·x) analysis of ``docs/seed_analysis.md`` §4) and the mean-field
 literature (erf and hard-tanh have closed forms there).
 
 Example:
@@ -270,7 +270,7 @@ def tanh() -> Activation:
 def scaled_tanh(n: float = 2.0, *, _name: str = "scaled_tanh") -> Activation:
   """tanh(n·z) for any n > 0; derivative n(1 − tanh²(n·z)), at most n.
 
-  The seed analysis (``MISSION.md`` §4) asks whether the steeper slope fixes
+  The seed analysis (``docs/seed_analysis.md`` §4) asks whether the steeper slope fixes
   vanishing gradients; a tanh(n·x) network with parameters α equals a tanh(x)
   network with parameters n·α.
   """

@@ -401,7 +401,7 @@ class Centered:
 
   With ``b^1 = −W^1 x_ref`` and ``b^l = −W^l φ(0)·1`` for ``l ≥ 2`` every layer
   sees ``z^l = 0`` at ``x_ref``, the point of steepest σ: with w = 100 and sigmoid
-  each factor ``w σ'(0) = 25`` (MISSION.md §2). The network resolves this
+  each factor ``w σ'(0) = 25`` (docs/seed_analysis.md §2). The network resolves this
   initializer itself because it needs the weights and the activation.
 
   Attributes:

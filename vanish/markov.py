@@ -1,4 +1,4 @@
-"""The Markov model of gradient dynamics: the "one-way street" (MISSION.md §4).
+"""The Markov model of gradient dynamics: the "one-way street" (docs/seed_analysis.md §4).
 
 The seed analysis models training as a two-state Markov chain between a healthy
 gradient ``[g ≉ 0]`` (state 0) and a vanished one ``[g ≈ 0]`` (state 1),

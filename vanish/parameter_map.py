@@ -1,6 +1,6 @@
 """Initialization maps: which actual initial weights and biases make gradients vanish or explode.
 
-The seed analysis (``MISSION.md`` §4 (ii)) asks for a *deterministic map* of
+The seed analysis (``docs/seed_analysis.md`` §4 (ii)) asks for a *deterministic map* of
 which initial weights lead to vanishing, with trajectories from initial to final
 values. This module computes it for tiny networks, where the parameters can be
 drawn as a plane:

@@ -1,4 +1,4 @@
-"""The probabilistic model of vanishing gradients (MISSION.md §4 (i)).
+"""The probabilistic model of vanishing gradients (docs/seed_analysis.md §4 (i)).
 
 The gradient reaching an early layer is a product of per-layer factors, so
 ``log |g|`` is a *sum* of per-layer log-factors. This module turns ensembles of

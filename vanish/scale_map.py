@@ -1,7 +1,7 @@
 """Hyperparameter maps along rescaling rays: tanh(n·x) over (n, σ_w²), sigmoid over weight scale.
 
 A tanh(n·x) layer is a tanh(x) layer with weights and biases multiplied by n
-(``MISSION.md`` §4, rescaling): ``tanh(n(W h + b)) = tanh((nW) h + nb)``. The
+(``docs/seed_analysis.md`` §4, rescaling): ``tanh(n(W h + b)) = tanh((nW) h + nb)``. The
 backpropagated ``δ^l`` of the two networks differ by the same factor n at every
 layer, so the gradient's log-growth ``G = log ‖δ^1‖ − log ‖δ^L‖`` — and with it
 the whole vanishing / stable / exploding classification of
@@ -220,7 +220,7 @@ def scaled_tanh_map(
   """The (n, σ_w²) map of tanh(n·x) networks at fixed σ_b², via the rescaling identity.
 
   A tanh(n·x) MLP with weights ``N(0, σ_w²/width)`` and biases ``N(0, σ_b²)`` has
-  the log-growth of a tanh MLP at ``(n²σ_w², n²σ_b²)`` (``MISSION.md`` §4; the δ's
+  the log-growth of a tanh MLP at ``(n²σ_w², n²σ_b²)`` (``docs/seed_analysis.md`` §4; the δ's
   of the two differ by the factor n at every layer), so each cell is computed as
   that tanh cell, all in one jitted call with common random numbers.
 

@@ -6,7 +6,7 @@ arrays: the numbers that the Monte Carlo engines are tested against.
 * Nielsen, *Neural Networks and Deep Learning*, ch. 5: the sigmoid factor bounds
   (:func:`sigmoid_factor_bound`, :func:`centered_sigmoid_factor`,
   :func:`sigmoid_unstable_input_width`).
-* The tanh(n·x) analysis (``MISSION.md`` §4): where one factor cancels depth − 1
+* The tanh(n·x) analysis (``docs/seed_analysis.md`` §4): where one factor cancels depth − 1
   maximal ones (:func:`scaled_tanh_vanish_threshold`, stable for any depth) and
   where a factor exceeds one (:func:`scaled_tanh_explode_threshold`).
 * Mean-field signal propagation (Poole et al. 2016, "Exponential expressivity in
@@ -199,7 +199,7 @@ def sigmoid_unstable_input_width(w: ArrayLike) -> float | np.ndarray:
 
 
 # ----------------------------------------------------------------------------
-# MISSION §4: tanh(n·x), derivative n(1 − tanh²(n·x)) ∈ (0, n].
+# docs/seed_analysis.md §4: tanh(n·x), derivative n(1 − tanh²(n·x)) ∈ (0, n].
 
 
 def _check_n(n: ArrayLike) -> np.ndarray:
@@ -212,7 +212,7 @@ def _check_n(n: ArrayLike) -> np.ndarray:
 def scaled_tanh_vanish_threshold(n: ArrayLike, depth: ArrayLike = 2) -> float | np.ndarray:
   """The |x| beyond which one tanh(n·x) factor cancels depth − 1 maximal ones.
 
-  ``MISSION.md`` §4: n(1 − tanh²(nx)) < n^{−(depth−1)} ⟺ |x| > t with
+  ``docs/seed_analysis.md`` §4: n(1 − tanh²(nx)) < n^{−(depth−1)} ⟺ |x| > t with
   t = (1/n)·artanh(√(1 − n^{−depth})). ``depth=2`` is t₁(n), where a factor drops
   below 1/n and cancels the best possible factor n; ``depth=1`` is where the
   factor drops below 1 (:func:`scaled_tanh_explode_threshold`).
@@ -258,7 +258,7 @@ def scaled_tanh_vanish_threshold(n: ArrayLike, depth: ArrayLike = 2) -> float | 
 def scaled_tanh_explode_threshold(n: ArrayLike) -> float | np.ndarray:
   """The |x| below which the factor n(1 − tanh²(n·x)) exceeds 1.
 
-  ``MISSION.md`` §4: n(1 − tanh²(nx)) > 1 ⟺ |x| < (1/n)·artanh(√(1 − 1/n)) for
+  ``docs/seed_analysis.md`` §4: n(1 − tanh²(nx)) > 1 ⟺ |x| < (1/n)·artanh(√(1 − 1/n)) for
   n > 1. For n ≤ 1 the set is empty and the threshold is 0.0. At the threshold the
   factor equals 1 exactly.
 
@@ -278,8 +278,8 @@ def scaled_tanh_explode_threshold(n: ArrayLike) -> float | np.ndarray:
 def scaled_tanh_widest_good_n(depth: float = 2) -> float:
   """The slope n maximizing the "good" interval |x| ≤ t(n, depth) of tanh(n·x).
 
-  ``MISSION.md`` §4 says the widest good interval is at n = 2. Maximizing
-  :func:`scaled_tanh_vanish_threshold` over n > 1 says: at depth 2 the maximum is
+  The seed analysis (``docs/seed_analysis.md`` §4) puts the widest good interval at
+  n = 2. Maximizing :func:`scaled_tanh_vanish_threshold` over n > 1 says: at depth 2 the maximum is
   at n ≈ 1.81 (t = 0.6627 against t = 0.6585 at n = 2), so n = 2 is the best
   integer, not the exact optimum. As depth → ∞ the optimum tends to e.
 
@@ -860,7 +860,7 @@ def critical_sigma_w2(activation: ActivationLike, sigma_b2: float) -> float:
 
   Known values: tanh at σ_b² = 0 → 1 (q* = 0 and χ₁ = σ_w²); erf at σ_b² = 0 →
   π/4; tanh at σ_b² = 0.05 → 1.7610; tanh(n·x) at σ_b² → tanh at n²σ_b², divided
-  by n² (the rescaling of ``MISSION.md`` §4).
+  by n² (the rescaling of ``docs/seed_analysis.md`` §4).
 
   Args:
     activation: a name or an :class:`~vanish.activations.Activation`.
