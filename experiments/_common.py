@@ -17,20 +17,36 @@ import numpy as np
 from vanish import data, store
 
 
-def positive_int(text: str) -> int:
-  """argparse type: an integer ≥ 1 (``"1.5"`` and ``"x"`` are refused with the same message).
+def integer(low: int, high: int | None = None) -> Callable[[str], int]:
+  """argparse type: an integer in ``[low, high]`` (``>= low`` without ``high``); ``"1.5"`` and
+  ``"x"`` are refused with the same message, which names the allowed range.
 
   Example:
-    >>> positive_int("3")
+    >>> integer(0, 9)("3")
     3
+    >>> integer(2)("1")
+    Traceback (most recent call last):
+    argparse.ArgumentTypeError: must be an integer >= 2, got '1'
   """
-  try:
-    value = int(text)
-  except ValueError:
-    value = 0
-  if value < 1:
-    raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
-  return value
+  allowed = f">= {low}" if high is None else f"in [{low}, {high}]"
+
+  def parse(text: str) -> int:
+    try:
+      value = int(text)
+    except ValueError:
+      value = None
+    if value is None or value < low or (high is not None and value > high):
+      raise argparse.ArgumentTypeError(f"must be an integer {allowed}, got {text!r}")
+    return value
+
+  parse.__name__ = f"integer {allowed}"
+  return parse
+
+
+positive_int = integer(1)  # argparse type: an integer >= 1
+# jax.random.key keeps the low 32 bits of a seed (2**32 is the seed 0 again) and numpy's
+# generators refuse negative ones: --seed takes the 2**32 distinct seeds.
+SEED = integer(0, 2**32 - 1)
 
 
 def positive_float(text: str) -> float:
@@ -309,9 +325,10 @@ def experiment_parser(doc: str, *, quick_help: str, full_help: str) -> argparse.
   parser.set_defaults(size="quick")
   parser.add_argument(
     "--seed",
-    type=int,
+    type=SEED,
     default=0,
-    help="seed of jax.random.key, from which every random draw of the run comes (default 0)",
+    help="seed of jax.random.key, from which every random draw of the run comes "
+    "(0 to 2**32 - 1, default 0)",
   )
   parser.add_argument("--out", default="results", help="results store root (default results/)")
   parser.add_argument(
@@ -323,23 +340,41 @@ def experiment_parser(doc: str, *, quick_help: str, full_help: str) -> argparse.
 # ------------------------------------------------------------ trained on the 8×8 digits
 
 
+# The images of data.digits()'s training split: it holds out round(0.2 · 1797) = 359 of the
+# 1797 images whatever the seed. Known without loading them, so options are checked at once.
+DIGITS_TRAIN = 1438
+TRAIN_SIZE = integer(1, DIGITS_TRAIN)  # argparse type of --train-size
+
+
+def check_batch_size(
+  parser: argparse.ArgumentParser, args: argparse.Namespace, batch_size: int | None = None
+) -> None:
+  """``parser.error`` unless the batch size (``args.batch_size`` unless given) is at most the
+  training images: ``--train-size`` if given, else the digits' :data:`DIGITS_TRAIN`."""
+  batch_size = args.batch_size if batch_size is None else batch_size
+  images = args.train_size or DIGITS_TRAIN
+  if batch_size > images:
+    where = "--train-size" if args.train_size else "the digits' training images"
+    parser.error(f"--batch-size must be in [1, {images}] ({where}), got {batch_size}")
+
+
 def parse_sgd_args(
   parser: argparse.ArgumentParser, argv: Sequence[str] | None
 ) -> argparse.Namespace:
-  """Adds the SGD options to ``parser``, parses ``argv`` and checks η > 0.
+  """Adds the SGD options to ``parser``, parses ``argv`` and checks them.
 
-  The options: ``--learning-rate`` η (default 0.1), ``--batch-size`` (default 10) and
-  ``--train-size`` N (train on the first N images only; for tests). Used by
-  :mod:`experiments.activation_depth` and :mod:`experiments.learning_speeds`.
+  The options: ``--learning-rate`` η (finite, > 0; default 0.1), ``--batch-size`` (default 10;
+  at most the training images) and ``--train-size`` N (train on the first N ≤
+  :data:`DIGITS_TRAIN` images only; for tests). Used by :mod:`experiments.activation_depth` and
+  :mod:`experiments.learning_speeds`.
   """
-  parser.add_argument("--learning-rate", type=float, default=0.1, help="η (default 0.1)")
+  parser.add_argument("--learning-rate", type=positive_float, default=0.1, help="η (default 0.1)")
   parser.add_argument("--batch-size", type=positive_int, default=10, help="default 10")
   parser.add_argument(
-    "--train-size", type=positive_int, help="use only the first N training images (tests)"
+    "--train-size", type=TRAIN_SIZE, help="use only the first N training images (tests)"
   )
   args = parser.parse_args(argv)
-  if not args.learning_rate > 0:
-    parser.error(f"--learning-rate must be > 0, got {args.learning_rate}")
+  check_batch_size(parser, args)
   return args
 
 

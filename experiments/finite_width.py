@@ -50,7 +50,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import vanish as vn
-from experiments._common import cached_run, default_ensure, experiment_parser, positive_int
+from experiments._common import cached_run, default_ensure, experiment_parser, integer
 from vanish import store, theory
 
 
@@ -94,7 +94,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     quick_help="widths 4-16, depth <= 16, 2000 nets each (CPU, CI)",
     full_help="widths 8-128, depth <= 64, 8192 nets each (one GPU)",
   )
-  parser.add_argument("--members", type=positive_int, help="networks per width profile")
+  parser.add_argument(
+    "--members", type=integer(2), help="networks per width profile (>= 2: variances)"
+  )
   parser.add_argument(
     "--profiles",
     nargs="+",

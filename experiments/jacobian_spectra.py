@@ -39,7 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import vanish as vn
-from experiments._common import cached_run, default_ensure, experiment_parser, positive_int
+from experiments._common import cached_run, default_ensure, experiment_parser, integer, positive_int
 from vanish import store, theory
 
 WEIGHTS = ("gaussian", "orthogonal")
@@ -187,7 +187,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   )
   parser.add_argument("--width", type=positive_int, help="network width n")
   parser.add_argument("--depth", type=positive_int, help="depth L")
-  parser.add_argument("--members", type=positive_int, help="networks per weight distribution")
+  parser.add_argument(
+    "--members", type=integer(2), help="networks per weight distribution (>= 2: intervals)"
+  )
   parser.add_argument(
     "--density-depths", type=positive_int, nargs="+", help="depths whose spectra are stored"
   )

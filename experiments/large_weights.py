@@ -48,10 +48,14 @@ import numpy as np
 
 import vanish as vn
 from experiments._common import (
+  TRAIN_SIZE,
   add_size_overrides,
   cached_run,
+  check_batch_size,
   default_ensure,
+  digits_sets,
   experiment_parser,
+  positive_float,
   positive_int,
 )
 from vanish import data, store, training
@@ -70,20 +74,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   parser.add_argument(
     "--depths", type=positive_int, nargs="+", help="numbers of hidden layers (default by size)"
   )
-  parser.add_argument("--weights", type=float, nargs="+", help="weight values w (default by size)")
+  parser.add_argument(
+    "--weights", type=positive_float, nargs="+", help="weight values w (default by size)"
+  )
   parser.add_argument("--width", type=positive_int, default=1, help="hidden width (default 1)")
-  parser.add_argument("--sgd-lr", type=float, default=1e-3, help="SGD η (default 1e-3)")
-  parser.add_argument("--adam-lr", type=float, default=1e-3, help="Adam η (default 1e-3)")
+  parser.add_argument("--sgd-lr", type=positive_float, default=1e-3, help="SGD η (default 1e-3)")
+  parser.add_argument("--adam-lr", type=positive_float, default=1e-3, help="Adam η (default 1e-3)")
   parser.add_argument("--batch-size", type=positive_int, default=10, help="default 10")
   parser.add_argument(
-    "--train-size", type=positive_int, help="use only the first N training images (tests)"
+    "--train-size", type=TRAIN_SIZE, help="use only the first N training images (tests)"
   )
   args = parser.parse_args(argv)
-  for name in ("sgd_lr", "adam_lr"):
-    if not getattr(args, name) > 0:
-      parser.error(f"--{name.replace('_', '-')} must be > 0, got {getattr(args, name)}")
-  if args.weights and not all(np.isfinite(w) and w > 0 for w in args.weights):
-    parser.error(f"--weights must be finite and > 0, got {args.weights}")
+  check_batch_size(parser, args)
   return args
 
 
@@ -188,9 +190,7 @@ def verdict(train_loss: np.ndarray, train_accuracy: float, alive_first: float) -
 def run(args: argparse.Namespace, sizes: dict, chunk: tuple[int, float]) -> dict:
   """Reference gradients, then SGD and Adam training, for one (depth, w)."""
   depth, weight = chunk
-  train_set, test_set = data.digits(seed=args.seed)
-  if args.train_size:
-    train_set = data.Dataset(train_set.x[: args.train_size], train_set.y[: args.train_size])
+  train_set, test_set = digits_sets(args)
   net = network(depth, args.width, weight)
   params = init_params(net)
   tag = f"d{depth}_w{weight:g}"

@@ -47,7 +47,7 @@ import numpy as np
 from scipy import stats
 
 import vanish as vn
-from experiments._common import cached_run, default_ensure, experiment_parser, positive_int
+from experiments._common import cached_run, default_ensure, experiment_parser, integer, positive_int
 from vanish import store, theory
 
 TANH_SIGMA_B2 = 0.05
@@ -89,7 +89,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   parser.add_argument("--depth", type=positive_int, help="product depth L (linear and tanh)")
   parser.add_argument("--relu-depth", type=positive_int, help="ReLU depth")
   parser.add_argument("--exact-depth", type=positive_int, help="depth of the exact spectrum")
-  parser.add_argument("--members", type=positive_int, help="products per network")
+  parser.add_argument("--members", type=integer(2), help="products per network (>= 2: intervals)")
   args = parser.parse_args(argv)
   for name, value in SIZES[args.size].items():
     if getattr(args, name) is None:

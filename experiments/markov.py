@@ -45,7 +45,13 @@ import jax.numpy as jnp
 import numpy as np
 
 import vanish as vn
-from experiments._common import cached_run, default_ensure, experiment_parser, positive_int
+from experiments._common import (
+  cached_run,
+  default_ensure,
+  experiment_parser,
+  positive_int,
+  unit_fraction,
+)
 from vanish import data, markov, store, training
 
 # network -> (widths, activation, σ_w² of the weights N(0, σ_w²/n_in)); biases 0.
@@ -103,16 +109,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   )
   parser.add_argument(
     "--thresholds",
-    type=float,
+    type=unit_fraction,
     nargs="+",
     default=list(THRESHOLDS),
-    help="thresholds ε on g (default 1e-1 1e-2 1e-3 1e-4 1e-6)",
+    help="thresholds ε on g, each in (0, 1) (default 1e-1 1e-2 1e-3 1e-4 1e-6)",
   )
   args = parser.parse_args(argv)
   if args.n_train is not None and args.n_train < BATCH_SIZE:
     parser.error(f"--n-train must be >= the batch size {BATCH_SIZE}, got {args.n_train}")
-  if not all(0 < e < math.inf for e in args.thresholds):
-    parser.error(f"--thresholds must be > 0 and finite, got {args.thresholds}")
   return args
 
 

@@ -74,8 +74,11 @@ import optax
 
 import vanish as vn
 from experiments._common import (
+  TRAIN_SIZE,
   cached_run,
+  check_batch_size,
   default_ensure,
+  digits_sets,
   experiment_parser,
   positive_float,
   positive_int,
@@ -121,9 +124,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   parser.add_argument("--sgd-rate", type=positive_float, default=0.05, help="δ of SGD (0.05)")
   parser.add_argument("--adam-rate", type=positive_float, default=1e-3, help="δ_A (1e-3)")
   parser.add_argument(
-    "--train-size", type=positive_int, help="use only the first N training images (tests)"
+    "--train-size", type=TRAIN_SIZE, help="use only the first N training images (tests)"
   )
-  return parser.parse_args(argv)
+  args = parser.parse_args(argv)
+  check_batch_size(parser, args, args.batch_size or SIZES[args.size]["batch_size"])
+  return args
 
 
 def sizes_of(args: argparse.Namespace) -> dict:
@@ -284,9 +289,7 @@ def step_batches(key: jax.Array, n_examples: int, batch_size: int, steps: int) -
 
 def compare(args: argparse.Namespace, sizes: dict, n: float) -> dict:
   """Runs the tanh(n·x) references and every case for one n, in float64."""
-  train_set, _ = data.digits(seed=args.seed)
-  if args.train_size:
-    train_set = data.Dataset(train_set.x[: args.train_size], train_set.y[: args.train_size])
+  train_set, _ = digits_sets(args)
   key = jax.random.key(args.seed)
   batches = step_batches(
     jax.random.fold_in(key, 1), len(train_set.y), sizes["batch_size"], sizes["steps"]

@@ -41,6 +41,7 @@ from experiments._common import (
   cached_parts,
   default_ensure,
   experiment_parser,
+  integer,
   map_arrays,
   size_values,
 )
@@ -87,7 +88,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     __doc__, quick_help="small ensembles (CPU, CI)", full_help="paper-scale ensembles (one GPU)"
   )
   add_epsilon(parser, "|g|")
-  add_size_overrides(parser, SIZES["quick"], table=SIZES)
+  # intervals over the chains need two of them
+  add_size_overrides(parser, SIZES["quick"], {"chain_members": integer(2)}, table=SIZES)
   args = parser.parse_args(argv)
   args.sizes = size_values(args, SIZES)
   if args.sizes["depth"] < 2:

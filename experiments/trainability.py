@@ -47,7 +47,9 @@ import numpy as np
 
 import vanish as vn
 from experiments._common import (
+  TRAIN_SIZE,
   cached_run,
+  check_batch_size,
   default_ensure,
   digits_sets,
   experiment_parser,
@@ -92,7 +94,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   parser.add_argument("--learning-rate", type=positive_float, default=0.02, help="SGD η (0.02)")
   parser.add_argument("--batch-size", type=positive_int, default=32, help="default 32")
   parser.add_argument(
-    "--train-size", type=positive_int, help="use only the first N training images (tests)"
+    "--train-size", type=TRAIN_SIZE, help="use only the first N training images (tests)"
   )
   parser.add_argument(
     "--threshold",
@@ -105,6 +107,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.error(f"--threshold must lie in ({CHANCE}, 1) (above chance), got {args.threshold}")
   if args.depths and min(args.depths) < 2:
     parser.error("--depths must be >= 2 (at least one hidden layer)")
+  check_batch_size(parser, args)
   return args
 
 

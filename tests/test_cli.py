@@ -10,6 +10,7 @@ be the ones that work.
 from __future__ import annotations
 
 import doctest
+import importlib
 import json
 import math
 import re
@@ -230,6 +231,37 @@ def test_reproduce_reports_a_failing_figure_and_draws_the_others(fake_figures, c
   assert cli.main(["reproduce", "--only", "F2", "--store", "other"]) == 0
   assert "figures in other/figures/" in capsys.readouterr().out
   assert (fake_figures / "other" / "figures" / "F2_fake.txt").is_file()
+
+
+def test_reproduce_reports_a_script_whose_experiment_has_not_landed_as_missing(
+  fake_figures, monkeypatch, capsys
+):
+  """Only a missing ``experiments.<name>`` module makes a figure missing; any other import
+  error (another package's module, a name missing from a module) is a failure."""
+  scripts = {
+    "F5": "from experiments import no_such_experiment\n",
+    "F6": "import experiments.no_such_experiment\n",
+    "F7": "import no_such_package_for_vanish_tests\n",
+    "F8": "from experiments._common import no_such_helper\n",
+  }
+  package = fake_figures / "importfigs"  # a package of its own: fakefigs may be imported
+  package.mkdir()
+  (package / "__init__.py").write_text("")
+  for name, text in scripts.items():
+    (package / f"{name.lower()}.py").write_text(f"{text}def draw(**kw): pass\n")
+  importlib.invalidate_caches()
+  modules = {"F2": "fakefigs.good", **{name: f"importfigs.{name.lower()}" for name in scripts}}
+  monkeypatch.setattr(cli.Figure, "module", property(lambda self: modules.get(self.name)))
+  argv = ["reproduce", "--store", "st", "--out", "figs", "--only", "F5", "F6"]
+  assert cli.main(argv) == 2
+  out = capsys.readouterr().out
+  assert out.count("missing: no experiments/no_such_experiment.py (imported by importfigs.f") == 2
+  assert "missing   2: F5 F6" in out
+  assert cli.main([*argv, "F7", "F8", "F2"]) == 1
+  out = capsys.readouterr().out
+  assert "failed: ModuleNotFoundError: No module named 'no_such_package_for_vanish_tests'" in out
+  assert "failed: ImportError: cannot import name 'no_such_helper'" in out
+  assert "missing   2: F5 F6" in out and "failed    2: F7 F8" in out and "drawn     1: F2" in out
 
 
 def test_reproduce_never_fakes_a_missing_figure(tmp_path, monkeypatch, capsys):

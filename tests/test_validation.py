@@ -10,10 +10,14 @@ no XLA backend compilation may happen during it: the JAX caches are cleared firs
 ``/jax/core/compile/backend_compile_duration`` monitoring events are counted, so even a
 ``jnp`` operation that a cache would otherwise serve shows up as a compilation. ``SKIP``
 lists, with a reason, the values that a parameter legitimately accepts.
+
+The experiments' command lines (``vanish run NAME``) are checked the same way at the end: a
+bad option is an argparse error naming the flag and its allowed range, before any data loads.
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import inspect
 import math
@@ -25,7 +29,8 @@ import numpy as np
 import pytest
 
 import vanish as vn
-from vanish import chains, data, init, models, phase_map, recurrent
+from experiments import _common
+from vanish import chains, cli, data, init, models, phase_map, recurrent
 
 # Modules that are not entry points: the command line (tested in test_cli), its progress bar,
 # and the layer protocol the chains call inside jit (arguments are traced arrays and objects).
@@ -525,3 +530,98 @@ def test_rejects_bad_argument_naming_it_before_compiling(compiles, function, par
   problem = rejection_problem(function, parameter, value, compiles)
   if problem:  # a one-line failure: JAX-deep tracebacks would cost ~0.5 s each to format
     pytest.fail(f"{function}({parameter}={_value_id(value)}): {problem}", pytrace=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# The experiments' command lines: a bad option stops at parse time, before any data is loaded,
+# with an argparse error naming the flag and the allowed range.
+
+_DIGITS = f"[1, {_common.DIGITS_TRAIN}]"
+_SEEDS = f"[0, {2**32 - 1}]"
+BAD_OPTIONS = [
+  # batch size vs the training images (the digits' 1438, or --train-size)
+  ("rescaling", ["--quick", "--batch-size", "5000"], "--batch-size", _DIGITS),
+  ("rescaling", ["--train-size", "16"], "--batch-size", "[1, 16]"),  # the size's 32
+  ("learning_speeds", ["--batch-size", "1439"], "--batch-size", _DIGITS),
+  ("learning_speeds", ["--train-size", "5"], "--batch-size", "[1, 5]"),
+  ("activation_depth", ["--train-size", "9"], "--batch-size", "[1, 9]"),
+  ("trainability", ["--batch-size", "2000"], "--batch-size", _DIGITS),
+  ("trainability", ["--train-size", "5"], "--batch-size", "[1, 5]"),
+  ("large_weights", ["--train-size", "5"], "--batch-size", "[1, 5]"),
+  ("large_weights", ["--train-size", "1439"], "--train-size", _DIGITS),
+  ("activation_depth", ["--train-size", "0"], "--train-size", _DIGITS),
+  # learning rates: finite and > 0
+  ("learning_speeds", ["--learning-rate", "inf"], "--learning-rate", "finite number > 0"),
+  ("activation_depth", ["--learning-rate", "nan"], "--learning-rate", "finite number > 0"),
+  ("trainability", ["--learning-rate", "-1"], "--learning-rate", "finite number > 0"),
+  ("large_weights", ["--sgd-lr", "inf"], "--sgd-lr", "finite number > 0"),
+  ("large_weights", ["--adam-lr", "0"], "--adam-lr", "finite number > 0"),
+  ("large_weights", ["--weights", "4", "inf"], "--weights", "finite number > 0"),
+  # thresholds ε in (0, 1)
+  ("markov", ["--thresholds", "2"], "--thresholds", "(0, 1)"),
+  ("markov", ["--thresholds", "1e-3", "1"], "--thresholds", "(0, 1)"),
+  # seeds: the 2**32 distinct ones of jax.random.key
+  ("phase_map", ["--seed", "-1"], "--seed", _SEEDS),
+  ("rescaling", ["--seed", str(2**32)], "--seed", _SEEDS),
+  # intervals and variances over members need two of them
+  ("jacobian_spectra", ["--members", "1"], "--members", ">= 2"),
+  ("lyapunov_depth", ["--members", "1"], "--members", ">= 2"),
+  ("finite_width", ["--members", "1"], "--members", ">= 2"),
+  ("sigmoid_weights", ["--chain-members", "1"], "--chain-members", ">= 2"),
+  ("memory_task", ["--lags", "5", "1.5"], "--lags", ">= 1"),
+]
+
+
+@pytest.fixture
+def no_data(monkeypatch):
+  """The data loaders fail if called: an option check must come before them."""
+
+  def refuse(*args, **kwargs):
+    raise AssertionError("data loaded before the options were checked")
+
+  monkeypatch.setattr(data, "digits", refuse)
+  monkeypatch.setattr(data, "teacher_student", refuse)
+
+
+@pytest.mark.parametrize(
+  ("experiment", "argv", "flag", "allowed"),
+  BAD_OPTIONS,
+  ids=[f"{e}{' '.join(a)}" for e, a, *_ in BAD_OPTIONS],
+)
+def test_bad_experiment_option_is_a_parse_error_naming_flag_and_range(
+  experiment, argv, flag, allowed, no_data, capsys
+):
+  with pytest.raises(SystemExit) as error:
+    cli.main(["run", experiment, *argv, "--out", "/nonexistent/never-written"])
+  assert error.value.code == 2
+  err = capsys.readouterr().err
+  assert f"usage: vanish run {experiment}" in err
+  message = err.strip().splitlines()[-1]
+  assert flag in message and allowed in message, message
+
+
+@pytest.mark.parametrize(
+  ("experiment", "argv"),
+  [
+    ("learning_speeds", ["--train-size", "10"]),  # the batch is the whole training set
+    ("rescaling", ["--batch-size", str(_common.DIGITS_TRAIN)]),
+    ("trainability", ["--train-size", str(_common.DIGITS_TRAIN), "--batch-size", "1438"]),
+    ("markov", ["--thresholds", "0.5", "1e-9"]),
+    ("phase_map", ["--seed", str(2**32 - 1)]),
+    ("jacobian_spectra", ["--members", "2"]),
+  ],
+)
+def test_experiment_options_at_the_edge_of_their_range_are_accepted(experiment, argv):
+  importlib.import_module(f"experiments.{experiment}").parse_args(argv)
+
+
+def test_digits_training_images_known_at_parse_time():
+  """``DIGITS_TRAIN`` is what data.digits() trains on, whatever the seed of the split."""
+  for seed in (0, 7):
+    assert len(data.digits(seed=seed)[0].y) == _common.DIGITS_TRAIN
+
+
+@pytest.mark.parametrize("text", ["1.5", "x", "", "0"])
+def test_integer_option_refuses_non_integers_naming_the_range(text):
+  with pytest.raises(argparse.ArgumentTypeError, match=r"must be an integer in \[1, 9\]"):
+    _common.integer(1, 9)(text)
