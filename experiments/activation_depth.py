@@ -4,7 +4,7 @@ Every activation is trained on scikit-learn's bundled 8×8 digits (no download) 
 depths, from the SAME initial weights and biases per depth (one draw per depth, shared by
 every activation: weights N(0, 1/n_in), biases N(0, 1), Nielsen's ch. 5 initialization),
 so the activation is the only difference. Since a tanh(n·x) network with parameters α is a
-tanh(x) network with parameters n·α (MISSION.md §4), the tanh(n·x) rows are also tanh(x)
+tanh(x) network with parameters n·α (docs/seed_analysis.md §4), the tanh(n·x) rows are also tanh(x)
 networks whose hidden-layer weights and biases start n times larger and learn with rate
 η·n² (the linear readout keeps its parameters and η). Networks: 64 → 30 × depth hidden
 layers → 10 (linear readout, softmax cross-entropy), mini-batch SGD (η = 0.1, batches of

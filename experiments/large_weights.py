@@ -1,6 +1,6 @@
 """Large weights, centered biases (w = 100): exploding gradients at the reference, then training.
 
-The seed's fix for vanishing sigmoid gradients (MISSION.md §2): make every weight w = 100
+The seed's fix for vanishing sigmoid gradients (docs/seed_analysis.md §2): make every weight w = 100
 and center the biases, b^1 = −W^1 x_ref and b^l = −W^l σ(0)·1, so that every pre-activation
 is 0 at the reference input x_ref (here 0, the mean of the standardized digits). Networks
 64 → ``width`` × depth sigmoid layers → 10 linear outputs (``vanish.init.large_centered``),

@@ -1,6 +1,6 @@
 """Which initial weights make gradients vanish? Maps of tiny networks with GD trajectories.
 
-The deterministic map of the seed analysis (``MISSION.md`` §4 (ii)), for tanh:
+The deterministic map of the seed analysis (``docs/seed_analysis.md`` §4 (ii)), for tanh:
 
 * the tied one-neuron chain (every weight w, every bias b) of depth K: ``log|g_K|``
   on a grid of actual initial ``(w, b)`` for a set of inputs, classified as

@@ -146,7 +146,7 @@ def inside_t1_conditional(
   """The one-neuron chain sorted by how many pre-activations lie inside ``[−t, t]``.
 
   For tanh(2x) and ``t = t1(2)`` every slope inside is at most 2 and every slope
-  outside below 1/2 (MISSION.md §4), so with k of L inside, ``Π φ'(z_j) < 2^{2k−L}``:
+  outside below 1/2 (docs/seed_analysis.md §4), so with k of L inside, ``Π φ'(z_j) < 2^{2k−L}``:
   the per-layer log-rate ``(1/L) Σ log φ'(z_j)`` stays below ``(2k/L − 1) log 2``,
   and the slope product can reach 1 only when at least half are inside.
 

@@ -1,6 +1,6 @@
 """Is tanh(n·x) a new activation? The rescaling equivalence, step by step.
 
-The seed analysis (``MISSION.md`` §4): a network with tanh(n·x) units and parameters α
+The seed analysis (``docs/seed_analysis.md`` §4): a network with tanh(n·x) units and parameters α
 computes exactly the tanh(x) network with parameters β = n·α, so tanh(n·x) changes only
 the initialization and the effective learning rate. Derivation, for an MLP with
 ``h^l = φ(W^l h^{l−1} + b^l)`` at *every* layer, the readout included:

@@ -1,6 +1,6 @@
 """Does tanh(n·x) fix vanishing gradients? Thresholds, one-neuron chains and the (n, σ_w²) map.
 
-The seed analysis (MISSION.md §4): the factor n·tanh'(n·x) reaches n, but it is
+The seed analysis (docs/seed_analysis.md §4): the factor n·tanh'(n·x) reaches n, but it is
 above 1 only for |x| < t_explode(n) = artanh(√(1 − 1/n))/n, and one factor cancels
 K − 1 maximal ones for |x| > t_K(n) = artanh(√(1 − n^{−K}))/n. This computes
 

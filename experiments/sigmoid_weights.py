@@ -1,6 +1,6 @@
 """Why large weights don't help sigmoid: the factor w·σ'(w·a + b), centered biases, scale maps.
 
-Nielsen ch. 5 (MISSION.md §2): σ' ≤ 1/4, so every factor of the backpropagated
+Nielsen ch. 5 (docs/seed_analysis.md §2): σ' ≤ 1/4, so every factor of the backpropagated
 product is at most |w|/4, and σ'(w·a + b) itself depends on w. This computes
 
 * the one-neuron factor |w·σ'(w·a)| on a (w, a) grid, and the width of the inputs
