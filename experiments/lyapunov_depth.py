@@ -91,13 +91,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   parser.add_argument("--exact-depth", type=positive_int, help="depth of the exact spectrum")
   parser.add_argument("--members", type=integer(2), help="products per network (>= 2: intervals)")
   args = parser.parse_args(argv)
+  given = {name for name in SIZES[args.size] if getattr(args, name) is not None}
   for name, value in SIZES[args.size].items():
-    if getattr(args, name) is None:
+    if name not in given:
       setattr(args, name, value)
   if args.width < 2:
     parser.error(f"--width must be >= 2, got {args.width}")
-  args.relu_depth = min(args.relu_depth, args.depth)
-  args.exact_depth = min(args.exact_depth, args.depth)
+  for name in ("relu_depth", "exact_depth"):
+    flag = "--" + name.replace("_", "-")
+    if name in given and getattr(args, name) > args.depth:
+      parser.error(f"{flag} must be in [1, --depth = {args.depth}], got {getattr(args, name)}")
+    setattr(args, name, min(getattr(args, name), args.depth))  # a default follows a small --depth
   return args
 
 

@@ -569,6 +569,9 @@ BAD_OPTIONS = [
   ("finite_width", ["--members", "1"], "--members", ">= 2"),
   ("sigmoid_weights", ["--chain-members", "1"], "--chain-members", ">= 2"),
   ("memory_task", ["--lags", "5", "1.5"], "--lags", ">= 1"),
+  # depths of the sub-products fit inside the product
+  ("lyapunov_depth", ["--depth", "100", "--relu-depth", "101"], "--relu-depth", "[1, --depth"),
+  ("lyapunov_depth", ["--exact-depth", "1001"], "--exact-depth", "[1, --depth = 1000]"),
 ]
 
 
@@ -609,10 +612,16 @@ def test_bad_experiment_option_is_a_parse_error_naming_flag_and_range(
     ("markov", ["--thresholds", "0.5", "1e-9"]),
     ("phase_map", ["--seed", str(2**32 - 1)]),
     ("jacobian_spectra", ["--members", "2"]),
+    ("lyapunov_depth", ["--depth", "100", "--relu-depth", "100"]),
   ],
 )
 def test_experiment_options_at_the_edge_of_their_range_are_accepted(experiment, argv):
   importlib.import_module(f"experiments.{experiment}").parse_args(argv)
+
+
+def test_a_small_depth_lowers_the_default_sub_product_depths():
+  args = importlib.import_module("experiments.lyapunov_depth").parse_args(["--depth", "100"])
+  assert (args.relu_depth, args.exact_depth) == (100, 100)  # the defaults are 250
 
 
 def test_digits_training_images_known_at_parse_time():
