@@ -1,11 +1,11 @@
 """Early layers learn slower: the per-layer learning speeds ‖∂C/∂b^l‖ of Nielsen's networks.
 
 (a) At initialization the speed of a sigmoid network's hidden layers falls geometrically
-towards the input, for 2, 3 and 4 hidden layers of 30 units (weights N(0, 1/n_in), biases
-N(0, 1)), on 8×8 digits; open markers on dotted lines are Nielsen's MNIST values (ch. 5) for the
-same depths. (b) With the same initial weights and biases, tanh, ReLU, LeCun's
-1.7159·tanh(2x/3) and tanh(2x) narrow the spread from the first to the last hidden layer from
-about 100× (sigmoid) to a few-fold. (c) The speeds of the 4-hidden-layer sigmoid network during
+towards the input, for 2, 3 and 4 hidden layers (2 and 4 in --quick) of 30 units (weights
+N(0, 1/n_in), biases N(0, 1)), on 8×8 digits; open markers on dotted lines are Nielsen's MNIST
+values (ch. 5) for the same depths. (b) With the same initial weights and biases, tanh, ReLU,
+LeCun's 1.7159·tanh(2x/3) and tanh(2x) narrow the spread from the first to the last hidden layer
+from about 100× (sigmoid) to a few-fold. (c) The speeds of the 4-hidden-layer sigmoid network during
 SGD training (η = 0.1, batches of 10): the gap persists. (d) The ratio of the first to the last
 hidden layer's speed during training (1: equal speeds). Points are geometric means over the
 ensemble with 95 % intervals (t over members, in log space); speeds are of the full training

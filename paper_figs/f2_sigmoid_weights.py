@@ -14,9 +14,20 @@ with w ~ N(0, s²): P(|g_K| < ε) versus s, lowest at moderate s (s ≈ 0.7 at K
 K = 5: the minimum moves to larger s with depth) and ≈ 1 at every s at the deepest K.
 (e) Full-width sigmoid nets with weights N(0, s²/width): P(explode) − P(vanish) at depth K,
 measured P = ½ contours (solid) and the mean-field lines χ₁ = 1 (dashed) and
-χ₁^{(K−1)/2} = ε^{±1} (dotted). (f) The measured mean log-growth across depth K (points)
-against the mean-field ((K − 1)/2)·log χ₁ (lines); the dotted lines are the vanish and
-explode thresholds ±ln(1/ε).
+χ₁^{(K−1)/2} = ε^{±1} (dotted); at --quick size the nets do not explode where the mean field
+says they do (see (f)). (f) The log-growth log‖δ¹‖ − log‖δ^K‖ of one input per member, averaged over
+the ensemble of width-n nets (points, 95 % t intervals over the members), against the mean-field
+((K − 1)/2)·ln χ₁ (lines); the dotted lines are the vanish and explode thresholds ±ln(1/ε). Up to
+s ≈ 10 the points lie at most ≈ 3 below the lines, of the size of the first-order finite-width
+correction −(K − 1)(3κ − 1)/(4n), κ = E σ'⁴/(E σ'²)². Beyond, the mean field fails at the
+--quick width n = 24 (K = 24): the lines rise to +29 at s = 128, the points fall to ≈ −50. The
+mean field takes infinitely many units with Gaussian preactivations of variance q* ≈ s²/2, so
+that every layer multiplies ‖δ‖ by ≈ √χ₁; at large s only a fraction ≈ 5.7/s of the units is
+unsaturated (|z| < 5, σ' > 0.007), about one of 24 at s = 128, so each layer's factor rests on a
+few units and fluctuates wildly (the relative variance of its square, (3κ − 1)/n with κ ≈ 0.45 s,
+is ≈ 7 at s = 128), and the mean of its logarithm falls far below ½ ln χ₁, further than the
+first-order correction predicts (−13 at s = 128). At --full width (n = 256, K = 50) the points
+follow the lines further and lie ≈ 10 below them at s = 128 (51 against 61; first order: 53).
 """
 
 from __future__ import annotations
@@ -24,11 +35,15 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import jax
 import numpy as np
+from scipy import stats
 
 from experiments import sigmoid_weights as experiment
 from paper_figs import _style, figure_main
-from vanish import store
+from vanish import phase_map, store
+
+MAP_KEY = 2  # experiments.sigmoid_weights.sigmoid_map draws with fold_in(key(seed), 2)
 
 
 def _factor_panel(ax, fig, a):
@@ -60,6 +75,52 @@ def _map_panel(ax, a, cfg):
   ax.set_xscale("log")
   ax.set_xlabel(r"weight scale s ($\sigma_w = s$)")
   ax.set_ylabel(r"$\sigma_b^2$")
+
+
+def member_growth(a, cfg, rows) -> np.ndarray:
+  """``[rows, X, members]`` each member's log-growth on rows ``rows`` of the (s, σ_b²) map.
+
+  The store keeps only each cell's mean, so the members' values are recomputed with the
+  experiment's key and sizes (common random numbers: the very samples of the stored run) and
+  checked against the stored means.
+  """
+  scale, sigma_b2 = a["map/scale"], a["map/sigma_b2"][rows]
+  shape = (len(rows), scale.size)
+  growth = phase_map.cell_log_growth(
+    "sigmoid",
+    np.broadcast_to(scale**2, shape),
+    np.broadcast_to(sigma_b2[:, None], shape),
+    width=cfg["width"],
+    depth=cfg["depth"],
+    members=cfg["members"],
+    key=jax.random.fold_in(jax.random.key(cfg["seed"]), MAP_KEY),
+    precision=cfg["precision"],
+  )
+  growth = np.asarray(growth, np.float64)[..., 0]
+  finite = np.where(np.isfinite(growth), growth, np.nan)  # the stored mean skips −inf
+  stored = a["map/mean_log_growth"][rows]
+  error = np.abs(np.nanmean(finite, axis=-1) - stored)
+  if not np.all(error <= 1e-3 + 1e-4 * np.abs(stored)):
+    raise RuntimeError(
+      "F2(f): the recomputed members do not reproduce the stored mean log-growths (largest"
+      f" difference {np.nanmax(error):.3g}); recompute the run with --force"
+    )
+  return finite
+
+
+def mean_interval(samples: np.ndarray, confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+  """The t interval of the mean over the last axis (NaN entries left out).
+
+  Example:
+    >>> lo, hi = mean_interval(np.array([[1.0, 2.0, 3.0, np.nan]]))
+    >>> [round(float(v), 3) for v in (lo[0], hi[0])]
+    [-0.484, 4.484]
+  """
+  n = np.sum(np.isfinite(samples), axis=-1)
+  mean = np.nanmean(samples, axis=-1)
+  half = stats.t.ppf(0.5 + confidence / 2, n - 1) * np.nanstd(samples, axis=-1, ddof=1)
+  half = half / np.sqrt(n)
+  return mean - half, mean + half
 
 
 def draw(*, quick: bool, out_dir, store_root, force: bool = False) -> list[Path]:
@@ -151,6 +212,7 @@ def draw(*, quick: bool, out_dir, store_root, force: bool = False) -> list[Path]
 
   # measured mean log-growth across depth vs the mean-field ((K − 1)/2) log χ₁
   rows = [0, a["map/sigma_b2"].size - 1]
+  lo, hi = mean_interval(member_growth(a, cfg, rows))
   for j, i in enumerate(rows):
     b2 = a["map/sigma_b2"][i]
     t = int(np.argmin(np.abs(a["theory/sigma_b2"] - b2)))
@@ -163,7 +225,13 @@ def draw(*, quick: bool, out_dir, store_root, force: bool = False) -> list[Path]
       label=r"mean field $\frac{K-1}{2}\ln\chi_1$" if j == 0 else None,
     )
     _style.mc(
-      ax_g, a["map/scale"], a["map/mean_log_growth"][i], color=c, label=rf"$\sigma_b^2$ = {b2:g}"
+      ax_g,
+      a["map/scale"],
+      a["map/mean_log_growth"][i],
+      lo[j],
+      hi[j],
+      color=c,
+      label=rf"$\sigma_b^2$ = {b2:g}",
     )
   threshold = rf"$\pm\ln(1/\varepsilon)$, $\varepsilon$ = {cfg['epsilon']:g}"
   for sign, label in ((1, threshold), (-1, None)):

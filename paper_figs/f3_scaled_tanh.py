@@ -5,17 +5,22 @@ along the rays n²(σ_w², σ_b²) of the tanh phase map.
 
 (a) n·tanh'(n·x) for n = 1, 2, 4, 8; a factor above the dotted line 1 amplifies the
 gradient. (b) Thresholds versus n (lines: ``vanish.theory``; points: Monte Carlo, the
-fraction of x ~ U(−A, A) past the level times A, 95 % intervals). (c) The one-neuron
-chain (w, b, x ~ N(0, 1)): P(|g_K| < ε) at depths K versus n. (d) Full-width tanh(n·x)
-nets at fixed σ_b²: P(explode) − P(vanish) of the gradient's growth across depth K
-(blue: vanishes, red: explodes, white: stable), measured contours P = ½ (solid) and the
-mean-field lines χ₁ = 1 and χ₁^{(K−1)/2} = ε^{±1} (dashed, dotted).
+fraction of x ~ U(−A, A) past the level times A, 95 % intervals); the dotted vertical line is
+the slope n ≈ 1.81 at which t₁, the half-width of the "good" interval where one factor does
+not cancel a maximal one, is largest (``vanish.theory.scaled_tanh_widest_good_n``; the seed
+analysis's n = 2 is the best integer, t₁ = 0.658 against 0.663). (c) The one-neuron chain
+(w, b, x ~ N(0, 1)): P(|g_K| < ε) at depths K versus n. (d) Full-width tanh(n·x) nets at fixed
+σ_b²: P(explode) − P(vanish) of the gradient's growth across depth K (blue: vanishes, red:
+explodes, white: stable), measured contours P = ½ (solid) and the mean-field lines χ₁ = 1 and
+χ₁^{(K−1)/2} = ε^{±1} (dashed, dotted), keyed above the panel.
 """
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
+
+from matplotlib.lines import Line2D
 
 from experiments import scaled_tanh as experiment
 from paper_figs import _style, figure_main
@@ -28,9 +33,30 @@ def _map_panel(ax, a, cfg):
   ax.set_yscale("log")
   ax.set_xlabel("slope n")
   ax.set_ylabel(r"$\sigma_w^2$")
-  ax.set_title(rf"tanh($n\cdot x$) nets, $\sigma_b^2$ = {cfg['sigma_b2']:g}, K = {cfg['depth']}")
   ax.text(0.05, 0.08, "vanish", transform=ax.transAxes, color="white", fontsize=7)
   ax.text(0.7, 0.85, "explode", transform=ax.transAxes, color="#67000d", fontsize=7)
+  line = {"linewidth": 1.0}
+  handles = [
+    Line2D([], [], color="#08306b", label="P(vanish) = ½", **line),
+    Line2D([], [], color="#67000d", label="P(explode) = ½", **line),
+    Line2D([], [], color="black", linestyle="--", label="χ₁ = 1", **line),
+    Line2D(
+      [], [], color="black", linestyle=":", label=r"$\chi_1^{(K-1)/2} = \varepsilon^{\pm1}$", **line
+    ),
+  ]
+  # above the map, under the panel's title (the legend's): inside it every corner holds data
+  ax.legend(
+    handles=handles,
+    title=rf"tanh($n\cdot x$) nets, $\sigma_b^2$ = {cfg['sigma_b2']:g}, K = {cfg['depth']}",
+    title_fontsize=8,
+    loc="lower center",
+    bbox_to_anchor=(0.5, 1.0),
+    ncol=2,
+    fontsize=6,
+    handlelength=1.8,
+    columnspacing=1.0,
+    borderaxespad=0.2,
+  )
 
 
 def draw(*, quick: bool, out_dir, store_root, force: bool = False) -> list[Path]:
@@ -78,7 +104,10 @@ def draw(*, quick: bool, out_dir, store_root, force: bool = False) -> list[Path]
       color=c,
       markersize=2.5,
     )
-  ax_t.axvline(float(a["thresholds/widest_good_n"]), color="grey", linestyle=":", linewidth=0.8)
+  widest = float(a["thresholds/widest_good_n"])
+  ax_t.axvline(
+    widest, color="grey", linestyle=":", linewidth=0.8, label=rf"largest $t_1$: n = {widest:.2f}"
+  )
   ax_t.set_xscale("log")
   ax_t.set_yscale("log")
   ax_t.set_ylim(0.02, 10)

@@ -16,7 +16,10 @@ and logarithmic beyond. The tanh-type means fall below the dashed lines mostly b
 finite-width term −(3κ − 1)/(4n) per layer, κ = E φ'⁴/(E φ'²)² (a mean of logs lies below the log
 of the mean), and by the inputs' q⁰ = 1 ≠ q* (for tanh at σ_b = 0, q* = 0 is approached only
 slowly). (e) P(vanish) (filled) and P(explode) (|g| > 1/ε, open) with 95 % Wilson intervals.
-(f) The ReLU density against Hanin's log-normal law.
+(f) The ReLU density against Hanin's log-normal law. The bands in (a) and (d) are the spread of
+the samples, not an uncertainty of the means: the means' standard errors are at most 0.18 in (a)
+(16,384 chains) and 0.07 in (d) (256 nets) at --quick size, smaller still at --full size, far
+smaller than the markers, so the means carry no error bars.
 """
 
 from __future__ import annotations

@@ -159,16 +159,18 @@ def draw(*, quick: bool, out_dir, store_root, force: bool = False) -> list[Path]
   share.set(xlabel="training step", ylabel=f"share in [g ≈ 0],  ε = {EPSILON:g}", ylim=(0, 1))
   survival.legend(loc="lower left", bbox_to_anchor=(0.3, 0.12))
   handles = [
-    Line2D([], [], color=_style.color(name, i), marker="o", label=experiment.LABELS.get(name, name))
-    for i, name in enumerate(settings)
-  ]
-  handles += [
     Line2D([], [], color="gray", marker="o", linestyle="none", label="full set"),
     Line2D(
       [], [], color="gray", marker="o", markerfacecolor="none", linestyle="none", label="mini-batch"
     ),
   ]
-  fig.legend(handles=handles, loc="outside upper center", ncol=len(handles))
+  handles += [
+    Line2D([], [], color=_style.color(name, i), marker="o", label=experiment.LABELS.get(name, name))
+    for i, name in enumerate(settings)
+  ]
+  # two rows (filled column by column, the first holding full set / mini-batch): one row of
+  # every label is wider than the page
+  fig.legend(handles=handles, loc="outside upper center", ncol=-(-len(handles) // 2))
   _style.panel_labels(axes)
   return _style.save(fig, out_dir, "F7_markov", source=str(path))
 

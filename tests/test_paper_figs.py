@@ -20,6 +20,7 @@ from pathlib import Path
 import matplotlib.image
 import pytest
 
+from paper_figs import _style
 from vanish import cli, store
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,6 +51,7 @@ def test_each_figure_is_drawn_from_the_store_or_reported_missing(reproduced, nam
   png = next(f for f in files if f.suffix == ".png")
   height, width = matplotlib.image.imread(png).shape[:2]
   assert width >= 600 and height >= 300  # 300 dpi at column width or more
+  assert width <= round(300 * _style.PAGE)  # no wider than the page (a wide legend was)
   assert record["experiments"], "a figure must read its data from the store"
   for run in record["experiments"]:
     loaded = store.load(run["path"])  # a complete run folder: arrays, tables, config
@@ -177,3 +179,59 @@ def test_write_readme_finds_the_runs_device_from_another_directory(tmp_path):
   readme = write_readme.write(figs, readme_dir=tmp_path / "readme").read_text()
   assert "on 1 × NVIDIA H100 80GB HBM3" in readme
   assert "device not recorded" not in readme
+
+
+def test_f6_mirror_point_computes_the_teachers_function_and_paths_are_counted_by_end():
+  import numpy as np
+
+  from paper_figs import f6_phase_map
+  from vanish import parameter_map
+
+  x = np.linspace(-1.0, 1.0, 5)
+  teacher = parameter_map.tied_chain_outputs("tanh", 1.1, 0.0, x, depth=10)
+  (w, b) = f6_phase_map.mirror_point([1.1, 0.0], 10)
+  np.testing.assert_allclose(parameter_map.tied_chain_outputs("tanh", w, b, x, depth=10), teacher)
+  odd = parameter_map.tied_chain_outputs("tanh", -1.1, 0.0, x, depth=9)
+  np.testing.assert_allclose(odd, -parameter_map.tied_chain_outputs("tanh", 1.1, 0.0, x, depth=9))
+  assert f6_phase_map.mirror_point([1.1, 0.0], 9) is None
+  assert f6_phase_map.mirror_point([1.1, 0.3], 10) is None
+  ends = np.array([[1.1, 0.0], [-1.1, 0.01], [-1.1, 0.0], [0.7, 0.05], [3.0, 1.0]])
+  arrays = {
+    "trajectories/w": np.stack([np.zeros(5), ends[:, 0]], axis=1),
+    "trajectories/b": np.stack([np.zeros(5), ends[:, 1]], axis=1),
+    "trajectories/solved": np.array([1, 1, 0, 0, 1], np.int8),
+    "trajectories/teacher": np.array([1.1, 0.0]),
+  }
+  counts = f6_phase_map.path_ends(arrays, 10)
+  assert counts == {"paths": 5, "solved": 3, "teacher": 1, "mirror": 1}
+
+
+def test_f2_member_growth_reproduces_the_stored_means_and_refuses_others():
+  import jax
+  import numpy as np
+  from scipy import stats
+
+  from paper_figs import f2_sigmoid_weights
+  from vanish import scale_map
+
+  cfg = {"width": 4, "depth": 3, "members": 5, "seed": 7, "precision": "highest"}
+  scale, sigma_b2 = np.array([0.5, 4.0]), np.array([0.0, 1.0])
+  m = scale_map.weight_scale_map(
+    "sigmoid",
+    scale,
+    sigma_b2,
+    width=4,
+    depth=3,
+    members=5,
+    key=jax.random.fold_in(jax.random.key(7), f2_sigmoid_weights.MAP_KEY),
+  )
+  arrays = {"map/scale": scale, "map/sigma_b2": sigma_b2, "map/mean_log_growth": m.mean_log_growth}
+  growth = f2_sigmoid_weights.member_growth(arrays, cfg, [1])
+  assert growth.shape == (1, 2, 5)
+  lo, hi = f2_sigmoid_weights.mean_interval(growth)
+  half = stats.t.ppf(0.975, 4) * growth.std(axis=-1, ddof=1) / np.sqrt(5)
+  np.testing.assert_allclose(hi - lo, 2 * half)
+  np.testing.assert_allclose((lo + hi) / 2, m.mean_log_growth[1:], rtol=1e-6)
+  wrong = arrays | {"map/mean_log_growth": m.mean_log_growth + 0.1}
+  with pytest.raises(RuntimeError, match="do not reproduce the stored mean"):
+    f2_sigmoid_weights.member_growth(wrong, cfg, [1])
