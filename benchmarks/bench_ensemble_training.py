@@ -15,12 +15,19 @@ Measures, in one process on the same network, parameters, data and mini-batch or
   the baseline is a minimal plain step written here: ``value_and_grad`` of the same cost
   through the same forward (``vanish.models.apply``), ``optax`` update, scanned over the
   same mini-batches and vmapped over members, keeping only the loss. Compared with (i) the
-  same plain step plus the per-layer norms ``‖∂C/∂b^l‖, ‖∂C/∂W^l‖_F`` and (ii) vanish's
-  compiled epoch (``training._run_epoch``, which logs them); overhead = time / plain − 1
-  (target ≤ 10 %). Correctness: vanish's and the plain step's parameters agree.
-  CPU ``--quick`` (shared 2 cores, load ~6, 11 repeats): vanish's logging (norms and
-  ``log_g``) costs +2 to +5 % since the norms take ``sqrt(Σ g²)`` under one ``lax.cond``
-  for the ensemble (+7 to +24 % before, with a max pass and a scaled pass every step).
+  same plain step plus the per-layer norms ``‖∂C/∂b^l‖, ‖∂C/∂W^l‖_F`` (one ``Σ g²`` per
+  tensor), (ii) the plain step plus ``Σ g²`` and ``max |g|`` of every layer from two
+  zero-padded stacks, one variadic reduction each (``plain_with_packed_norms``: 2
+  reductions a step instead of vanish's 12, a candidate for the GPU, where launches
+  dominate) and (iii) vanish's compiled epoch (``training._run_epoch``: per-tensor
+  ``Σ g²`` and ``max |g|``, the step's log as one vector summed in the scan's carry);
+  overhead = time / plain − 1 (target ≤ 10 %). Correctness: vanish's and the plain step's
+  parameters agree. CPU ``--quick`` (shared 2 cores, load 2.4–4.5, 15 repeats, five runs):
+  vanish's logging +6.5 to +11 % (median), the same as before the step's log was packed
+  (−5 to +14 %), which cut the compiled loop body from 58 to 50 top-level ops (plain: 41);
+  the packed norms +70 to +86 % (XLA:CPU materializes the padded stacks and runs variadic
+  reductions as scalar loops). The GPU figures must be re-measured
+  (``bash benchmarks/gpu_session.sh scale``).
 
 Network: Nielsen's 64-30-30-30-10 sigmoid net (``gaussian(1.0)`` weights, ``normal(1.0)``
 biases, linear readout, softmax cross-entropy), SGD η = 0.1, batches of 10, sklearn digits.
@@ -83,24 +90,51 @@ def _loss(net, params, x, y):
   return training.cost(COST, out, y)
 
 
+def _tensor_norms(grads) -> dict[str, jax.Array]:
+  """``sqrt(Σ g²)`` per layer and tensor, one reduction each (``[L]`` biases, ``[L]`` weights)."""
+  return {
+    "bias": jnp.concatenate([jnp.sqrt(jnp.sum(g["b"] ** 2, axis=-1)) for g in grads]),
+    "weight": jnp.concatenate([jnp.sqrt(jnp.sum(g["w"] ** 2, axis=(-2, -1))) for g in grads]),
+  }
+
+
+def _packed_norms(grads) -> dict[str, jax.Array]:
+  """What vanish's plain norms need, ``Σ g²`` and ``max |g|`` of every layer, from two
+  zero-padded stacks (biases ``[L, 30]``, weights ``[L, 1920]`` here) and one variadic
+  reduction each: 2 reductions a step instead of 12 (a GPU candidate; see the docstring)."""
+
+  def sums_and_scales(rows):
+    length = max(r.shape[1] for r in rows)
+    stack = jnp.concatenate([jnp.pad(r, ((0, 0), (0, length - r.shape[1]))) for r in rows])
+    zero = jnp.zeros((), stack.dtype)
+    return lax.reduce(
+      (stack**2, jnp.abs(stack)),
+      (zero, zero),
+      lambda a, b: (a[0] + b[0], jnp.maximum(a[1], b[1])),
+      (1,),
+    )
+
+  bias_sums, bias_scales = sums_and_scales([g["b"] for g in grads])
+  weight_sums, weight_scales = sums_and_scales([g["w"].reshape(g["w"].shape[0], -1) for g in grads])
+  scale = jnp.maximum(jnp.max(bias_scales), jnp.max(weight_scales))
+  return {"bias": jnp.sqrt(bias_sums), "weight": jnp.sqrt(weight_sums), "scale": scale}
+
+
 @functools.partial(jax.jit, static_argnames=("net", "log"))
-def plain_epoch(net, params, opt_state, x, y, batches, *, log: bool):
+def plain_epoch(net, params, opt_state, x, y, batches, *, log: str | None):
   """The plain-JAX baseline: a scanned SGD epoch, vmapped over members.
 
-  With ``log=True`` it also returns the epoch means of the per-layer gradient norms.
+  With ``log="tensor"`` it also returns the epoch means of the per-layer gradient norms
+  (:func:`_tensor_norms`), with ``log="packed"`` those of :func:`_packed_norms`.
   """
   tx = optax.sgd(LEARNING_RATE)
+  norms = {None: lambda g: {}, "tensor": _tensor_norms, "packed": _packed_norms}[log]
 
   def one(params, opt_state):
     def step(carry, idx):
       p, s = carry
       loss, g = jax.value_and_grad(functools.partial(_loss, net))(p, x[idx], y[idx])
-      row = {"loss": loss}
-      if log:
-        row["bias"] = jnp.concatenate([jnp.sqrt(jnp.sum(s_["b"] ** 2, axis=-1)) for s_ in g])
-        row["weight"] = jnp.concatenate(
-          [jnp.sqrt(jnp.sum(s_["w"] ** 2, axis=(-2, -1))) for s_ in g]
-        )
+      row = {"loss": loss} | norms(g)
       u, s = tx.update(g, s, p)
       return (optax.apply_updates(p, u), s), row
 
@@ -197,27 +231,32 @@ def run(size: str, repeats: int | None = None) -> dict[str, Any]:
       lambda: [
         _vanish_epoch(net, p, o, x, y, batches)[0] for p, o in zip(singles, opt1, strict=True)
       ],
-      lambda: plain_epoch(net, params, opt, x, y, batches, log=False),
-      lambda: plain_epoch(net, params, opt, x, y, batches, log=True),
+      lambda: plain_epoch(net, params, opt, x, y, batches, log=None),
+      lambda: plain_epoch(net, params, opt, x, y, batches, log="tensor"),
+      lambda: plain_epoch(net, params, opt, x, y, batches, log="packed"),
     ],
     max(repeats, 5),
   )
-  (t_ep, out_ep), (t_ep_seq, _), (t_plain, out_plain), (t_plain_log, out_plain_log) = timed
+  (t_ep, out_ep), (t_ep_seq, _), (t_plain, out_plain), (t_plain_log, out_plain_log) = timed[:4]
+  t_packed, out_packed = timed[4]
   plain_vs_vanish = max(
     common.max_abs_diff(a, b)
     for a, b in zip(jax.tree.leaves(out_plain[0]), jax.tree.leaves(out_ep[0]), strict=True)
   )
   speed_diff = common.max_abs_diff(out_plain_log[2]["bias"], out_ep[2]["bias_speed"][:, 0])
+  packed_diff = common.max_abs_diff(out_packed[2]["weight"], out_plain_log[2]["weight"])
   entries.append(_entry("epoch.vanish_ensemble", t_ep, epoch_steps))
   entries.append(_entry("epoch.vanish_sequential", t_ep_seq, epoch_steps))
   entries.append(_entry("epoch.plain_no_logging", t_plain, epoch_steps))
   entries.append(_entry("epoch.plain_with_logging", t_plain_log, epoch_steps))
+  entries.append(_entry("epoch.plain_with_packed_norms", t_packed, epoch_steps))
 
   ratios = {
     "ensemble_speedup_train_call": t_seq.median / t_together.median,
     "ensemble_speedup_compiled_epoch": t_ep_seq.median / t_ep.median,
     "logging_overhead_vanish_vs_plain": t_ep.median / t_plain.median - 1,
     "logging_overhead_plain_log_vs_plain": t_plain_log.median / t_plain.median - 1,
+    "logging_overhead_plain_packed_vs_plain": t_packed.median / t_plain.median - 1,
     "logging_overhead_vanish_vs_plain_min": t_ep.minimum / t_plain.minimum - 1,
     "ensemble_speedup_compiled_epoch_min": t_ep_seq.minimum / t_ep.minimum,
   }
@@ -250,6 +289,7 @@ def run(size: str, repeats: int | None = None) -> dict[str, Any]:
       "max_abs_diff_ensemble_member_vs_alone": member_diff,
       "max_abs_diff_plain_vs_vanish_params": plain_vs_vanish,
       "max_abs_diff_plain_vs_vanish_bias_speed": speed_diff,
+      "max_abs_diff_packed_vs_tensor_weight_speed": packed_diff,
     },
   }
 

@@ -571,13 +571,106 @@ def test_compiled_step_has_no_conditional_and_the_norms_agree_with_the_scaled_pa
   assert not bool(training._plain_layer_norms(tiny)[2])  # Σ g² ~ 1e-60 underflows: not exact
 
 
+def test_layer_norms_equal_float64_norms_across_segments_of_very_different_sizes():
+  """Per-layer norms of segment-stacked gradients (a 2-layer segment among 1-layer ones, 3 to
+  200·64 entries a layer) against float64 numpy. Bounds (u = 2⁻²⁴, n the layer's entries):
+  plain ``sqrt(Σ g²)`` (n/2 + 1)·u (n − 1 roundings of the sum, one per square, halved by the
+  square root, plus its own); scaled (n + 5)/2·u (also the division by max |g| and the
+  product). A zero layer is exactly 0 in both, inf and NaN propagate; a layer of 1e-30
+  underflows the plain sums, which say so (not exact), and the scaled norm gets it right."""
+  u = 2.0**-24
+  rng = np.random.default_rng(0)
+  shapes = [(1, 200, 64), (2, 30, 200), (1, 3, 30)]  # (layers, fan_out, fan_in) per segment
+  grads = [{"w": rng.standard_normal(s), "b": rng.standard_normal(s[:2])} for s in shapes]
+  grads = [{k: v.astype(np.float32) for k, v in g.items()} for g in grads]
+
+  def per_layer(name, fn):
+    return np.array([fn(layer) for g in grads for layer in g[name]])
+
+  def assert_close(got, want, rtol):
+    got, regular = np.asarray(got), np.isfinite(want) & (want > 0)
+    assert np.array_equal(got[~regular], want[~regular], equal_nan=True)  # 0, inf, NaN
+    error = np.abs(got[regular] - want[regular]) / want[regular]
+    assert np.all(error <= rtol[regular]), (error, rtol[regular])
+
+  def check(plain_exact):
+    bias, weight, exact = jax.jit(training._plain_layer_norms)(grads)
+    scaled = jax.jit(training._scaled_layer_norms)(grads)
+    assert bool(exact) == plain_exact
+    for name, plain, scaled_norm in zip("bw", (bias, weight), scaled, strict=True):
+      want = per_layer(name, lambda a: np.linalg.norm(a.astype(np.float64)))
+      n = per_layer(name, np.size)
+      assert_close(scaled_norm, want, (n + 5) / 2 * u)
+      if plain_exact:
+        assert_close(plain, want, (n / 2 + 1) * u)
+    return bias, weight
+
+  check(plain_exact=True)
+  grads[1]["b"][0] = 0  # layer 2's bias: exactly zero, exact
+  grads[2]["w"][0, 1, 2] = np.inf  # layer 4's weights: inf, exact (scaling cannot change it)
+  grads[0]["b"][0, 5] = np.nan  # layer 1's bias: NaN, exact
+  bias, weight = check(plain_exact=True)
+  assert bias[1] == 0 and weight[3] == np.inf and np.isnan(bias[0])
+  grads[1]["w"][1] *= np.float32(1e-30)  # layer 3's weights: Σ g² ~ 1e-58 underflows float32
+  _, weight = check(plain_exact=False)
+  assert weight[2] < 1e-25  # the plain norm lost it (flushed to 0); the scaled one did not
+
+
+def test_packed_step_logs_unpack_exactly_and_their_sums_give_the_epoch_means():
+  """A step's log is one vector (one write, or one add to the carry, per scanned step). It
+  unpacks bitwise, and T summed vectors over T are the fields' means: within T·u of float64
+  means for positive values (T − 1 float32 additions and a division, u = 2⁻²⁴), −inf, inf
+  and NaN propagating as in a mean, and the inexact count nonzero iff a step was inexact."""
+  u, steps, depth = 2.0**-24, 7, 3
+  rng = np.random.default_rng(0)
+  loss = rng.uniform(0.1, 3, steps).astype(np.float32)
+  bias = rng.uniform(1e-3, 1, (steps, depth)).astype(np.float32)
+  weight = rng.uniform(1e-3, 1, (steps, depth)).astype(np.float32)
+  exact = np.ones(steps, bool)
+
+  def pack(loss, bias, weight, exact):
+    rows = zip(loss, bias, weight, exact, strict=True)
+    return jnp.stack([training._packed_log(*row) for row in rows])
+
+  def epoch_mean(packed):  # the carry's float32 sums, in step order
+    means, inexact = training._unpacked_log(functools.reduce(jnp.add, packed)[None])
+    return {k: np.asarray(v[0] / steps) for k, v in means.items()}, float(inexact[0])
+
+  packed = pack(loss, bias, weight, exact)
+  fields, inexact = training._unpacked_log(packed)
+  expected = {"loss": loss, "bias_speed": bias, "weight_speed": weight}
+  expected["log_g"] = np.asarray(training._log_g(jnp.asarray(bias)))
+  for name, value in expected.items():
+    np.testing.assert_array_equal(fields[name], value, err_msg=name)
+  assert np.all(np.asarray(inexact) == 0)
+  means, count = epoch_mean(packed)
+  assert count == 0
+  for name in ("loss", "bias_speed", "weight_speed"):
+    want = expected[name].astype(np.float64).mean(axis=0)
+    np.testing.assert_allclose(means[name], want, rtol=steps * u, err_msg=name)
+  log_g = expected["log_g"].astype(np.float64)
+  np.testing.assert_allclose(
+    means["log_g"], log_g.mean(), rtol=0, atol=steps * u * abs(log_g).max()
+  )
+
+  exact[4] = False  # one inexact step
+  bias[2, 0] = 0  # a dead first layer in step 2: log_g = -inf, and so is the mean
+  loss[5] = np.nan
+  weight[1, 2], weight[3, 2] = np.inf, 1.0
+  means, count = epoch_mean(pack(loss, bias, weight, exact))
+  assert count == 1 and means["log_g"] == -np.inf and np.isnan(means["loss"])
+  assert means["weight_speed"][2] == np.inf and np.isfinite(means["weight_speed"][:2]).all()
+
+
+@pytest.mark.parametrize("log", ["step", "epoch"])
 def test_an_epoch_whose_norms_underflow_is_rerun_scaled_and_so_are_later_epochs(
-  monkeypatch, tmp_path
+  monkeypatch, tmp_path, log
 ):
   """Ordinary gradients, or a dead layer's exactly zero ones: one plain compiled epoch each.
   Gradients of ~1e-30 in one member: that epoch runs again with the scaled norms, which log
   them (a plain Σ g² underflows to 0), and the later epochs run scaled at once, also after
-  a resume from a checkpoint (the variant is saved with it)."""
+  a resume from a checkpoint (the variant is saved with it). With ``log="epoch"`` the steps'
+  inexact flags are summed in the scan's carry, like the logged values."""
   net = vn.MLP([64, 30, 10], "relu", readout="linear")
   train_set, _ = data.digits(seed=0)
   subset = data.Dataset(train_set.x[:40], train_set.y[:40])
@@ -589,20 +682,21 @@ def test_an_epoch_whose_norms_underflow_is_rerun_scaled_and_so_are_later_epochs(
     return real_epoch(*args, scaled=scaled, **kwargs)
 
   monkeypatch.setattr(training, "_run_epoch", counting)
-  kw = dict(key=jax.random.key(1), batch_size=10, learning_rate=0.1, log="step")
+  kw = dict(key=jax.random.key(1), batch_size=10, learning_rate=0.1, log=log)
   ordinary = training.train(net, params, subset, epochs=3, **kw)
   dead = tuple(dict(p) for p in params)
   dead[0]["b"] = dead[0]["b"].at[1].set(-1e3)  # member 1's hidden ReLUs all dead: ∂C/∂b¹ = 0
   dead_run = training.train(net, dead, subset, epochs=3, **kw)
   assert calls == [False] * 6
   assert np.all(dead_run.log.bias_speed[1, :, 0] == 0)  # exactly zero, logged as 0
+  assert np.all(dead_run.log.log_g[1] == -np.inf)  # also as the mean over an epoch's steps
   calls.clear()
   tiny = tuple(dict(p) for p in params)
   tiny[-1]["w"] = tiny[-1]["w"].at[1].multiply(1e-30)  # member 1's hidden gradients ~1e-30
   rerun = training.train(net, tiny, subset, epochs=3, **kw)
   assert calls == [False, True, True, True]
-  first_layer = rerun.log.bias_speed[1, 0, 0]  # member 1, step 1, layer 1
-  assert 0 < first_layer < 1e-25  # logged, not underflowed to 0
+  first_layer = rerun.log.bias_speed[1, 0, 0]  # member 1, first row, layer 1
+  assert 0 < first_layer < (1e-25 if log == "step" else np.inf)  # logged, not underflowed to 0
   # member 0 is unaffected (to rounding: the scaled norms are another compilation)
   np.testing.assert_allclose(rerun.log.bias_speed[0], ordinary.log.bias_speed[0], rtol=1e-6)
   for a, b in zip(jax.tree.leaves(rerun.params), jax.tree.leaves(ordinary.params), strict=True):

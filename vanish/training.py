@@ -21,14 +21,21 @@ logged 0 means an exactly zero gradient (e.g. a dead ReLU layer), not one whose
 squares underflow float32 (below ~1e-19): the plain ``sqrt(Σ g²)`` is used when
 every member's sums of squares lie safely inside the float32 range in every step of
 the epoch; otherwise the epoch is run again from the same state with the norms scaled
-by the largest entry (:func:`_scaled_norm`), and so are all later epochs of the run
+by the largest entry (:func:`_scaled_layer_norms`), and so are all later epochs of the run
 (deep networks whose gradients vanish stay in that regime: one rerun, not one per
 epoch). The step chooses no branch for this: on a GPU a conditional copies its
 predicate to the host every step. On the H100 (session 10) vanish's epoch cost +28 %
 over a plain optax epoch while the step held a ``lax.cond`` for it, and the same norms
-in the plain step +11 %; the present design is not yet measured on a GPU. On the
-2-core CPU both designs cost +2–6 % (``benchmarks/bench_ensemble_training.py --quick``,
-run back to back, uncommitted), and a scaled epoch about +12 %.
+in the plain step +11 %; the present design is not yet measured on a GPU
+(``bash benchmarks/gpu_session.sh scale``). There a step of a small network is bound by
+kernel launches, so the logging adds few ops to the scanned step: its log is one vector,
+written once (``log="step"``) or added to the epoch's sums in the scan's carry
+(``log="epoch"``), and the checks after the norms' reductions are one elementwise op.
+Compiled on XLA:CPU (16 members of a 64-30-30-30-10 net) the loop body holds 50
+top-level ops (41 for a plain optax step; 58 with one output per logged field), a scaled
+epoch's 61 (67). On the 2-core CPU the logging costs about +7 % (median of five
+``benchmarks/bench_ensemble_training.py --quick`` runs; +10 % best-of; as before the op
+cut, within the shared machine's noise), a scaled epoch about +15 %.
 
 Each step also logs the *gradient-product state* of the Markov model of
 :mod:`vanish.markov`,
@@ -335,21 +342,6 @@ def epoch_batches(key: jax.Array, epoch: int, n: int, batch_size: int) -> jax.Ar
   return order[: steps * batch_size].reshape(steps, batch_size).astype(jnp.int32)
 
 
-def _scaled_norm(g: jax.Array, axis: tuple[int, ...]) -> jax.Array:
-  """The Euclidean norm over ``axis`` without underflow or overflow of the squares.
-
-  ``‖g‖ = s · ‖g / s‖`` with ``s = max |g|`` (LAPACK's ``xNRM2`` idea): in float32 a
-  plain ``sqrt(Σ g²)`` rounds to 0 once the entries fall below ~1e-23 and to inf above
-  ~1e19, so a logged 0 would not mean an exactly zero gradient. Here it does: the
-  result is 0 iff every entry is 0 (inf if any is inf, NaN if any is NaN).
-  """
-  scale = jnp.max(jnp.abs(g), axis=axis, keepdims=True)
-  finite = jnp.isfinite(scale) & (scale > 0)
-  safe = jnp.where(finite, scale, jnp.ones_like(scale))
-  norm = jnp.sqrt(jnp.sum(jnp.square(g / safe), axis=axis, keepdims=True))
-  return jnp.squeeze(jnp.where(finite, scale * norm, scale), axis=axis)
-
-
 def _safe_square_sum(dtype) -> float:
   """The smallest sum of squares that is exact to rounding: one at least this large lost at
   most ``n · tiny`` to squares flushed to zero (XLA on CPU flushes subnormals), a relative
@@ -364,29 +356,48 @@ def _plain_layer_norms(grads) -> tuple[jax.Array, jax.Array, jax.Array]:
   A norm is exact when its sum of squares lies in ``[_safe_square_sum, inf)``, or when
   scaling cannot change it: every entry 0 (a dead layer: 0 is exact), or a NaN or inf
   among them. Otherwise (entries too small or too large to square in the dtype) only
-  :func:`_scaled_layer_norms` gets it right. ``max |g|`` is a sibling of ``Σ g²``: the
-  same input and axes, one fused pass.
+  :func:`_scaled_layer_norms` gets it right. The ``2L`` sums and maxima are joined
+  before the checks and square roots: one elementwise op after the reductions.
+
+  Packing the gradients into two zero-padded stacks (biases, weights) for one variadic
+  ``(Σ g², max |g|)`` reduction each would cut a 64-30-30-30-10 net's 12 reductions to 2,
+  but XLA:CPU materializes the padded stacks and runs a variadic reduction as a scalar
+  loop: the epoch took 1.6× as long on the CPU (1.25× with separate sum and max over the
+  stacks), so the reductions stay one per tensor (``benchmarks/bench_ensemble_training.py``
+  times the packed variant for a GPU, where it is not yet measured).
   """
-
-  def sums_and_scales(axis, name):
-    squares = [jnp.sum(jnp.square(g[name]), axis=axis) for g in grads]
-    scales = [jnp.max(jnp.abs(g[name]), axis=axis) for g in grads]
-    return jnp.concatenate(squares), jnp.concatenate(scales)
-
-  bias_sums, bias_scales = sums_and_scales(-1, "b")
-  weight_sums, weight_scales = sums_and_scales((-2, -1), "w")
-  sums = jnp.concatenate([bias_sums, weight_sums])
-  scales = jnp.concatenate([bias_scales, weight_scales])
+  tensors = [(g["b"], (-1,)) for g in grads] + [(g["w"], (-2, -1)) for g in grads]
+  sums = jnp.concatenate([jnp.sum(jnp.square(g), axis=axis) for g, axis in tensors])
+  scales = jnp.concatenate([jnp.max(jnp.abs(g), axis=axis) for g, axis in tensors])
   representable = jnp.isfinite(sums) & (sums >= _safe_square_sum(sums.dtype))
   exact = jnp.all(representable | (scales == 0) | ~jnp.isfinite(scales))
-  return jnp.sqrt(bias_sums), jnp.sqrt(weight_sums), exact
+  norms, half = jnp.sqrt(sums), sums.size // 2
+  return norms[:half], norms[half:], exact
 
 
 def _scaled_layer_norms(grads) -> tuple[jax.Array, jax.Array]:
-  """Per-layer :func:`_scaled_norm` for biases and weights, ``[L]`` each: exact at any scale."""
-  bias = jnp.concatenate([_scaled_norm(g["b"], (-1,)) for g in grads])
-  weight = jnp.concatenate([_scaled_norm(g["w"], (-2, -1)) for g in grads])
-  return bias, weight
+  """Per-layer norms for biases and weights, ``[L]`` each, without underflow or overflow of
+  the squares.
+
+  ``‖g‖ = s · ‖g / s‖`` with ``s = max |g|`` (LAPACK's ``xNRM2`` idea): in float32 a
+  plain ``sqrt(Σ g²)`` rounds to 0 once the entries fall below ~1e-23 and to inf above
+  ~1e19, so a logged 0 would not mean an exactly zero gradient. Here it does: a norm is 0
+  iff every entry is 0 (inf if any is inf, NaN if any is NaN). The scales and scaled norms
+  of all segments are joined before ``s · ‖g / s‖``: one elementwise op for all layers.
+  """
+
+  def scale_and_scaled_norm(g, axis):
+    scale = jnp.max(jnp.abs(g), axis=axis, keepdims=True)
+    safe = jnp.where(jnp.isfinite(scale) & (scale > 0), scale, jnp.ones_like(scale))
+    norm = jnp.sqrt(jnp.sum(jnp.square(g / safe), axis=axis, keepdims=True))
+    return jnp.squeeze(scale, axis=axis), jnp.squeeze(norm, axis=axis)
+
+  def norms(name, axis):
+    parts = [scale_and_scaled_norm(g[name], axis) for g in grads]
+    scale, norm = (jnp.concatenate(column) for column in zip(*parts, strict=True))
+    return jnp.where(jnp.isfinite(scale) & (scale > 0), scale * norm, scale)
+
+  return norms("b", (-1,)), norms("w", (-2, -1))
 
 
 def _layer_norms(grads, axis_name: str | None = None) -> tuple[jax.Array, jax.Array]:
@@ -411,6 +422,27 @@ def _log_g(bias_speed: jax.Array) -> jax.Array:
   :func:`vanish.markov.log_first_layer_speed`: ``−inf`` where the first is 0 (also 0/0)."""
   first, last = bias_speed[..., 0], bias_speed[..., -1]
   return jnp.where(first == 0, -jnp.inf, jnp.log(first) - jnp.log(last))
+
+
+def _packed_log(loss, bias, weight, exact) -> jax.Array:
+  """One step's log as one vector ``[3 + 2L]``: the loss, ``log_g``, 1 if a norm is inexact
+  (else 0), the L bias speeds, the L weight speeds. The scanned step writes one vector
+  (``log="step"``) or adds it to the epoch's sums (``log="epoch"``), not one per field."""
+  head = jnp.stack([loss, _log_g(bias), jnp.where(exact, 0, 1).astype(loss.dtype)])
+  return jnp.concatenate([head, bias, weight])
+
+
+def _unpacked_log(packed: jax.Array) -> tuple[dict[str, jax.Array], jax.Array]:
+  """The log fields of :func:`_packed_log` vectors ``[T, 3 + 2L]`` (``[T]`` and ``[T, L]``),
+  and the inexact flags (0 where all norms were exact; or their sums, for summed vectors)."""
+  depth = (packed.shape[-1] - 3) // 2
+  fields = {
+    "loss": packed[:, 0],
+    "bias_speed": packed[:, 3 : 3 + depth],
+    "weight_speed": packed[:, 3 + depth :],
+    "log_g": packed[:, 1],
+  }
+  return fields, packed[:, 2]
 
 
 def _loss_and_outputs(net, config, params, x, y):
@@ -471,10 +503,15 @@ def _epoch(
   full-set evaluation inside the step (``evaluate_every``) keeps its conditionals.
 
   The step logs the mini-batch loss, speeds and ``log_g`` of its own gradients (no extra
-  pass). The full-set evaluation runs inside the step only for ``log="step"`` with
-  ``evaluate_every``: after every step (1) or, behind a ``lax.cond`` on the unbatched
-  ``evaluate[i]`` (≥ 2), after the flagged steps (NaN rows elsewhere, dropped on the host).
-  Otherwise the epoch end is evaluated after the call, by :func:`_evaluate_members`.
+  pass), as one :func:`_packed_log` vector: a ``[T, 3 + 2L]`` scan output for
+  ``log="step"``; for ``log="epoch"`` no output, the vectors are summed in the carry and
+  divided by T after the scan (the same means, summed in step order: relative error
+  ≤ T·u, u the unit roundoff, for positive values; −inf, inf and NaN propagate as in a
+  mean). The inexact flags are summed alike. The full-set evaluation runs inside the step
+  only for ``log="step"`` with ``evaluate_every``: after every step (1) or, behind a
+  ``lax.cond`` on the unbatched ``evaluate[i]`` (≥ 2), after the flagged steps (NaN rows
+  elsewhere, dropped on the host). Otherwise the epoch end is evaluated after the call, by
+  :func:`_evaluate_members`.
   """
   tx = _optimizer(config, rates)
   grad_fn = jax.value_and_grad(_loss_and_outputs, argnums=2, has_aux=True)
@@ -487,7 +524,7 @@ def _epoch(
     return jax.tree.map(lambda a: jnp.full(a.shape, jnp.nan, a.dtype), shapes)
 
   def step(carry, inputs):
-    params, opt_state = carry
+    params, opt_state, total = carry
     indices, flag = inputs
     (loss, _), grads = grad_fn(net, config, params, x[indices], y[indices])
     if scaled:  # the gradients that are applied next
@@ -496,21 +533,29 @@ def _epoch(
       bias, weight, exact = _plain_layer_norms(grads)
     updates, opt_state = tx.update(grads, opt_state, params)
     params = optax.apply_updates(params, updates)
-    row = {"loss": loss, "bias_speed": bias, "weight_speed": weight, "log_g": _log_g(bias)}
-    row |= {"norms_exact": exact}  # popped after the scan
+    packed = _packed_log(loss, bias, weight, exact)
+    if config.log == "epoch":  # summed in the carry: no per-step output
+      return (params, opt_state, total + packed), {}
+    row = {"packed": packed}
     if config.evaluate_every == 1:
       row |= full_sets(params)
     elif config.evaluate_every is not None:
       row |= lax.cond(flag, full_sets, skipped, params)
-    return (params, opt_state), row
+    return (params, opt_state, total), row
 
   if evaluate is None:
     evaluate = jnp.zeros(batches.shape[0], bool)
-  (params, opt_state), rows = lax.scan(step, (params, opt_state), (batches, evaluate))
-  exact = jnp.all(rows.pop("norms_exact"))
+  depth = sum(s.depth for s in net.segments)
+  total = jnp.zeros(3 + 2 * depth, params[0]["w"].dtype)  # the sums of log="epoch"
+  carry = (params, opt_state, total)
+  (params, opt_state, total), rows = lax.scan(step, carry, (batches, evaluate))
   if config.log == "epoch":  # evaluated after the call, by _evaluate_members: compiled once
-    rows = jax.tree.map(lambda a: jnp.mean(a, axis=0)[None], rows)
-  return params, opt_state, rows, exact
+    logged, inexact = _unpacked_log(total[None])
+    rows = jax.tree.map(lambda a: a / batches.shape[0], logged)  # the means over the steps
+  else:
+    logged, inexact = _unpacked_log(rows.pop("packed"))
+    rows |= logged
+  return params, opt_state, rows, jnp.all(inexact == 0)
 
 
 @functools.partial(jax.jit, static_argnames=("net", "config", "scaled"))
