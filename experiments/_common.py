@@ -126,7 +126,7 @@ def size_values(
 # The fields of a ``scale_map`` or ``phase_map`` result stored as ``map/<field>`` arrays.
 MAP_FIELDS = (
   *("p_vanish", "p_stable", "p_explode", "p_vanish_ci", "p_stable_ci", "p_explode_ci"),
-  *("mean_log_growth", "std_log_growth"),
+  *("mean_log_growth", "std_log_growth", "n_finite"),
 )
 
 

@@ -269,8 +269,8 @@ def sigmoid_map(args: argparse.Namespace) -> dict:
     epsilon=args.epsilon,
   )
   arrays = {"map/scale": m.x, "map/sigma_b2": m.y, "map/outcome": m.outcome}
-  fields = ("p_vanish", "p_stable", "p_explode", "p_vanish_ci", "p_explode_ci", "mean_log_growth")
-  arrays |= map_arrays(m, fields)
+  fields = ("p_vanish", "p_stable", "p_explode", "p_vanish_ci", "p_explode_ci")
+  arrays |= map_arrays(m, (*fields, "mean_log_growth", "std_log_growth", "n_finite"))
   _, chi1_cells = scale_map.mean_field_chi1("sigmoid", m.sigma_w2, m.sigma_b2)
   arrays["map/mean_field_phase"] = scale_map.mean_field_phase(
     chi1_cells, depth=sizes["depth"], epsilon=args.epsilon

@@ -35,15 +35,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import jax
 import numpy as np
 from scipy import stats
 
 from experiments import sigmoid_weights as experiment
 from paper_figs import _style, figure_main
-from vanish import phase_map, store
-
-MAP_KEY = 2  # experiments.sigmoid_weights.sigmoid_map draws with fold_in(key(seed), 2)
+from vanish import store
 
 
 def _factor_panel(ax, fig, a):
@@ -77,49 +74,19 @@ def _map_panel(ax, a, cfg):
   ax.set_ylabel(r"$\sigma_b^2$")
 
 
-def member_growth(a, cfg, rows) -> np.ndarray:
-  """``[rows, X, members]`` each member's log-growth on rows ``rows`` of the (s, σ_b²) map.
-
-  The store keeps only each cell's mean, so the members' values are recomputed with the
-  experiment's key and sizes (common random numbers: the very samples of the stored run) and
-  checked against the stored means.
-  """
-  scale, sigma_b2 = a["map/scale"], a["map/sigma_b2"][rows]
-  shape = (len(rows), scale.size)
-  growth = phase_map.cell_log_growth(
-    "sigmoid",
-    np.broadcast_to(scale**2, shape),
-    np.broadcast_to(sigma_b2[:, None], shape),
-    width=cfg["width"],
-    depth=cfg["depth"],
-    members=cfg["members"],
-    key=jax.random.fold_in(jax.random.key(cfg["seed"]), MAP_KEY),
-    precision=cfg["precision"],
-  )
-  growth = np.asarray(growth, np.float64)[..., 0]
-  finite = np.where(np.isfinite(growth), growth, np.nan)  # the stored mean skips −inf
-  stored = a["map/mean_log_growth"][rows]
-  error = np.abs(np.nanmean(finite, axis=-1) - stored)
-  if not np.all(error <= 1e-3 + 1e-4 * np.abs(stored)):
-    raise RuntimeError(
-      "F2(f): the recomputed members do not reproduce the stored mean log-growths (largest"
-      f" difference {np.nanmax(error):.3g}); recompute the run with --force"
-    )
-  return finite
-
-
-def mean_interval(samples: np.ndarray, confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
-  """The t interval of the mean over the last axis (NaN entries left out).
+def mean_interval(
+  mean: np.ndarray, std: np.ndarray, n: np.ndarray, confidence: float = 0.95
+) -> tuple[np.ndarray, np.ndarray]:
+  """The t interval of a mean from the sample's standard deviation and size (NaN below 2).
 
   Example:
-    >>> lo, hi = mean_interval(np.array([[1.0, 2.0, 3.0, np.nan]]))
+    >>> lo, hi = mean_interval(np.array([2.0]), np.array([1.0]), np.array([3]))
     >>> [round(float(v), 3) for v in (lo[0], hi[0])]
     [-0.484, 4.484]
   """
-  n = np.sum(np.isfinite(samples), axis=-1)
-  mean = np.nanmean(samples, axis=-1)
-  half = stats.t.ppf(0.5 + confidence / 2, n - 1) * np.nanstd(samples, axis=-1, ddof=1)
-  half = half / np.sqrt(n)
+  n = np.asarray(n, np.float64)
+  with np.errstate(invalid="ignore", divide="ignore"):
+    half = stats.t.ppf(0.5 + confidence / 2, n - 1) * std / np.sqrt(n)
   return mean - half, mean + half
 
 
@@ -212,7 +179,9 @@ def draw(*, quick: bool, out_dir, store_root, force: bool = False) -> list[Path]
 
   # measured mean log-growth across depth vs the mean-field ((K − 1)/2) log χ₁
   rows = [0, a["map/sigma_b2"].size - 1]
-  lo, hi = mean_interval(member_growth(a, cfg, rows))
+  lo, hi = mean_interval(
+    *(a[f"map/{f}"][rows] for f in ("mean_log_growth", "std_log_growth", "n_finite"))
+  )
   for j, i in enumerate(rows):
     b2 = a["map/sigma_b2"][i]
     t = int(np.argmin(np.abs(a["theory/sigma_b2"] - b2)))

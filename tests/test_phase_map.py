@@ -206,6 +206,7 @@ def test_summarize_growth_counts_exact_zeros_as_vanished():
   s = phase_map.summarize_growth(np.array([[-np.inf, 0.0, 8.0]]), epsilon=1e-3)
   assert s["p_vanish"].tolist() == [1 / 3] and s["p_explode"].tolist() == [1 / 3]
   assert s["mean_log_growth"].tolist() == [4.0]  # over the finite samples
+  assert s["n_finite"].tolist() == [2]
 
 
 def test_empirical_boundary_interpolates_on_uneven_grids():
@@ -216,7 +217,7 @@ def test_empirical_boundary_interpolates_on_uneven_grids():
     np.array([[1.0, 0.8, 0.2, 0.0], [0.4, 0.0, 0.0, 0.0]]),
     None,
     np.array([[0.0, 0.0, 0.25, 0.75], [0.0, 0.0, 0.0, 0.1]]),
-    *([None] * 5),
+    *([None] * 6),
     {},
   )
   b = phase_map.empirical_boundary(pm)
@@ -280,6 +281,6 @@ def test_bad_theory_inputs_raise_naming_the_parameter(kwargs, name):
 
 
 def test_bad_level_raises():
-  pm = phase_map.PhaseMap(np.array([1.0]), np.array([0.0]), *([np.zeros((1, 1))] * 8), {})
+  pm = phase_map.PhaseMap(np.array([1.0]), np.array([0.0]), *([np.zeros((1, 1))] * 9), {})
   with pytest.raises(ValueError, match="level"):
     phase_map.empirical_boundary(pm, level=1.0)

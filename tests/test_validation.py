@@ -72,7 +72,7 @@ PHASE_MAP = phase_map.PhaseMap(
   np.array([[1.0, 0.5, 0.0]]),
   None,
   np.array([[0.0, 0.2, 0.8]]),
-  *[None] * 5,
+  *[None] * 6,
   {},
 )
 PARAMS8 = ({"w": jnp.zeros((8, 2, 4, 4)), "b": jnp.zeros((8, 2, 4))},)

@@ -441,6 +441,8 @@ class PhaseMap(NamedTuple):
     p_vanish_ci, p_stable_ci, p_explode_ci: ``[B, A, 2]`` Wilson intervals.
     mean_log_growth: ``[B, A]`` mean of the finite ``G`` (nan if none).
     std_log_growth: ``[B, A]`` their standard deviation (ddof = 1; nan below 2).
+    n_finite: ``[B, A]`` how many ``G`` are finite (the samples of the two moments:
+      the standard error of the mean is ``std_log_growth / √n_finite``).
     config: activation, width, depth, members, inputs, trials, epsilon,
       confidence, precision, chunk_size.
   """
@@ -455,6 +457,7 @@ class PhaseMap(NamedTuple):
   p_explode_ci: np.ndarray
   mean_log_growth: np.ndarray
   std_log_growth: np.ndarray
+  n_finite: np.ndarray
   config: dict[str, Any]
 
 
@@ -469,7 +472,7 @@ def summarize_growth(
     confidence: level of the Wilson intervals, in (0, 1).
 
   Returns:
-    A dict with the :class:`PhaseMap` fields ``p_vanish`` … ``std_log_growth``.
+    A dict with the :class:`PhaseMap` fields ``p_vanish`` … ``n_finite``.
     The intervals treat the S samples as independent trials: exact for one input
     per member; with several inputs per member they are too narrow.
 
@@ -504,6 +507,7 @@ def summarize_growth(
     out[f"p_{name}_ci"] = wilson_interval(counts[name], trials, confidence)
   out["mean_log_growth"] = mean
   out["std_log_growth"] = std
+  out["n_finite"] = n
   return out
 
 
@@ -882,7 +886,7 @@ def empirical_boundary(phase_map: PhaseMap, level: float = 0.5) -> EmpiricalBoun
   Example:
     >>> grid = np.array([1.0, 2.0, 3.0])
     >>> pm = PhaseMap(grid, np.array([0.0]), np.array([[1.0, 0.5, 0.0]]), None,
-    ...               np.array([[0.0, 0.2, 0.8]]), None, None, None, None, None, {})
+    ...               np.array([[0.0, 0.2, 0.8]]), None, None, None, None, None, None, {})
     >>> b = empirical_boundary(pm)
     >>> b.vanish.tolist(), b.explode.tolist()
     ([2.0], [2.5])

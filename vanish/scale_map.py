@@ -120,6 +120,7 @@ class CellMap(NamedTuple):
     p_vanish, p_stable, p_explode: ``[Y, X]`` outcome fractions at depth L.
     p_vanish_ci, p_stable_ci, p_explode_ci: ``[Y, X, 2]`` Wilson intervals.
     mean_log_growth, std_log_growth: ``[Y, X]`` moments of the finite log-growths.
+    n_finite: ``[Y, X]`` how many log-growths are finite (the moments' sample size).
     outcome: ``[Y, X]`` int8 most probable outcome (:func:`outcome_classes`).
     config: activation, width, depth, members, inputs, trials, epsilon, precision, …
   """
@@ -138,6 +139,7 @@ class CellMap(NamedTuple):
   p_explode_ci: np.ndarray
   mean_log_growth: np.ndarray
   std_log_growth: np.ndarray
+  n_finite: np.ndarray
   outcome: np.ndarray
   config: dict[str, Any]
 
