@@ -24,7 +24,7 @@ def test_geometric_mean_ci_matches_a_t_interval_in_log_space():
 
 
 def test_inside_t1_conditional_obeys_the_seed_bound_for_tanh2x():
-  # Π φ'(z_j) < 2^{2k−L} with k of L pre-activations inside [−t1, t1] (MISSION.md §4).
+  # Π φ'(z_j) < 2^{2k−L} with k of L pre-activations inside [−t1, t1] (docs/seed_analysis.md §4).
   rng = np.random.default_rng(1)
   pre = rng.normal(0.0, 0.8, size=(20000, 12))
   slope = 2.0 * (1.0 - np.tanh(2.0 * pre) ** 2)
