@@ -309,7 +309,7 @@ def test_models_round_trip_and_share_gradients_with_the_chains(digits, subset):
 
 
 def test_tanh_nx_rescaling_equivalence(subset, tmp_path):
-  """docs/seed_analysis.md §4: tanh(n·x) with params α and rate δ ≡ tanh(x) with params nα and rate δn².
+  """Seed analysis (docs/seed_analysis.md §4): tanh(n·x), params α, rate δ ≡ tanh(x), nα, δn².
 
   Mini-batch SGD, 21 steps in float64: the trajectories agree to 1e-10 (measured ~1e-15);
   the violations differ by 0.04 (δ not rescaled) and 0.6 (Adam with δn²), while Adam with δn,
