@@ -73,7 +73,10 @@ def test_bench_ensemble_training_tiny(tmp_path):
   checks = report["checks"]
   # vanish's logged training and the plain optax loop are the same arithmetic
   assert checks["max_abs_diff_plain_vs_vanish_params"] == 0
-  assert checks["max_abs_diff_plain_vs_vanish_bias_speed"] == 0
+  # the epoch's mean speeds: vanish sums the T steps' logs in the scan's carry, the plain
+  # loop takes jnp.mean of the stacked rows; the orders differ by at most T·u relative
+  # (T ≤ 100 steps here, u = 2⁻²⁴, speeds < 1 at initialization)
+  assert checks["max_abs_diff_plain_vs_vanish_bias_speed"] < 100 * 2.0**-24
   # an ensemble member equals its run alone to float rounding (docs/reliability.md)
   assert checks["max_abs_diff_ensemble_member_vs_alone"] < 1e-5
 
