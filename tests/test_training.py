@@ -682,6 +682,25 @@ def test_packed_step_logs_unpack_exactly_and_their_sums_give_the_epoch_means():
   assert means["weight_speed"][2] == np.inf and np.isfinite(means["weight_speed"][:2]).all()
 
 
+def test_bfloat16_epoch_means_are_accumulated_in_float32():
+  """A bfloat16 sum of 300 steps' logs stops growing (its 8-bit significand: adding a
+  value below half an ulp of the sum changes nothing), so log="epoch" sums in float32 and
+  rounds the means to bfloat16 once: within its unit roundoff (2⁻⁸ relative) plus the
+  float32 sum's T·2⁻²⁴ of the float64 means of the log="step" rows."""
+  net = vn.MLP([64, 30, 10], "sigmoid", readout="linear")
+  train_set, _ = data.digits(seed=0)
+  subset = data.Dataset(train_set.x[:300], train_set.y[:300])
+  params = net.init(jax.random.key(0), members=2, dtype=jnp.bfloat16)
+  kw = dict(key=jax.random.key(1), epochs=1, batch_size=1, learning_rate=1e-4)
+  epoch = training.train(net, params, subset, log="epoch", **kw).log
+  step = training.train(net, params, subset, log="step", **kw).log
+  assert epoch.loss.dtype == jnp.bfloat16
+  for name in ("loss", "bias_speed", "weight_speed"):
+    want = np.asarray(getattr(step, name), np.float64).mean(axis=1)
+    got = np.asarray(getattr(epoch, name), np.float64)[:, 0]
+    np.testing.assert_allclose(got, want, rtol=2.0**-8 + 300 * 2.0**-24, err_msg=name)
+
+
 @pytest.mark.parametrize("log", ["step", "epoch"])
 def test_an_epoch_whose_norms_underflow_is_rerun_scaled_and_so_are_later_epochs(
   monkeypatch, tmp_path, log
@@ -715,8 +734,15 @@ def test_an_epoch_whose_norms_underflow_is_rerun_scaled_and_so_are_later_epochs(
   tiny[-1]["w"] = tiny[-1]["w"].at[1].multiply(1e-30)  # member 1's hidden gradients ~1e-30
   rerun = training.train(net, tiny, subset, epochs=3, **kw)
   assert calls == [False, True, True, True]
-  first_layer = rerun.log.bias_speed[1, 0, 0]  # member 1, first row, layer 1
-  assert 0 < first_layer < (1e-25 if log == "step" else np.inf)  # logged, not underflowed to 0
+  if log == "step":
+    assert 0 < rerun.log.bias_speed[1, 0, 0] < 1e-25  # logged, not underflowed to 0
+  else:  # the means of the step rows (the plain ones are the same program but for the log)
+    steps = training.train(net, tiny, subset, epochs=3, **{**kw, "log": "step"}).log
+    assert calls == [False, True, True, True, False, True, True, True]
+    per_epoch = steps.bias_speed.astype(np.float64).reshape(2, 3, -1, 2).mean(axis=2)
+    # T = 4 float32 additions per mean, ~1 ulp of difference per step between the two
+    # compilations compounding over the 12 steps: 16 ulp
+    np.testing.assert_allclose(rerun.log.bias_speed, per_epoch, rtol=16 * 2.0**-24)
   # member 0 is unaffected (to rounding: the scaled norms are another compilation)
   np.testing.assert_allclose(rerun.log.bias_speed[0], ordinary.log.bias_speed[0], rtol=1e-6)
   for a, b in zip(jax.tree.leaves(rerun.params), jax.tree.leaves(ordinary.params), strict=True):

@@ -505,13 +505,13 @@ def _epoch(
   The step logs the mini-batch loss, speeds and ``log_g`` of its own gradients (no extra
   pass), as one :func:`_packed_log` vector: a ``[T, 3 + 2L]`` scan output for
   ``log="step"``; for ``log="epoch"`` no output, the vectors are summed in the carry and
-  divided by T after the scan (the same means, summed in step order: relative error
-  ≤ T·u, u the unit roundoff, for positive values; −inf, inf and NaN propagate as in a
-  mean). The inexact flags are summed alike. The full-set evaluation runs inside the step
-  only for ``log="step"`` with ``evaluate_every``: after every step (1) or, behind a
-  ``lax.cond`` on the unbatched ``evaluate[i]`` (≥ 2), after the flagged steps (NaN rows
-  elsewhere, dropped on the host). Otherwise the epoch end is evaluated after the call, by
-  :func:`_evaluate_members`.
+  divided by T after the scan (the same means, summed in step order in float32 or wider:
+  relative error ≤ T·u, u the accumulator's unit roundoff, for positive values; −inf, inf
+  and NaN propagate as in a mean). The inexact flags are summed alike. The full-set
+  evaluation runs inside the step only for ``log="step"`` with ``evaluate_every``: after
+  every step (1) or, behind a ``lax.cond`` on the unbatched ``evaluate[i]`` (≥ 2), after the
+  flagged steps (NaN rows elsewhere, dropped on the host). Otherwise the epoch end is
+  evaluated after the call, by :func:`_evaluate_members`.
   """
   tx = _optimizer(config, rates)
   grad_fn = jax.value_and_grad(_loss_and_outputs, argnums=2, has_aux=True)
@@ -535,7 +535,7 @@ def _epoch(
     params = optax.apply_updates(params, updates)
     packed = _packed_log(loss, bias, weight, exact)
     if config.log == "epoch":  # summed in the carry: no per-step output
-      return (params, opt_state, total + packed), {}
+      return (params, opt_state, total + packed.astype(total.dtype)), {}
     row = {"packed": packed}
     if config.evaluate_every == 1:
       row |= full_sets(params)
@@ -546,12 +546,15 @@ def _epoch(
   if evaluate is None:
     evaluate = jnp.zeros(batches.shape[0], bool)
   depth = sum(s.depth for s in net.segments)
-  total = jnp.zeros(3 + 2 * depth, params[0]["w"].dtype)  # the sums of log="epoch"
+  dtype = params[0]["w"].dtype
+  # the sums of log="epoch", in float32 at least: a bfloat16 sum stops growing after a few
+  # hundred steps (jnp.mean, too, accumulates low precision in float32)
+  total = jnp.zeros(3 + 2 * depth, jnp.promote_types(dtype, jnp.float32))
   carry = (params, opt_state, total)
   (params, opt_state, total), rows = lax.scan(step, carry, (batches, evaluate))
   if config.log == "epoch":  # evaluated after the call, by _evaluate_members: compiled once
     logged, inexact = _unpacked_log(total[None])
-    rows = jax.tree.map(lambda a: a / batches.shape[0], logged)  # the means over the steps
+    rows = jax.tree.map(lambda a: (a / batches.shape[0]).astype(dtype), logged)  # step means
   else:
     logged, inexact = _unpacked_log(rows.pop("packed"))
     rows |= logged
