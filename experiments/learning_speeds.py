@@ -38,6 +38,7 @@ from experiments._common import (
   digits_sets,
   experiment_parser,
   first_last_ratio,
+  integer,
   parse_sgd_args,
   positive_int,
 )
@@ -66,6 +67,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   add_size_overrides(
     parser,
     ["epochs", "members"],
+    {"members": integer(2)},  # >= 2: t intervals over members
     table=SIZES,
     descriptions={"epochs": "training epochs", "members": "networks in the ensemble"},
   )

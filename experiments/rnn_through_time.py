@@ -32,7 +32,13 @@ import numpy as np
 from flax import nnx
 from scipy import stats
 
-from experiments._common import cached_run, default_ensure, experiment_parser, positive_int
+from experiments._common import (
+  cached_run,
+  default_ensure,
+  experiment_parser,
+  integer,
+  positive_int,
+)
 from vanish import init, recurrent, store, theory
 
 INPUT_VARIANCE = 0.1  # σ_u² of U ~ N(0, σ_u²/d), with x_t ~ N(0, I_d)
@@ -66,7 +72,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     full_help="width 1024, 2000 steps (one GPU)",
   )
   parser.add_argument("--hidden", type=positive_int, help="hidden size n (default by size)")
-  parser.add_argument("--members", type=positive_int, help="ensemble members per setting")
+  parser.add_argument(
+    "--members", type=integer(2), help="ensemble members per setting (>= 2: intervals)"
+  )
   parser.add_argument("--steps", type=positive_int, help="measured steps of lag")
   parser.add_argument("--burn-in", type=int, help="steps run before the measured window")
   parser.add_argument(
@@ -148,8 +156,8 @@ def _summarize(name: str, curves: np.ndarray, members: int) -> tuple[dict, float
   if members > 1:
     t = stats.t.ppf(0.975, members - 1) / math.sqrt(members)
     half, rate_half = t * per_member.std(0, ddof=1), float(t * member_slopes.std(ddof=1))
-  else:
-    half, rate_half = np.zeros(steps), 0.0
+  else:  # one member: no interval (not a zero-width one)
+    half, rate_half = np.full(steps, np.nan), math.nan
   arrays = {
     f"{name}/mean": mean,
     f"{name}/lo": mean - half,

@@ -88,8 +88,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     __doc__, quick_help="small ensembles (CPU, CI)", full_help="paper-scale ensembles (one GPU)"
   )
   add_epsilon(parser, "|g|")
-  # intervals over the chains need two of them
-  add_size_overrides(parser, SIZES["quick"], {"chain_members": integer(2)}, table=SIZES)
+  # intervals over the chains (and F2(f)'s over the map's members) need two of them
+  at_least_two = {"chain_members": integer(2), "members": integer(2)}
+  add_size_overrides(parser, SIZES["quick"], at_least_two, table=SIZES)
   args = parser.parse_args(argv)
   args.sizes = size_values(args, SIZES)
   if args.sizes["depth"] < 2:

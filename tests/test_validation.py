@@ -568,6 +568,9 @@ BAD_OPTIONS = [
   ("lyapunov_depth", ["--members", "1"], "--members", ">= 2"),
   ("finite_width", ["--members", "1"], "--members", ">= 2"),
   ("sigmoid_weights", ["--chain-members", "1"], "--chain-members", ">= 2"),
+  ("sigmoid_weights", ["--members", "1"], "--members", ">= 2"),
+  ("learning_speeds", ["--members", "1"], "--members", ">= 2"),
+  ("rnn_through_time", ["--members", "1"], "--members", ">= 2"),
   ("memory_task", ["--lags", "5", "1.5"], "--lags", ">= 1"),
   # depths of the sub-products fit inside the product
   ("lyapunov_depth", ["--depth", "100", "--relu-depth", "101"], "--relu-depth", "[1, --depth"),
