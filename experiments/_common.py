@@ -146,9 +146,10 @@ _FORCED: set[Path] = set()
 _EXPERIMENTS = Path(__file__).resolve().parent
 
 
-def _experiment_imports(path: Path) -> set[Path]:
-  """The ``experiments/*.py`` files that ``path`` imports (``from experiments.x import ...``,
-  ``from experiments import x``, ``import experiments.x``)."""
+def experiment_modules(path: Path) -> set[str]:
+  """The names ``x`` of the ``experiments.x`` modules that the file ``path`` imports
+  (``from experiments.x import ...``, ``from experiments import x``, ``import experiments.x``),
+  whether or not they exist (a name imported from ``experiments`` counts as a module)."""
   found = set()
   for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
     if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("experiments"):
@@ -160,10 +161,23 @@ def _experiment_imports(path: Path) -> set[Path]:
     for name in names:
       parts = name.split(".")
       if parts[0] == "experiments" and len(parts) == 2:
-        candidate = _EXPERIMENTS / f"{parts[1]}.py"
-        if candidate.is_file():
-          found.add(candidate)
+        found.add(parts[1])
   return found
+
+
+def missing_experiments(path: Path) -> list[str]:
+  """The ``experiments.x`` modules that ``path`` imports and that do not exist, sorted."""
+  return sorted(f"experiments.{x}" for x in experiment_modules(path) if not _module_file(x))
+
+
+def _module_file(name: str) -> Path | None:
+  candidate = _EXPERIMENTS / f"{name}.py"
+  return candidate if candidate.is_file() else None
+
+
+def _experiment_imports(path: Path) -> set[Path]:
+  """The ``experiments/*.py`` files that ``path`` imports."""
+  return {file for x in experiment_modules(path) if (file := _module_file(x))}
 
 
 def code_fingerprint(experiment: str, compute: Callable[..., Any] | None = None) -> str:

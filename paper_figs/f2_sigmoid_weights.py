@@ -15,8 +15,10 @@ K = 5: the minimum moves to larger s with depth) and ≈ 1 at every s at the dee
 (e) Full-width sigmoid nets with weights N(0, s²/width): P(explode) − P(vanish) at depth K,
 measured P = ½ contours (solid) and the mean-field lines χ₁ = 1 (dashed) and
 χ₁^{(K−1)/2} = ε^{±1} (dotted); at --quick size the nets do not explode where the mean field
-says they do (see (f)). (f) The log-growth log‖δ¹‖ − log‖δ^K‖ of one input per member, averaged over
-the ensemble of width-n nets (points, 95 % t intervals over the members), against the mean-field
+says they do (see (f)). (f) The log-growth log‖δ¹‖ − log‖δ^K‖ of one input per member,
+averaged over the width-n members whose gradient did not underflow to 0 (all of them at
+--quick size; the store keeps their number, n_finite) (points, 95 % t intervals over those
+members), against the mean-field
 ((K − 1)/2)·ln χ₁ (lines); the dotted lines are the vanish and explode thresholds ±ln(1/ε). Up to
 s ≈ 10 the points lie at most ≈ 3 below the lines, of the size of the first-order finite-width
 correction −(K − 1)(3κ − 1)/(4n), κ = E σ'⁴/(E σ'²)². Beyond, the mean field fails at the
@@ -25,8 +27,8 @@ mean field takes infinitely many units with Gaussian preactivations of variance 
 that every layer multiplies ‖δ‖ by ≈ √χ₁; at large s only a fraction ≈ 5.7/s of the units is
 unsaturated (|z| < 5, σ' > 0.007), about one of 24 at s = 128, so each layer's factor rests on a
 few units and fluctuates wildly (the relative variance of its square, (3κ − 1)/n with κ ≈ 0.45 s,
-is ≈ 7 at s = 128), and the mean of its logarithm falls far below ½ ln χ₁, further than the
-first-order correction predicts (−13 at s = 128). At --full width (n = 256, K = 50) the points
+is ≈ 7 at s = 128), and the mean of its logarithm falls far below ½ ln χ₁, lower than the
+first-order correction puts it (−13 at s = 128). At --full width (n = 256, K = 50) the points
 follow the lines further and lie ≈ 10 below them at s = 128 (51 against 61; first order: 53).
 """
 

@@ -664,11 +664,26 @@ def _experiment_names(paths: Sequence[str], runs: Sequence[dict[str, Any]]) -> l
   return sorted({name_of[path] for path in paths})
 
 
+def _figure_status(figure: Figure) -> tuple[str, str]:
+  """``("ready", "")``, or ``("missing", why)``: no script, or an experiment module that the
+  script imports does not exist (what ``vanish reproduce`` would report as missing)."""
+  import importlib.util
+
+  module = figure.module
+  if module is None:
+    return "missing", f"no paper_figs/{figure.name.lower()}_*.py"
+  from experiments._common import missing_experiments
+
+  spec = importlib.util.find_spec(module)
+  absent = missing_experiments(Path(spec.origin)) if spec and spec.origin else []
+  return ("missing", f"no {', '.join(absent)}") if absent else ("ready", "")
+
+
 def _list_figures(names: Sequence[str], known: dict[str, Figure]) -> int:
   for name in names:
     figure = known[name]
-    status = "ready" if figure.module else "missing"
-    print(f"{name:<4} {status:<8} {figure.title}")
+    status, why = _figure_status(figure)
+    print(f"{name:<4} {status:<8} {figure.title}" + (f" ({why})" if why else ""))
   return 0
 
 
