@@ -16,18 +16,17 @@ Measures, in one process on the same network, parameters, data and mini-batch or
   through the same forward (``vanish.models.apply``), ``optax`` update, scanned over the
   same mini-batches and vmapped over members, keeping only the loss. Compared with (i) the
   same plain step plus the per-layer norms ``‖∂C/∂b^l‖, ‖∂C/∂W^l‖_F`` (one ``Σ g²`` per
-  tensor), (ii) the plain step plus ``Σ g²`` and ``max |g|`` of every layer from two
-  zero-padded stacks, one variadic reduction each (``plain_with_packed_norms``: 2
-  reductions a step instead of vanish's 12, a candidate for the GPU, where launches
-  dominate) and (iii) vanish's compiled epoch (``training._run_epoch``: per-tensor
-  ``Σ g²`` and ``max |g|``, the step's log as one vector summed in the scan's carry);
-  overhead = time / plain − 1 (target ≤ 10 %). Correctness: vanish's and the plain step's
-  parameters agree. CPU ``--quick`` (shared 2 cores, load 2.4–4.5, 15 repeats, five runs):
-  vanish's logging +6.5 to +11 % (median), the same as before the step's log was packed
-  (−5 to +14 %), which cut the compiled loop body from 58 to 50 top-level ops (plain: 41);
-  the packed norms +70 to +86 % (XLA:CPU materializes the padded stacks and runs variadic
-  reductions as scalar loops). The GPU figures must be re-measured
-  (``bash benchmarks/gpu_session.sh scale``).
+  tensor), (ii) the plain step plus ``Σ g²`` of every layer from two zero-padded stacks,
+  one reduction each (``plain_with_packed_norms``: 2 reductions a step instead of vanish's
+  6, a candidate for the GPU, where launches dominate) and (iii) vanish's compiled epoch
+  (``training._run_epoch``: per-tensor ``Σ g²``, the checks, the step's log as one vector
+  summed in the scan's carry); overhead = time / plain − 1 (target ≤ 10 %). Correctness:
+  vanish's and the plain step's parameters agree. CPU ``--quick`` (shared 2 cores):
+  vanish's logging +5–7 % (median), about the plain step's own norms (+3–7 %); it was
+  +10–11 % while the step also reduced ``max |g|`` of every tensor (to tell an exactly zero
+  gradient from an underflowed one, now left to a scaled rerun). The packed norms cost
+  +12 % on the CPU, which materializes the padded stacks (``results/ensemble_training_cpu.json``).
+  The GPU figures must be re-measured (``bash benchmarks/gpu_session.sh scale``).
 
 Network: Nielsen's 64-30-30-30-10 sigmoid net (``gaussian(1.0)`` weights, ``normal(1.0)``
 biases, linear readout, softmax cross-entropy), SGD η = 0.1, batches of 10, sklearn digits.
@@ -99,25 +98,18 @@ def _tensor_norms(grads) -> dict[str, jax.Array]:
 
 
 def _packed_norms(grads) -> dict[str, jax.Array]:
-  """What vanish's plain norms need, ``Σ g²`` and ``max |g|`` of every layer, from two
-  zero-padded stacks (biases ``[L, 30]``, weights ``[L, 1920]`` here) and one variadic
-  reduction each: 2 reductions a step instead of 12 (a GPU candidate; see the docstring)."""
+  """What vanish's plain norms need, ``Σ g²`` of every layer, from two zero-padded stacks
+  (biases ``[L, 30]``, weights ``[L, 1920]`` here) and one reduction each: 2 reductions a
+  step instead of 6 (a GPU candidate; see the docstring)."""
 
-  def sums_and_scales(rows):
+  def sums(rows):
     length = max(r.shape[1] for r in rows)
     stack = jnp.concatenate([jnp.pad(r, ((0, 0), (0, length - r.shape[1]))) for r in rows])
-    zero = jnp.zeros((), stack.dtype)
-    return lax.reduce(
-      (stack**2, jnp.abs(stack)),
-      (zero, zero),
-      lambda a, b: (a[0] + b[0], jnp.maximum(a[1], b[1])),
-      (1,),
-    )
+    return jnp.sum(stack**2, axis=1)
 
-  bias_sums, bias_scales = sums_and_scales([g["b"] for g in grads])
-  weight_sums, weight_scales = sums_and_scales([g["w"].reshape(g["w"].shape[0], -1) for g in grads])
-  scale = jnp.maximum(jnp.max(bias_scales), jnp.max(weight_scales))
-  return {"bias": jnp.sqrt(bias_sums), "weight": jnp.sqrt(weight_sums), "scale": scale}
+  bias_sums = sums([g["b"] for g in grads])
+  weight_sums = sums([g["w"].reshape(g["w"].shape[0], -1) for g in grads])
+  return {"bias": jnp.sqrt(bias_sums), "weight": jnp.sqrt(weight_sums)}
 
 
 @functools.partial(jax.jit, static_argnames=("net", "log"))

@@ -20,22 +20,22 @@ taken from the very gradients the optimizer applies (no second backward pass). A
 logged 0 means an exactly zero gradient (e.g. a dead ReLU layer), not one whose
 squares underflow float32 (below ~1e-19): the plain ``sqrt(Σ g²)`` is used when
 every member's sums of squares lie safely inside the float32 range in every step of
-the epoch; otherwise the epoch is run again from the same state with the norms scaled
-by the largest entry (:func:`_scaled_layer_norms`), and so are all later epochs of the run
-(deep networks whose gradients vanish stay in that regime: one rerun, not one per
-epoch). The step chooses no branch for this: on a GPU a conditional copies its
-predicate to the host every step. On the H100 (session 10) vanish's epoch cost +28 %
-over a plain optax epoch while the step held a ``lax.cond`` for it, and the same norms
-in the plain step +11 %; the present design is not yet measured on a GPU
-(``bash benchmarks/gpu_session.sh scale``). There a step of a small network is bound by
-kernel launches, so the logging adds few ops to the scanned step: its log is one vector,
-written once (``log="step"``) or added to the epoch's sums in the scan's carry
-(``log="epoch"``), and the checks after the norms' reductions are one elementwise op.
-Compiled on XLA:CPU (16 members of a 64-30-30-30-10 net) the loop body holds 50
-top-level ops (41 for a plain optax step; 58 with one output per logged field), a scaled
-epoch's 61 (67). On the 2-core CPU the logging costs about +7 % (median of five
-``benchmarks/bench_ensemble_training.py --quick`` runs; +10 % best-of; as before the op
-cut, within the shared machine's noise), a scaled epoch about +15 %.
+the epoch; otherwise (an underflow or overflow, and also an exactly zero, inf or NaN
+gradient, which the plain sums cannot tell apart from one) the epoch is run again from
+the same state with the norms scaled by the largest entry (:func:`_scaled_layer_norms`),
+and so are all later epochs of the run (deep networks whose gradients vanish stay in
+that regime: one rerun, not one per epoch). The step chooses no branch for this: on a
+GPU a conditional copies its predicate to the host every step. On the H100 (session 10)
+vanish's epoch cost +28 % over a plain optax epoch while the step held a ``lax.cond``
+for it, and the same norms in the plain step +11 %; the present design is not yet
+measured on a GPU (``bash benchmarks/gpu_session.sh scale``). There a step of a small
+network is bound by kernel launches, so the logging adds as few ops to the scanned step
+as it can: one ``Σ g²`` reduction per tensor (no ``max |g|`` beside it), one
+elementwise op for the checks after them, and one log vector, written once
+(``log="step"``) or added to the epoch's sums in the scan's carry (``log="epoch"``).
+On the 2-core CPU (``benchmarks/bench_ensemble_training.py --quick``, 16 members of a
+64-30-30-30-10 net) the logging costs +5–7 % over a plain optax epoch, about as much as
+the plain step's own per-tensor norms (+3–7 %; +10–11 % with ``max |g|`` beside ``Σ g²``).
 
 Each step also logs the *gradient-product state* of the Markov model of
 :mod:`vanish.markov`,
@@ -353,24 +353,27 @@ def _plain_layer_norms(grads) -> tuple[jax.Array, jax.Array, jax.Array]:
   """Per-layer ``sqrt(Σ g²)`` for biases and weights (``[L]`` each) from segment-stacked
   gradients, and whether all of them are exact (a scalar bool).
 
-  A norm is exact when its sum of squares lies in ``[_safe_square_sum, inf)``, or when
-  scaling cannot change it: every entry 0 (a dead layer: 0 is exact), or a NaN or inf
-  among them. Otherwise (entries too small or too large to square in the dtype) only
-  :func:`_scaled_layer_norms` gets it right. The ``2L`` sums and maxima are joined
-  before the checks and square roots: one elementwise op after the reductions.
+  A norm is known exact when its sum of squares lies in ``[_safe_square_sum, inf)``.
+  Anything else (0, tiny, inf or NaN) is flagged: the entries may be too small or too
+  large to square in the dtype, which only :func:`_scaled_layer_norms` gets right. An
+  exactly zero gradient (a dead layer), or one holding inf or NaN, is flagged too,
+  although scaling does not change its norm: telling it apart from an underflowed one
+  takes ``max |g|``, a second reduction per tensor, which cost +5 % of a CPU epoch
+  (``bench_ensemble_training --quick``: vanish's logging +10–11 % with it, +5–7 % without,
+  the plain step with the same ``Σ g²`` +3–7 %). Such an epoch is run again scaled, once
+  per run (:func:`train`). The ``2L`` sums are joined before the checks and square roots:
+  one elementwise op after the reductions.
 
-  Packing the gradients into two zero-padded stacks (biases, weights) for one variadic
-  ``(Σ g², max |g|)`` reduction each would cut a 64-30-30-30-10 net's 12 reductions to 2,
-  but XLA:CPU materializes the padded stacks and runs a variadic reduction as a scalar
-  loop: the epoch took 1.6× as long on the CPU (1.25× with separate sum and max over the
-  stacks), so the reductions stay one per tensor (``benchmarks/bench_ensemble_training.py``
-  times the packed variant for a GPU, where it is not yet measured).
+  Packing the gradients into two zero-padded stacks (biases, weights) for one reduction
+  each would cut a 64-30-30-30-10 net's 6 reductions to 2, but XLA:CPU materializes the
+  padded stacks: a plain step with them cost +12 % on the CPU against +3–7 % with one
+  reduction per tensor, so the reductions stay one per tensor
+  (``benchmarks/bench_ensemble_training.py`` times the packed variant for a GPU, where it
+  is not yet measured).
   """
   tensors = [(g["b"], (-1,)) for g in grads] + [(g["w"], (-2, -1)) for g in grads]
   sums = jnp.concatenate([jnp.sum(jnp.square(g), axis=axis) for g, axis in tensors])
-  scales = jnp.concatenate([jnp.max(jnp.abs(g), axis=axis) for g, axis in tensors])
-  representable = jnp.isfinite(sums) & (sums >= _safe_square_sum(sums.dtype))
-  exact = jnp.all(representable | (scales == 0) | ~jnp.isfinite(scales))
+  exact = jnp.all(jnp.isfinite(sums) & (sums >= _safe_square_sum(sums.dtype)))
   norms, half = jnp.sqrt(sums), sums.size // 2
   return norms[:half], norms[half:], exact
 
