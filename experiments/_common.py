@@ -153,7 +153,7 @@ def experiment_modules(path: Path) -> set[str]:
   found = set()
   for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
     if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("experiments"):
-      names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+      names = [node.module] + [f"{node.module}.{a.name}" for a in node.names if a.name != "*"]
     elif isinstance(node, ast.Import):
       names = [a.name for a in node.names]
     else:
@@ -166,8 +166,18 @@ def experiment_modules(path: Path) -> set[str]:
 
 
 def missing_experiments(path: Path) -> list[str]:
-  """The ``experiments.x`` modules that ``path`` imports and that do not exist, sorted."""
-  return sorted(f"experiments.{x}" for x in experiment_modules(path) if not _module_file(x))
+  """The ``experiments.x`` modules that ``path`` imports, directly or through the experiment
+  modules it imports, and that do not exist, sorted."""
+  missing, seen, todo = set(), set(), [path]
+  while todo:
+    for name in experiment_modules(todo.pop()) - seen:
+      seen.add(name)
+      file = _module_file(name)
+      if file is None:
+        missing.add(f"experiments.{name}")
+      else:
+        todo.append(file)
+  return sorted(missing)
 
 
 def _module_file(name: str) -> Path | None:

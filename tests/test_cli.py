@@ -493,3 +493,24 @@ def test_readme_python_example_runs_and_prints_what_the_readme_says(capsys):
   for name, line in (("log_speed", "log_gradient_norms"), ("spectrum", "lyapunov_spectrum")):
     (comment,) = re.findall(rf"{line}\(.*# \[([0-9, ]+)\]", blocks[0])
     assert namespace[name].shape == tuple(int(n) for n in comment.split(",")), name
+
+
+def test_missing_experiments_are_found_through_the_experiments_a_script_imports(
+  tmp_path, monkeypatch
+):
+  """A script is missing an experiment when it imports one that does not exist, directly or
+  through an experiment module it imports; ``from experiments import *`` names none."""
+  folder = tmp_path / "experiments"
+  folder.mkdir()
+  (folder / "present.py").write_text("from experiments import absent_inner\n")
+  (folder / "plain.py").write_text("import numpy\n")
+  monkeypatch.setattr(_common, "_EXPERIMENTS", folder)
+  script = tmp_path / "f0_demo.py"
+  script.write_text("from experiments import present, plain\nimport experiments.absent_outer\n")
+  assert _common.missing_experiments(script) == [
+    "experiments.absent_inner",
+    "experiments.absent_outer",
+  ]
+  script.write_text("from experiments import *\nfrom experiments.plain import numpy\n")
+  assert _common.missing_experiments(script) == []
+  assert _common.experiment_modules(script) == {"plain"}

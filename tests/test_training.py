@@ -736,6 +736,11 @@ def test_an_epoch_whose_norms_underflow_is_rerun_scaled_and_so_are_later_epochs(
   assert np.all(dead_run.log.bias_speed[1, :, 0] == 0)  # exactly zero, logged as 0
   assert np.all(dead_run.log.log_g[1] == -np.inf)  # also as the mean over an epoch's steps
   calls.clear()
+  with pytest.warns(RuntimeWarning, match="training diverged"):
+    diverged = training.train(net, params, subset, epochs=3, **{**kw, "learning_rate": 1e12})
+  assert calls == [False, True, True, True]  # inf/NaN sums: one rerun, like an underflow
+  assert not np.isfinite(diverged.log.loss[:, -1]).any()
+  calls.clear()
   tiny = tuple(dict(p) for p in params)
   tiny[-1]["w"] = tiny[-1]["w"].at[1].multiply(1e-30)  # member 1's hidden gradients ~1e-30
   rerun = training.train(net, tiny, subset, epochs=3, **kw)
