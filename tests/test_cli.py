@@ -261,7 +261,7 @@ def test_reproduce_reports_a_script_whose_experiment_has_not_landed_as_missing(
   assert cli.main(["reproduce", "--list", "--only", "F5", "F6", "F7", "F2"]) == 0
   listed = capsys.readouterr().out.splitlines()
   assert [line.split()[1] for line in listed] == ["missing", "missing", "ready", "ready"]
-  assert listed[0].endswith("(no experiments.no_such_experiment)")
+  assert listed[0].endswith("— no experiments/no_such_experiment.py (imported by importfigs.f5)")
   assert cli.main([*argv, "F7", "F8", "F2"]) == 1
   out = capsys.readouterr().out
   assert "failed: ModuleNotFoundError: No module named 'no_such_package_for_vanish_tests'" in out

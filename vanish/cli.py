@@ -534,22 +534,6 @@ def _no_checkout() -> int:
   return 2
 
 
-def _missing_experiment(error: Exception) -> str | None:
-  """``"experiments.<name>"`` if ``error`` is an import of that module failing because it does
-  not exist (``import experiments.<name>`` or ``from experiments import <name>``), else None:
-  any other error, a missing module of another package included, is a failure."""
-  import importlib.util
-
-  if isinstance(error, ModuleNotFoundError):
-    name = error.name or ""
-  else:
-    found = re.match(r"cannot import name '(\w+)' from 'experiments' ", str(error))
-    name = f"experiments.{found.group(1)}" if type(error) is ImportError and found else ""
-  if not re.fullmatch(r"experiments\.\w+", name) or importlib.util.find_spec(name) is not None:
-    return None
-  return name
-
-
 def _draw_figure(figure: Figure, args: argparse.Namespace) -> dict[str, Any]:
   """Draws one figure; returns what happened (status, files, experiments run or reused)."""
   import importlib
@@ -557,10 +541,10 @@ def _draw_figure(figure: Figure, args: argparse.Namespace) -> dict[str, Any]:
   from experiments._common import RUN_LOG
 
   record: dict[str, Any] = {"figure": figure.name, "title": figure.title, "experiments": []}
-  module_name = figure.module
-  if module_name is None:
-    reason = f"no paper_figs/{figure.name.lower()}_*.py"
+  status, reason = _figure_status(figure)
+  if status == "missing":  # not landed: reported, never faked
     return record | {"status": "missing", "reason": reason, "wall_time_s": 0.0}
+  module_name = figure.module
   first_run = len(RUN_LOG)
   start = time.perf_counter()
   try:
@@ -573,12 +557,7 @@ def _draw_figure(figure: Figure, args: argparse.Namespace) -> dict[str, Any]:
     )
     record |= {"status": "drawn", "files": [str(f) for f in files]}
   except Exception as error:  # report it, draw the other figures, exit 1 at the end
-    experiment = _missing_experiment(error)
-    if experiment:  # the script has landed but not its experiment: missing, never faked
-      reason = f"no {experiment.replace('.', '/')}.py (imported by {module_name})"
-      record |= {"status": "missing", "reason": reason}
-    else:
-      record |= {"status": "failed", "reason": f"{type(error).__name__}: {error}"}
+    record |= {"status": "failed", "reason": f"{type(error).__name__}: {error}"}
   runs = RUN_LOG[first_run:]
   record["experiments"] = [
     {
@@ -666,7 +645,8 @@ def _experiment_names(paths: Sequence[str], runs: Sequence[dict[str, Any]]) -> l
 
 def _figure_status(figure: Figure) -> tuple[str, str]:
   """``("ready", "")``, or ``("missing", why)``: no script, or an experiment module that the
-  script imports does not exist (what ``vanish reproduce`` would report as missing)."""
+  script imports (directly or through other experiments) does not exist. Read from the
+  sources, before anything runs: ``reproduce --list`` and ``reproduce`` say the same."""
   import importlib.util
 
   module = figure.module
@@ -676,14 +656,17 @@ def _figure_status(figure: Figure) -> tuple[str, str]:
 
   spec = importlib.util.find_spec(module)
   absent = missing_experiments(Path(spec.origin)) if spec and spec.origin else []
-  return ("missing", f"no {', '.join(absent)}") if absent else ("ready", "")
+  if not absent:
+    return "ready", ""
+  files = ", ".join(f"{name.replace('.', '/')}.py" for name in absent)
+  return "missing", f"no {files} (imported by {module})"
 
 
 def _list_figures(names: Sequence[str], known: dict[str, Figure]) -> int:
   for name in names:
     figure = known[name]
     status, why = _figure_status(figure)
-    print(f"{name:<4} {status:<8} {figure.title}" + (f" ({why})" if why else ""))
+    print(f"{name:<4} {status:<8} {figure.title}" + (f" — {why}" if why else ""))
   return 0
 
 

@@ -363,18 +363,15 @@ def _plain_layer_norms(grads) -> tuple[jax.Array, jax.Array, jax.Array]:
   large to square in the dtype, which only :func:`_scaled_layer_norms` gets right. An
   exactly zero gradient (a dead layer), or one holding inf or NaN, is flagged too,
   although scaling does not change its norm: telling it apart from an underflowed one
-  takes ``max |g|``, a second reduction per tensor, which cost +5 % of a CPU epoch
-  (``bench_ensemble_training --quick``: vanish's logging +10–11 % with it, +5–7 % without,
-  the plain step with the same ``Σ g²`` +3–7 %). Such an epoch is run again scaled, once
-  per run (:func:`train`). The ``2L`` sums are joined before the checks and square roots:
-  one elementwise op after the reductions.
+  takes ``max |g|``, a second reduction per tensor (its cost: the module docstring). Such
+  an epoch is run again scaled, once per run (:func:`train`). The ``2L`` sums are joined
+  before the checks and square roots: one elementwise op after the reductions.
 
   Packing the gradients into two zero-padded stacks (biases, weights) for one reduction
   each would cut a 64-30-30-30-10 net's 6 reductions to 2, but XLA:CPU materializes the
-  padded stacks: a plain step with them cost +12 % on the CPU against +3–7 % with one
-  reduction per tensor, so the reductions stay one per tensor
-  (``benchmarks/bench_ensemble_training.py`` times the packed variant for a GPU, where it
-  is not yet measured).
+  padded stacks (+12 % for a plain step on the CPU, against +3–7 % with one reduction per
+  tensor), so the reductions stay one per tensor (``benchmarks/bench_ensemble_training.py``
+  times the packed variant for a GPU, where it is not yet measured).
   """
   tensors = [(g["b"], (-1,)) for g in grads] + [(g["w"], (-2, -1)) for g in grads]
   sums = jnp.concatenate([jnp.sum(jnp.square(g), axis=axis) for g, axis in tensors])
