@@ -6,14 +6,22 @@ Conventions (so every figure reads the same):
   theory with lines (``theory(ax, x, y)``), black dashed unless a color is needed;
 * each activation has one color in every figure (``color("tanh")``);
 * one column is 3.4 in wide and two columns 7.0 in; text is 8 pt;
-* every figure is written as a vector PDF and a 300 dpi PNG, atomically, by :func:`save`.
+* every figure is written as a vector PDF and a 300 dpi PNG, atomically, by :func:`save`;
+* every figure comes in two layouts (:func:`layout`): ``"page"``, as the script lays it out
+  (a two-column ``figure*``), and ``"column"``, the same panels reflowed by :func:`figure`
+  into at most two columns 3.4 in wide, at the same 8 pt text, so that it is readable
+  printed at column width; :func:`save` warns (:class:`LayoutWarning`) when text collides.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
+import math
 import os
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -71,6 +79,16 @@ RC = {
   "pdf.fonttype": 42,  # embed TrueType: editable text in the PDF
   "figure.constrained_layout.use": True,
 }
+# The column layout's panels are about 1.7 in wide: the same text, tighter legends.
+RC_COLUMN = {
+  "legend.fontsize": 6,
+  "legend.handlelength": 1.5,
+  "legend.handletextpad": 0.5,
+  "legend.labelspacing": 0.3,
+  "legend.borderaxespad": 0.3,
+  "legend.columnspacing": 1.0,
+  "lines.markersize": 3.0,
+}
 
 
 def color(name: str, index: int = 0) -> str:
@@ -83,14 +101,102 @@ def label(name: str) -> str:
   return LABELS.get(name, name)
 
 
+LAYOUTS = ("page", "column")
+_LAYOUT = contextvars.ContextVar("paper_figs_layout", default="page")
+
+
+class LayoutWarning(UserWarning):
+  """A figure's text collides with other text or enters another panel."""
+
+
+@contextlib.contextmanager
+def layout(name: str) -> Iterator[None]:
+  """Draws the figures made inside the block in layout ``name`` (``"page"`` or ``"column"``).
+
+  Like ``matplotlib.rc_context``: :func:`figure` lays the panels out for it and :func:`save`
+  names the files after it (``F4_….pdf`` for the page, ``F4_…_column.pdf`` for the column).
+  """
+  if name not in LAYOUTS:
+    raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}; got {name!r}")
+  token = _LAYOUT.set(name)
+  try:
+    yield
+  finally:
+    _LAYOUT.reset(token)
+
+
+def current_layout() -> str:
+  """The layout being drawn: ``"page"`` (the default) or ``"column"``."""
+  return _LAYOUT.get()
+
+
+def column_grid(nrows: int, ncols: int, columns: int) -> list[tuple[int, int, int]]:
+  """Where each panel of an ``nrows × ncols`` grid goes when reflowed into ``columns`` columns.
+
+  Panels keep their reading order (row-major) and fill rows of ``columns``; a last row with
+  fewer panels is centered. Positions are on a grid of ``2 · columns`` half-columns.
+
+  Returns:
+    ``(row, first half-column, end half-column)`` for each panel, row-major: panel
+    ``i · ncols + j`` is ``axes[i, j]``.
+
+  Example:
+    >>> column_grid(1, 3, 2)  # three panels in a row → two, then one centered
+    [(0, 0, 2), (0, 2, 4), (1, 1, 3)]
+  """
+  panels = nrows * ncols
+  places = []
+  for k in range(panels):
+    row, slot = divmod(k, columns)
+    in_row = min(columns, panels - row * columns)
+    start = columns - in_row + 2 * slot
+    places.append((row, start, start + 2))
+  return places
+
+
 def figure(
-  nrows: int = 1, ncols: int = 1, *, width: float = COLUMN, height: float | None = None, **kw
+  nrows: int = 1,
+  ncols: int = 1,
+  *,
+  width: float = COLUMN,
+  height: float | None = None,
+  column_ncols: int | None = None,
+  column_height: float | None = None,
 ):
-  """``plt.subplots`` in the paper's style; height defaults to 0.75 × width per row / columns."""
-  plt.rcParams.update(RC)
+  """``plt.subplots(nrows, ncols, squeeze=False)`` in the paper's style and the current layout.
+
+  Args:
+    nrows, ncols: the panel grid of the page layout.
+    width: the page layout's width (``PAGE`` for a two-column ``figure*``).
+    height: the page layout's height; default 0.75 × the panel width per row.
+    column_ncols: the column layout's number of columns (default ``min(ncols, 2)``).
+    column_height: the column layout's height; default: each row as tall as in the page
+      layout, scaled with the panel width by a factor in [0.75, 1].
+
+  Returns:
+    ``(fig, axes)``, ``axes`` an ``[nrows, ncols]`` array in both layouts: in the column
+    layout a figure wider than a column has its panels reflowed (:func:`column_grid`), so a
+    script indexes ``axes[i, j]`` the same way in both.
+  """
+  plt.rcParams.update(RC if current_layout() == "page" else {**RC, **RC_COLUMN})
   if height is None:
-    height = 0.75 * width * nrows / ncols if ncols > 1 else 0.75 * width * nrows
-  fig, axes = plt.subplots(nrows, ncols, figsize=(width, height), squeeze=False, **kw)
+    height = 0.75 * width * nrows / ncols
+  if current_layout() == "page" or width <= COLUMN:
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width, height), squeeze=False)
+    return fig, axes
+  columns = min(ncols, 2) if column_ncols is None else column_ncols
+  if not 1 <= columns <= nrows * ncols:
+    raise ValueError(f"column_ncols must be in [1, {nrows * ncols}]; got {columns}")
+  places = column_grid(nrows, ncols, columns)
+  rows = places[-1][0] + 1
+  if column_height is None:
+    shrink = min(max((COLUMN / columns) / (width / ncols), 0.75), 1.0)
+    column_height = rows * shrink * height / nrows
+  fig = plt.figure(figsize=(COLUMN, column_height))
+  grid = fig.add_gridspec(rows, 2 * columns)
+  axes = np.empty((nrows, ncols), dtype=object)
+  for k, (row, start, end) in enumerate(places):
+    axes[divmod(k, ncols)] = fig.add_subplot(grid[row, start:end])
   return fig, axes
 
 
@@ -140,22 +246,142 @@ def outcome_map(ax, arrays, x: str, y: str, *, depth: int, epsilon: float) -> No
   ax.figure.colorbar(mesh, ax=ax, fraction=0.05, pad=0.02).set_label("P(explode) − P(vanish)")
 
 
+def _words(text: str) -> list[str]:
+  """``text`` split at the spaces outside ``$…$`` (a formula is never broken)."""
+  words, current, in_math = [], "", False
+  for char in text:
+    if char == "$":
+      in_math = not in_math
+    if char == " " and not in_math:
+      words.append(current)
+      current = ""
+    else:
+      current += char
+  return [w for w in [*words, current] if w]
+
+
+def wrap(text: str, width: float, *, fontsize: float, renderer) -> str:
+  """``text`` with line breaks so that no line is wider than ``width`` points (when a word
+  allows it); each line of ``text`` is wrapped on its own, and formulas stay whole."""
+  prop = matplotlib.font_manager.FontProperties(size=fontsize)
+
+  def points(line: str) -> float:
+    w, _, _ = renderer.get_text_width_height_descent(line, prop, ismath="$" in line)
+    return w * 72 / renderer.dpi
+
+  wrapped = []
+  for paragraph in text.split("\n"):
+    line = ""
+    for word in _words(paragraph):
+      if line and points(f"{line} {word}") > width:
+        wrapped.append(line)
+        line = word
+      else:
+        line = f"{line} {word}" if line else word
+    wrapped.append(line)
+  return "\n".join(wrapped)
+
+
+# Points left of a panel's axes for its y tick labels and y label (so not for its title).
+_Y_DECORATIONS = 28.0
+
+
 def panel_labels(axes: Sequence, *, start: str = "a") -> None:
-  """Writes (a), (b), … in the upper-left corner of each axis."""
+  """Writes **(a)**, **(b)**, … as each axis's left-aligned title, before its own title.
+
+  The panel's title (centered or right, set before) moves to the left after its label, so
+  the two never collide and the layout makes room for both above the tick labels; it is
+  wrapped to the width of the panel's grid cell, less its y axis' labels.
+  """
   for i, ax in enumerate(np.ravel(axes)):
-    ax.text(
-      -0.02,
-      1.02,
-      f"({chr(ord(start) + i)})",
-      transform=ax.transAxes,
-      ha="right",
-      va="bottom",
-      fontweight="bold",
-    )
+    titles = [t for t in (ax.title, ax._right_title) if t.get_text()]
+    size = titles[0].get_fontsize() if titles else plt.rcParams["axes.titlesize"]
+    tag = f"$\\mathbf{{({chr(ord(start) + i)})}}$"
+    text = " ".join([tag, *(t.get_text() for t in titles)])
+    fig = ax.get_figure()
+    cell = ax.get_subplotspec().get_position(fig).width * fig.get_figwidth() * 72
+    text = wrap(text, cell - _Y_DECORATIONS, fontsize=size, renderer=fig.canvas.get_renderer())
+    for loc in ("center", "right"):
+      ax.set_title("", loc=loc)
+    ax.set_title(text, loc="left", fontsize=size)
+
+
+def _visible_tick_labels(axis) -> list:
+  """The tick labels ``axis`` draws: non-empty, visible, at a tick inside the view."""
+  low, high = sorted(axis.get_view_interval())
+  slack = 1e-9 * max(abs(low), abs(high), 1.0)
+  labels = []
+  for tick in (*axis.get_major_ticks(), *axis.get_minor_ticks()):
+    if not (tick.get_visible() and low - slack <= tick.get_loc() <= high + slack):
+      continue
+    labels += [t for t in (tick.label1, tick.label2) if t.get_visible() and t.get_text()]
+  return labels
+
+
+def _texts(fig) -> list[tuple[object, str, object]]:
+  """Every visible text of ``fig`` as ``(owning axes or None, what, artist)``; a legend is one."""
+  found = []
+  for ax in fig.axes:
+    texts = [*_visible_tick_labels(ax.xaxis), *_visible_tick_labels(ax.yaxis)]
+    texts += [ax.xaxis.label, ax.yaxis.label, ax.title, ax._left_title, ax._right_title]
+    texts += ax.texts
+    found += [(ax, repr(t.get_text()), t) for t in texts if t.get_visible() and t.get_text()]
+    if (legend := ax.get_legend()) is not None and legend.get_visible():
+      found.append((ax, "a legend", legend))
+  found += [(None, repr(t.get_text()), t) for t in fig.texts if t.get_visible() and t.get_text()]
+  found += [(None, "the figure legend", legend) for legend in fig.legends]
+  return found
+
+
+def text_collisions(fig, *, tolerance: float = 0.5) -> list[str]:
+  """What makes ``fig`` hard to read: texts that overlap, and texts inside another panel.
+
+  Draws ``fig`` (without rendering) and compares the boxes of its tick labels, axis labels,
+  titles, panel labels, annotations and legends (each legend as one box). Two boxes collide
+  when they overlap by more than ``tolerance`` points both ways; a text collides with a
+  panel that is not its own (nor that panel's colorbar) the same way.
+
+  Returns:
+    One line per collision, e.g. ``"'0.001' overlaps '0.01' (panel 3)"``; empty when none.
+  """
+  fig.draw_without_rendering()
+  renderer = fig.canvas.get_renderer()
+  pad = tolerance * fig.dpi / 72
+  panel = {ax: i for i, ax in enumerate(fig.axes)}
+
+  def overlap(a, b) -> bool:
+    return min(a.x1, b.x1) - max(a.x0, b.x0) > pad and min(a.y1, b.y1) - max(a.y0, b.y0) > pad
+
+  texts = [(ax, what, t.get_window_extent(renderer)) for ax, what, t in _texts(fig)]
+  found = []
+  for i, (ax, what, box) in enumerate(texts):
+    where = f" (panel {panel[ax] + 1})" if ax is not None else ""
+    found += [
+      f"{what}{where} overlaps {other}" + (f" (panel {panel[b] + 1})" if b is not None else "")
+      for b, other, other_box in texts[i + 1 :]
+      if overlap(box, other_box)
+    ]
+    for other_ax in fig.axes:
+      if other_ax is ax or _is_colorbar_of(other_ax, ax) or _is_colorbar_of(ax, other_ax):
+        continue
+      if other_ax.get_visible() and overlap(box, other_ax.get_window_extent(renderer)):
+        found.append(f"{what}{where} enters panel {panel[other_ax] + 1}")
+  return found
+
+
+def _is_colorbar_of(cax, ax) -> bool:
+  """Whether ``cax`` holds a colorbar drawn beside ``ax`` (or beside any panel, for a figure text)."""
+  colorbar = getattr(cax, "_colorbar", None)
+  if colorbar is None:
+    return False
+  return ax is None or ax in getattr(cax, "_colorbar_info", {}).get("parents", [ax])
 
 
 def save(fig, out_dir: str | os.PathLike, name: str, *, source: str | None = None) -> list[Path]:
   """Writes ``out_dir/name.pdf`` and ``out_dir/name.png`` atomically; closes ``fig``.
+
+  In the column layout (:func:`layout`) the files are ``name_column.pdf`` and ``.png``.
+  Text that collides (:func:`text_collisions`) is reported as a :class:`LayoutWarning`.
 
   Args:
     fig: the figure.
@@ -166,8 +392,12 @@ def save(fig, out_dir: str | os.PathLike, name: str, *, source: str | None = Non
   Returns:
     The two paths.
   """
+  if current_layout() != "page":
+    name = f"{name}_{current_layout()}"
   out_dir = Path(out_dir)
   out_dir.mkdir(parents=True, exist_ok=True)
+  for collision in text_collisions(fig):
+    warnings.warn(f"{name}: {collision}", LayoutWarning, stacklevel=2)
   paths = []
   for suffix, extra in ((".pdf", {}), (".png", {"dpi": 300})):
     metadata = {"Title": name, "Creator": "vanish paper_figs"}
