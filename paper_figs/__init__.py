@@ -7,19 +7,49 @@ Every figure module ``paper_figs/fN_<topic>.py`` follows one contract:
   experiments it needs through their ``experiments.<name>.ensure(size, store_root,
   force=...)`` (so the data always comes from the store), draws the figure in the style
   of :mod:`paper_figs._style` and returns the files it wrote (``FN_<topic>.pdf`` and
-  ``.png`` in ``out_dir``);
+  ``.png`` in ``out_dir``, ``FN_<topic>_column.*`` in the column layout);
 * ``main = figure_main(draw)`` makes ``python -m paper_figs.fN_<topic> [--quick|--full]``
   work on its own.
 
-``vanish reproduce`` (and ``python -m paper_figs.make_all``) draws every figure.
+``vanish reproduce`` (and ``python -m paper_figs.make_all``) draws every figure, by default in
+both layouts (:func:`draw_layouts`).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
+
+LAYOUT_CHOICES = {"both": ("page", "column"), "page": ("page",), "column": ("column",)}
+
+
+def draw_layouts(
+  draw: Callable[..., list[Path]], layouts: Sequence[str], **options
+) -> tuple[list[Path], list[str]]:
+  """Calls ``draw(**options)`` once in each layout of :mod:`paper_figs._style`.
+
+  Returns:
+    The files written, and the messages of the :class:`~paper_figs._style.LayoutWarning`
+    (text collisions) raised meanwhile; other warnings are shown as usual.
+  """
+  from paper_figs import _style
+
+  files = []
+  with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always", _style.LayoutWarning)
+    for layout in layouts:
+      with _style.layout(layout):
+        files += draw(**options)
+  collisions = []
+  for w in caught:
+    if issubclass(w.category, _style.LayoutWarning):
+      collisions.append(str(w.message))
+    else:
+      warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+  return files, collisions
 
 
 def figure_main(draw: Callable[..., list[Path]]) -> Callable[[Sequence[str] | None], int]:
@@ -34,11 +64,26 @@ def figure_main(draw: Callable[..., list[Path]]) -> Callable[[Sequence[str] | No
     parser.add_argument("--out", type=Path, help="figure folder (default: STORE/figures)")
     parser.add_argument("--store", type=Path, default=Path("results"), help="results store root")
     parser.add_argument("--force", action="store_true", help="recompute the experiments")
+    parser.add_argument(
+      "--layout",
+      choices=list(LAYOUT_CHOICES),
+      default="both",
+      help="page: 7 in wide; column: 3.4 in, panels reflowed (default: both)",
+    )
     args = parser.parse_args(argv)
     out = args.store / "figures" if args.out is None else args.out
-    files = draw(quick=not args.full, out_dir=out, store_root=args.store, force=args.force)
+    files, collisions = draw_layouts(
+      draw,
+      LAYOUT_CHOICES[args.layout],
+      quick=not args.full,
+      out_dir=out,
+      store_root=args.store,
+      force=args.force,
+    )
     for path in files:
       print(f"wrote {path}")
+    for collision in collisions:
+      print(f"layout warning: {collision}", file=sys.stderr)
     return 0
 
   return main

@@ -198,6 +198,11 @@ def write(figures_dir: Path, *, readme_dir: Path = HERE) -> Path:
     "This page is written by `python -m paper_figs.write_readme results/figures` from that run;",
     "each caption is the figure script's docstring, and the gallery holds 110-dpi thumbnails",
     "(the full 300-dpi PNG and the PDF are in the run's figure folder).",
+    "Each figure comes in two layouts: `FN_<topic>.pdf`, 7 in wide, for a two-column",
+    "`figure*` (shown here), and `FN_<topic>_column.pdf`, 3.4 in wide with the same 8 pt",
+    "text and its panels reflowed into at most two columns, for one column",
+    "(`vanish reproduce --layout page|column|both`; every drawing is checked for",
+    "colliding text).",
     "",
   ]
   missing = [name for name in known if name not in entries]

@@ -1,9 +1,9 @@
 """Every paper figure draws in quick mode from data in the results store (issue 5).
 
 One ``vanish reproduce --quick`` draws all figures whose script exists (the same run as the
-README's first command); each must then be a non-empty PDF and PNG whose metadata names the
-store folder its data came from, and a second run must reuse the store instead of
-recomputing. A figure without a script must be reported as missing.
+README's first command); each must then be a non-empty PDF and PNG, in the page and the
+column layout, whose metadata names the store folder its data came from and whose text
+collides nowhere, and a second run must reuse the store instead of recomputing. A figure without a script must be reported as missing.
 
 The store is a fresh temporary folder, unless ``VANISH_TEST_STORE`` names the store of a
 ``vanish reproduce --quick`` that has just run (CI runs the README's first command before
@@ -25,6 +25,8 @@ from vanish import cli, store
 
 ROOT = Path(__file__).resolve().parents[1]
 READY = [name for name, figure in cli.figures().items() if figure.module]
+COLUMN_WIDEST = 3.5  # inches: a column (3.4 in) and the tight bounding box's slack
+TALLEST = 7.0  # inches: a figure, either layout, leaves room on its page for the caption
 
 
 @pytest.fixture(scope="module")
@@ -46,12 +48,21 @@ def test_each_figure_is_drawn_from_the_store_or_reported_missing(reproduced, nam
     return
   assert record["status"] == "drawn", record.get("reason")
   files = [Path(f) for f in record["files"]]
-  assert sorted(f.suffix for f in files) == [".pdf", ".png"]
+  stem = files[0].stem
+  assert [f.name for f in files] == [
+    f"{stem}.pdf",
+    f"{stem}.png",
+    f"{stem}_column.pdf",
+    f"{stem}_column.png",
+  ]
   assert all(f.name.startswith(f"{name}_") and f.stat().st_size > 5_000 for f in files)
-  png = next(f for f in files if f.suffix == ".png")
-  height, width = matplotlib.image.imread(png).shape[:2]
-  assert width >= 600 and height >= 300  # 300 dpi at column width or more
-  assert width <= round(300 * _style.PAGE)  # no wider than the page (a wide legend was)
+  for png, widest in ((files[1], _style.PAGE), (files[3], COLUMN_WIDEST)):
+    height, width = matplotlib.image.imread(png).shape[:2]
+    assert width >= 600 and height >= 300  # 300 dpi
+    assert width <= round(300 * widest), png.name  # no wider than its page or column
+    assert height <= 300 * TALLEST, png.name
+  # readable: no tick label, axis label, title or legend runs into another or another panel
+  assert record["layout_warnings"] == []
   assert record["experiments"], "a figure must read its data from the store"
   for run in record["experiments"]:
     loaded = store.load(run["path"])  # a complete run folder: arrays, tables, config
