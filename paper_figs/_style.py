@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import logging
-import math
 import os
 import warnings
 from collections.abc import Iterator, Sequence
@@ -370,7 +369,7 @@ def text_collisions(fig, *, tolerance: float = 0.5) -> list[str]:
 
 
 def _is_colorbar_of(cax, ax) -> bool:
-  """Whether ``cax`` holds a colorbar drawn beside ``ax`` (or beside any panel, for a figure text)."""
+  """Whether ``cax`` holds a colorbar drawn beside ``ax`` (beside any panel if ``ax`` is None)."""
   colorbar = getattr(cax, "_colorbar", None)
   if colorbar is None:
     return False

@@ -3,7 +3,8 @@
 One ``vanish reproduce --quick`` draws all figures whose script exists (the same run as the
 README's first command); each must then be a non-empty PDF and PNG, in the page and the
 column layout, whose metadata names the store folder its data came from and whose text
-collides nowhere, and a second run must reuse the store instead of recomputing. A figure without a script must be reported as missing.
+collides nowhere, and a second run must reuse the store instead of recomputing. A figure
+without a script must be reported as missing.
 
 The store is a fresh temporary folder, unless ``VANISH_TEST_STORE`` names the store of a
 ``vanish reproduce --quick`` that has just run (CI runs the README's first command before
