@@ -99,7 +99,7 @@ def draw(*, quick: bool, out_dir: Path, store_root: Path, force: bool = False) -
       ax, grid, np.exp(-((grid - mu) ** 2) / (2 * var)) / np.sqrt(2 * np.pi * var), color=c
     )
   _style.theory(ax, [], [], label="Gaussian, exact law")
-  ax.set_ylim(0, 1.45 * ax.get_ylim()[1])  # room for the legend above the histograms
+  ax.set_ylim(0, 1.6 * ax.get_ylim()[1])  # room for the legend above the histograms
   ax.set_xlabel(r"$\log\|Ju\|^2-\log(n_L/n_0)$")
   ax.set_ylabel("density")
   ax.set_title(rf"$\beta$ = {target:g}", loc="right")

@@ -43,7 +43,8 @@ def draw(*, quick: bool, out_dir, store_root, force: bool = False) -> list[Path]
   n = shown_n(run)
   labels = {c.name: c.label for c in rescaling.CASES}
   labels["rounding_control"] = rescaling.CONTROL_LABEL
-  fig, axes = _style.figure(1, 2, width=_style.PAGE, height=2.5)
+  column = _style.current_layout() == "column"
+  fig, axes = _style.figure(1, 2, width=_style.PAGE, height=2.5, column_height=2.6)
   for ax, field, ylabel in (
     (axes[0, 0], "distance", "‖β_t − n·α_t‖ / ‖n·α_t‖"),
     (axes[0, 1], "cost_difference", "|C₁(β_t) − C_n(α_t)|"),
@@ -59,13 +60,11 @@ def draw(*, quick: bool, out_dir, store_root, force: bool = False) -> list[Path]
   axes[0, 0].set_title(f"n = {n:g}, float64", fontsize=7)
   handles, names = axes[0, 0].get_legend_handles_labels()
   order = [names.index(labels[c]) for c in (*(c.name for c in rescaling.CASES), "rounding_control")]
-  axes[0, 1].legend(
-    [handles[i] for i in order],
-    [names[i] for i in order],
-    loc="center left",
-    bbox_to_anchor=(1.0, 0.5),
-    fontsize=6,
-  )
+  key = ([handles[i] for i in order], [names[i] for i in order])
+  if column:  # below both panels: beside them it would squeeze them
+    fig.legend(*key, loc="outside lower center", ncols=2, fontsize=6)
+  else:
+    axes[0, 1].legend(*key, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=6)
   _style.panel_labels(axes)
   return _style.save(fig, out_dir, "F12_rescaling", source=str(path))
 

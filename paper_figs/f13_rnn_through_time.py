@@ -40,7 +40,8 @@ def draw(*, quick: bool, out_dir, store_root, force: bool = False) -> list[Path]
   path = rnn_through_time.ensure("quick" if quick else "full", store_root, force=force)
   run = store.load(path)
   a, rows = run.arrays, {r["setting"]: r for r in run.tables["rates"]}
-  fig, axes = _style.figure(1, 3, width=_style.PAGE, height=2.3)
+  # in a column, one panel a row: the keys of (a) and (b) need a panel's width above the curves
+  fig, axes = _style.figure(1, 3, width=_style.PAGE, height=2.3, column_ncols=1, column_height=5.4)
   ax_rnn, ax_lstm, ax_rate = axes[0]
 
   lags = a["rnn/lags"]

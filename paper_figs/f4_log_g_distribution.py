@@ -195,7 +195,8 @@ def draw(*, quick: bool, out_dir: str | Path, store_root: str | Path, force=Fals
   arrays, depth = run.arrays, int(run.config["depth"])
   width, log_eps = int(run.config["width"]), math.log(float(run.config["epsilon"]))
   names = [n for n in ORDER if n in run.config["activations"]]
-  fig, axes = _style.figure(2, 3, width=_style.PAGE, height=4.7)
+  column = _style.current_layout() == "column"  # narrow panels: keys need room made for them
+  fig, axes = _style.figure(2, 3, width=_style.PAGE, height=4.7, column_height=6.0)
   (a, b, c), (d, e, f) = axes
 
   _draw_moments(a, arrays, names, "scalar", depth, _scalar_theory(arrays))
@@ -242,10 +243,12 @@ def draw(*, quick: bool, out_dir: str | Path, store_root: str | Path, force=Fals
     f.set_xlabel(r"$\log\|\delta^{L-K+1}\| - \log\|\delta^L\|$")
     f.set_ylabel("density")
     f.set_title(f"ReLU, width {width}, vs Hanin")
+    if column:  # the key above the peaks
+      f.set_ylim(top=1.5 * f.get_ylim()[1])
     f.legend(loc="upper left")
 
   for ax in (a, b, d, e):
-    ax.set_xlabel("depth K (layers crossed)")
+    ax.set_xlabel("depth K")
   for ax in (a, d, e):
     ax.set_xlim(0, depth + 1)
   b.set_xlim(0.8, depth * 1.2)
@@ -253,15 +256,18 @@ def draw(*, quick: bool, out_dir: str | Path, store_root: str | Path, force=Fals
     Line2D([], [], **_style.THEORY_STYLE),
     Line2D([], [], color="black", linestyle=":", linewidth=0.8),
   ]
-  activations = a.legend(loc="lower left", ncols=1)
-  a.legend(handles, ["CLT mean", "CLT ± std"], loc="upper right")
-  a.add_artist(activations)
+  if column:  # the key below the curves
+    low, high = a.get_ylim()
+    a.set_ylim(low - 0.3 * (high - low), high)
+  a.legend(handles, ["CLT mean", "CLT ± std"], loc="lower left")
+  # the colors' key where (e) is empty, between P = 0 and P = 1
+  e.legend(*a.get_legend_handles_labels(), loc="upper left", bbox_to_anchor=(0, 0.93))
   b.legend(handles[:1], ["CLT"], loc="lower right")
   d.legend(
     handles,
-    ["mean field ½(K−1) ln χ₁", "Hanin, ReLU ± std"],
+    ["mean field\n½(K−1) ln χ₁", "Hanin ± std"],
     loc="upper left",
-    bbox_to_anchor=(0.12, 0.56),
+    bbox_to_anchor=(0.16, 0.56),
     fontsize=6.5,
   )
   _style.panel_labels(axes)

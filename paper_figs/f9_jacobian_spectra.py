@@ -37,7 +37,8 @@ def draw(*, quick: bool, out_dir: Path, store_root: Path, force: bool = False) -
   activations = config["activations"]
   density_depths = config["density_depths"]
   depths = np.arange(1, config["depth"] + 1)
-  fig, axes = _style.figure(2, 3, width=_style.PAGE, height=4.4)
+  column = _style.current_layout() == "column"  # narrow panels: keys need room made for them
+  fig, axes = _style.figure(2, 3, width=_style.PAGE, height=4.4, column_height=5.4)
   depth_colors = [_style.color("", i) for i in range(len(density_depths))]
   for ax, activation in zip(axes[0], activations, strict=False):
     for weights in experiment.WEIGHTS:
@@ -62,7 +63,7 @@ def draw(*, quick: bool, out_dir: Path, store_root: Path, force: bool = False) -
     ax.set_xlabel(r"$\log_{10}\lambda$,  $\lambda=\sigma^2$")
     ax.set_ylabel("density")
     sigma_w2 = float(a[f"{activation}/sigma_w2"])
-    ax.set_title(f"{_style.label(activation)}, $\\sigma_w^2$ = {sigma_w2:.3g}", loc="right")
+    ax.set_title(f"{_style.label(activation)}, $\\sigma_w^2 = {sigma_w2:.3g}$", loc="right")
   axes[0][0].legend(loc="upper left")
   line = {"color": "black", "linewidth": 1.0}
   axes[0][2].legend(
@@ -100,9 +101,11 @@ def draw(*, quick: bool, out_dir: Path, store_root: Path, force: bool = False) -
         _style.theory(ax, depths, finite, color=c, linestyle=":", label="exact, width n")
     ax.set_xlabel("depth $l$")
     ax.set_ylabel(r"$m_2/m_1^2-1$")
-    ax.set_title(f"{weights} weights, $n$ = {config['width']}", loc="right")
+    ax.set_title(f"{weights} weights, $n = {config['width']}$", loc="right")
     if weights == "orthogonal":
       ax.set_yscale("symlog", linthresh=0.01)
+  if column:  # the key above the error bars
+    axes[1][0].set_ylim(top=1.4 * axes[1][0].get_ylim()[1])
   axes[1][0].legend(loc="upper left")
   ax = axes[1][2]
   top = -np.inf
@@ -128,9 +131,10 @@ def draw(*, quick: bool, out_dir: Path, store_root: Path, force: bool = False) -
   ax.set_xlabel("depth $l$")
   ax.set_ylabel(r"$m_1=\mathrm{E}\,\lambda$")
   ax.set_title("filled: Gaussian, open: orth.", loc="right")
+  rows = 2 if column else 1  # the key's rows above the error bars
   low, _ = ax.get_ylim()
-  ax.set_ylim(low, top + 0.3 * (top - low))  # a one-row key above the error bars
-  ax.legend(ncol=4, loc="upper left", fontsize=5.5, columnspacing=0.8, handletextpad=0.3)
+  ax.set_ylim(low, top + 0.3 * rows * (top - low))
+  ax.legend(ncol=4 // rows, loc="upper left", fontsize=5.5, columnspacing=0.8, handletextpad=0.3)
   _style.panel_labels(axes)
   return _style.save(fig, out_dir, "F9_jacobian_spectra", source=str(path))
 
