@@ -34,7 +34,7 @@ def draw(*, quick: bool, out_dir: Path, store_root: Path, force: bool = False) -
   a, config = run.arrays, run.config
   n, members = config["width"], config["members"]
   index = np.arange(1, n + 1)
-  fig, axes = _style.figure(1, 3, width=_style.PAGE, height=2.5)
+  fig, axes = _style.figure(1, 3, width=_style.PAGE, height=2.5, column_height=4.2)
   ax = axes[0][0]
   depths = {"linear": config["depth"], "tanh": config["depth"], "relu": config["relu_depth"]}
   for name in experiment.NETWORKS:
@@ -51,13 +51,19 @@ def draw(*, quick: bool, out_dir: Path, store_root: Path, force: bool = False) -
     )
   _style.theory(ax, index, a["linear/theory"], label="Newman")
   ax.plot(1, a["relu/theory"][0], "*", color="black", markersize=7, label="Hanin (ReLU top)")
-  # room below the data for a two-row key, clear of the smallest exponents
-  low = 1.6 * min(a["linear/theory"].min(), a["tanh/exponents_mean"].min())
+  # page: the key in (a), below the data (room for its two rows, clear of the smallest
+  # exponents); column: the key above the figure (a 1.7 in panel has no room for it), and a
+  # smaller margin below the data
+  page = _style.current_layout() == "page"
+  low = (1.6 if page else 1.25) * min(a["linear/theory"].min(), a["tanh/exponents_mean"].min())
   ax.set_ylim(low, 0.1 * abs(low))
   ax.set_xlabel("index $i$")
   ax.set_ylabel(r"exponent $\lambda_i$")
   ax.set_title(f"$n$ = {n}, {members} products", loc="right")
-  ax.legend(loc="lower right", ncol=2, fontsize=5.5, columnspacing=0.8, handletextpad=0.3)
+  if page:
+    ax.legend(loc="lower right", ncol=2, fontsize=5.5, columnspacing=0.8, handletextpad=0.3)
+  else:
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside upper center", ncol=3)
   ax = axes[0][1]
   rows = [r for r in run.tables["exponents"] if r["network"] == "linear"]
   se = np.array([float(r["theory_se_per_product"]) for r in rows]) / np.sqrt(members)
@@ -97,7 +103,13 @@ def draw(*, quick: bool, out_dir: Path, store_root: Path, force: bool = False) -
   ax.set_yscale("symlog", linthresh=1e-3)
   ax.set_xlabel("depth $L$")
   ax.set_ylabel(r"$\hat\lambda_1(L)-\lambda_1$")
-  ax.legend(loc="lower left", fontsize=6)
+  # page: in a decade of room below the band's narrow end, clear of the error bars; column:
+  # below the panel, for which its labels are too wide
+  if page:
+    ax.set_ylim(bottom=-10 * band.max())
+    ax.legend(fontsize=6, loc="lower right")
+  else:
+    ax.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.4))
   _style.panel_labels(axes)
   return _style.save(fig, out_dir, "F11_lyapunov_depth", source=str(path))
 

@@ -3,10 +3,10 @@ the mean-field critical line χ₁ = 1 and its finite-depth boundaries, and the 
 initial weights and biases of tiny tanh networks, with gradient-descent trajectories from initial
 to final values.
 
-The key above the panels holds (a)'s and (b)'s markings. (a) Wide networks: P(vanish), P(stable),
-P(explode) per cell, blended as colors (blue: vanishes, near white: stable, vermillion: explodes; a
-cell with mixed outcomes gets the probability-weighted mix of the three); the measured P = ½
-boundaries (markers) against the mean-field boundaries χ₁ = ε^{±2/(L−1)} (dashed), their
+The key above the panels holds (a)'s, (b)'s and (c)'s markings. (a) Wide networks: P(vanish),
+P(stable), P(explode) per cell, blended as colors (blue: vanishes, near white: stable, vermillion:
+explodes; a cell with mixed outcomes gets the probability-weighted mix of the three); the measured
+P = ½ boundaries (markers) against the mean-field boundaries χ₁ = ε^{±2/(L−1)} (dashed), their
 finite-width correction (dotted) and the critical line χ₁ = 1 (solid). (b) The tied one-neuron chain
 (every weight w, every bias b) at depth K: the outcome over the inputs, colored as in (a), with
 gradient-descent paths on a teacher–student task (○ start, × end, ★ teacher (w*, b*) = (1.1, 0));
@@ -39,6 +39,9 @@ from vanish import store
 VANISH_RGB = np.array([0.0, 0.447, 0.698])  # Okabe–Ito blue
 STABLE_RGB = np.array([0.95, 0.95, 0.95])  # near white: nothing wrong there
 EXPLODE_RGB = np.array([0.835, 0.369, 0.0])  # vermillion
+# (c): the loss curves' colors by initial outcome
+LOSS_COLORS = {-1: ("initially vanishing", "#0072B2"), 0: ("initially stable", "#009E73")}
+NBSP = "\u00a0"  # a space at which _style.panel_labels does not wrap a title
 MAX_BOUNDARY_MARKERS = 25  # (a): measured P = ½ markers per boundary, at most this many
 SPARSE_PATHS = 100  # (b): up to this many paths are drawn at full line width
 
@@ -83,7 +86,11 @@ def _phase_panel(ax, a) -> None:
 
 
 def _key(fig) -> None:
-  """One legend above the figure for (a) and (b): the outcome colors and every marking."""
+  """One legend above the figure for (a), (b) and (c): the outcome colors and every marking.
+
+  Five columns on the page; in the column layout two, the first holding the colors and (a)'s
+  markings, the second (b)'s and (c)'s.
+  """
   line = {"color": "black", "linewidth": 1.0}
   patch = {"edgecolor": "0.5", "linewidth": 0.5}
   handles = [
@@ -102,8 +109,13 @@ def _key(fig) -> None:
     ),
     Line2D([], [], color="black", linewidth=0.8, label="(b) solved: loss ÷ 1000"),
     Line2D([], [], color="0.55", linewidth=0.8, label="(b) not solved"),
+    *(Line2D([], [], color=c, linewidth=0.8, label=f"(c) {n}") for n, c in LOSS_COLORS.values()),
   ]
-  fig.legend(handles=handles, loc="outside upper center", ncol=5, fontsize=6.5, columnspacing=1.2)
+  if _style.current_layout() == "page":
+    fig.legend(handles=handles, loc="outside upper center", ncol=5, fontsize=6.5, columnspacing=1.2)
+  else:
+    handles.insert(7, Line2D([], [], linestyle="none", label=" "))  # (b) starts column 2
+    fig.legend(handles=handles, loc="outside upper center", ncol=2, fontsize=6)
 
 
 def mirror_point(teacher, depth: int) -> np.ndarray | None:
@@ -173,20 +185,13 @@ def _trajectories(ax, a, depth: int) -> None:
 def _loss_panel(ax, a) -> None:
   loss, initial = a["trajectories/loss"], a["trajectories/initial_outcome"]
   steps = np.arange(loss.shape[1])
-  for code, name, color in (
-    (-1, "initially vanishing", "#0072B2"),
-    (0, "initially stable", "#009E73"),
-  ):
-    chosen = np.flatnonzero(initial == code)
-    for i, s in enumerate(chosen):
-      ax.plot(
-        steps[1:], loss[s, 1:], color=color, linewidth=0.5, alpha=0.6, label=None if i else name
-      )
+  for code, (_, color) in LOSS_COLORS.items():  # their key is in the figure's (_key)
+    for s in np.flatnonzero(initial == code):
+      ax.plot(steps[1:], loss[s, 1:], color=color, linewidth=0.5, alpha=0.6)
   ax.set_xscale("log")
   ax.set_yscale("log")
   ax.set_xlabel("gradient-descent step")
   ax.set_ylabel("loss")
-  ax.legend(loc="lower left", fontsize=6, frameon=True, framealpha=0.9)
 
 
 def _lyapunov_panel(ax, a, depth_index: int) -> None:
@@ -211,7 +216,7 @@ def _lyapunov_panel(ax, a, depth_index: int) -> None:
   ax.set_ylim(b[0], b[-1])
   ax.set_xlabel("weight w")
   ax.set_ylabel("bias b")
-  ax.set_title(f"tied chain, K = {depth:,}", fontsize=7)
+  ax.set_title(f"tied chain, K{NBSP}={NBSP}{depth:,}", fontsize=7)
 
 
 def _slice_panel(ax, a, width: int):
@@ -227,7 +232,7 @@ def _slice_panel(ax, a, width: int):
     vmax=1,
     interpolation="nearest",
   )
-  ax.set_xlabel("weight scale w  (W = w·Ŵ)")
+  ax.set_xlabel("weight scale w\n(W = w·Ŵ)")
   ax.set_ylabel("bias b")
   ax.set_title(f"width {width}", fontsize=7)
   return image
@@ -241,18 +246,19 @@ def draw(*, quick: bool, out_dir, store_root, force: bool = False) -> list[Path]
   tiny = store.load(tiny_path)
   p, t = phase.arrays, tiny.arrays
   depth = int(tiny.config["depth"])
-  fig, axes = _style.figure(2, 3, width=_style.PAGE, height=0.62 * _style.PAGE)
+  fig, axes = _style.figure(2, 3, width=_style.PAGE, height=0.62 * _style.PAGE, column_height=6.4)
   _phase_panel(axes[0, 0], p)
   c = phase.config
-  axes[0, 0].set_title(f"n = {c['width']}, L = {c['depth']}, ε = {c['epsilon']:g}", fontsize=7)
+  setting = f"n = {c['width']}, L = {c['depth']}, ε = {c['epsilon']:g}"
+  axes[0, 0].set_title(setting.replace(" = ", f"{NBSP}={NBSP}"), fontsize=7)
   _tied_panel(axes[0, 1], t, 0)
   _trajectories(axes[0, 1], t, depth)
   axes[0, 1].set_xlim(t["tied/w"][0], t["tied/w"][-1])
   axes[0, 1].set_ylim(t["tied/b"][0], t["tied/b"][-1])
   n = path_ends(t, depth)
   axes[0, 1].set_title(
-    f"tied chain, K = {depth}\n{n['solved']}/{n['paths']} solved:"
-    f" {n['teacher']} at ★, {n['mirror']} at ☆",
+    f"tied chain, K{NBSP}={NBSP}{depth}\n{n['solved']}/{n['paths']} solved:"
+    f" {n['teacher']}{NBSP}at{NBSP}★, {n['mirror']}{NBSP}at{NBSP}☆",
     fontsize=6.5,
   )
   _loss_panel(axes[0, 2], t)

@@ -42,18 +42,25 @@ def _column(rows, name):
 
 
 def _short(name):
-  """A tick label: the setting's label on two lines."""
+  """A tick label: the setting's label on three lines (five fit in a 1.7 in panel)."""
   network, optimizer, rate = experiment.SETTINGS[name]
-  return f"{network}\n{'Adam' if optimizer == 'adam' else 'SGD'} {rate:g}"
+  return f"{network}\n{'Adam' if optimizer == 'adam' else 'SGD'}\n{rate:g}"
 
 
 def _forest(ax, run, name, i, color):
-  """Setting ``i``'s escape estimate at EPSILON, full set (filled) and mini-batch (open)."""
-  for signal, dx, fill in (("full_ratio", -0.15, color), ("minibatch_ratio", 0.15, "none")):
+  """Setting ``i``'s escape estimate at EPSILON, full set (filled) and mini-batch (open).
+
+  Its notes, rotated, are one text of two lines at ``i`` (full set left, mini-batch right):
+  the verdicts above 1, "never ≈ 0" near 0 (a blank line where the other signal's note is
+  elsewhere).
+  """
+  notes = {}  # the note's y → {signal: line}
+  signals = (("full_ratio", -0.15, color), ("minibatch_ratio", 0.15, "none"))
+  for signal, dx, fill in signals:
     (row,) = [r for r in _rows(run, name, signal) if float(r["threshold"]) == EPSILON]
     x = i + dx
     if int(row["n_vanished"]) == 0:
-      ax.text(x, 0.001, "never ≈ 0", ha="center", va="bottom", rotation=90, fontsize=5, color=color)
+      notes.setdefault(0.001, {})[signal] = "never ≈ 0"
       continue
     q = float(row["q_escape"])
     _style.mc(
@@ -67,23 +74,17 @@ def _forest(ax, run, name, i, color):
     )
     ax.plot([x - 0.08, x + 0.08], [float(row["q_escape_upper95"])] * 2, color=color, lw=1.5)
     verdict = "✗" if row["one_way_rejected"] == "True" else "✓"
-    ax.text(
-      x,
-      1.3,
-      f"{verdict} {row['escapes']}/{row['n_vanished']}",
-      ha="center",
-      va="bottom",
-      rotation=90,
-      fontsize=5,
-      color=color,
-    )
+    notes.setdefault(1.3, {})[signal] = f"{verdict} {row['escapes']}/{row['n_vanished']}"
+  for y, lines in notes.items():
+    text = "\n".join(lines.get(signal, " ") for signal, _, _ in signals)
+    ax.text(i, y, text, ha="center", va="bottom", rotation=90, fontsize=5, color=color)
 
 
 def draw(*, quick: bool, out_dir, store_root, force: bool = False) -> list[Path]:
   path = experiment.ensure("quick" if quick else "full", store_root, force=force)
   run = store.load(path)
   settings = [name for name in experiment.SETTINGS if name in run.config["settings"]]
-  fig, axes = _style.figure(2, 3, width=_style.PAGE, height=4.8)
+  fig, axes = _style.figure(2, 3, width=_style.PAGE, height=4.8, column_height=6.0)
   (traj, escape, vanish), (survival, forest, share) = axes
   for i, name in enumerate(settings):
     color, label = _style.color(name, i), experiment.LABELS.get(name, name)
@@ -128,23 +129,25 @@ def draw(*, quick: bool, out_dir, store_root, force: bool = False) -> list[Path]
       )
       _style.theory(survival, k, run.arrays[f"{prefix}/geometric_survival"], color=color)
   traj.axhline(np.log10(EPSILON), color="gray", linestyle=":", linewidth=0.8)
-  traj.set(
-    xlabel="training step", ylabel=r"$\log_{10} g$ (full set; $g = 0$ at $-25$)", ylim=(-26, 4)
-  )
+  traj.set(xlabel="training step", ylabel=r"$\log_{10} g$ (full set)", ylim=(-26, 4))
+  traj.set_title(r"$g = 0$ drawn at $-25$", fontsize=7)
   escape.axhline(experiment.Q0, **_style.THEORY_STYLE)
-  escape.annotate(
-    "q0 (one-way street below)",
-    (1e-6, experiment.Q0),
-    xytext=(0, 3),
+  escape.annotate(  # below the line at the right, where no estimate is
+    "q0: one-way street below",
+    (1, experiment.Q0),
+    xycoords=("axes fraction", "data"),
+    xytext=(0, -2),
     textcoords="offset points",
-    fontsize=7,
+    ha="right",
+    va="top",
+    fontsize=6,
   )
   for ax, name in ((escape, "escape  P(≈ → ≉)"), (vanish, "vanishing  P(≉ → ≈)")):
     ax.set(xscale="log", xlabel="threshold ε", ylabel=name)
     ax.set_yscale("symlog", linthresh=1e-2)
     ax.set_ylim(0, 1.3)
-  survival.plot([], [], **_style.THEORY_STYLE, label="geometric")
   survival.set(xlabel="step k", ylabel=f"P(τ > k),  ε = {EPSILON:g}", ylim=(0, 1.05))
+  survival.set_title("dashed: geometric", fontsize=7)  # a key inside would hide the error bars
   forest.axhline(experiment.Q0, **_style.THEORY_STYLE)
   forest.set_yscale("symlog", linthresh=1e-2)
   forest.spines["left"].set_bounds(0, 1)  # above 1: the verdicts' band
@@ -157,7 +160,6 @@ def draw(*, quick: bool, out_dir, store_root, force: bool = False) -> list[Path]
   )
   forest.set_xticks(range(len(settings)), [_short(n) for n in settings], fontsize=5.5)
   share.set(xlabel="training step", ylabel=f"share in [g ≈ 0],  ε = {EPSILON:g}", ylim=(0, 1))
-  survival.legend(loc="lower left", bbox_to_anchor=(0.3, 0.12))
   handles = [
     Line2D([], [], color="gray", marker="o", linestyle="none", label="full set"),
     Line2D(
@@ -168,9 +170,13 @@ def draw(*, quick: bool, out_dir, store_root, force: bool = False) -> list[Path]
     Line2D([], [], color=_style.color(name, i), marker="o", label=experiment.LABELS.get(name, name))
     for i, name in enumerate(settings)
   ]
-  # two rows (filled column by column, the first holding full set / mini-batch): one row of
-  # every label is wider than the page
-  fig.legend(handles=handles, loc="outside upper center", ncol=-(-len(handles) // 2))
+  # filled column by column, the first holding full set / mini-batch: two rows on the page
+  # (one row of every label is wider than it), three in a column (a blank under mini-batch)
+  if _style.current_layout() == "page":
+    fig.legend(handles=handles, loc="outside upper center", ncol=-(-len(handles) // 2))
+  else:
+    handles.insert(2, Line2D([], [], linestyle="none", label=" "))
+    fig.legend(handles=handles, loc="outside upper center", ncol=-(-len(handles) // 3))
   _style.panel_labels(axes)
   return _style.save(fig, out_dir, "F7_markov", source=str(path))
 

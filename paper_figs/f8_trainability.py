@@ -82,7 +82,9 @@ def draw(*, quick: bool, out_dir, store_root, force: bool = False) -> list[Path]
   threshold = float(run.config["threshold"])
   six_xi_c = cell_table(rows, sw, depths, "six_xi_c")[0]
 
-  fig, axes = _style.figure(1, 2, width=_style.PAGE, height=2.7)
+  # the column layout stacks (a) above (b): side by side, 1.7 in leave no room for (a)'s color
+  # bar and (b)'s key
+  fig, axes = _style.figure(1, 2, width=_style.PAGE, height=2.7, column_ncols=1, column_height=4.6)
   fig.get_layout_engine().set(wspace=0.06)  # (a)'s colorbar label clear of (b)'s y label
   ax = axes[0, 0]
   mesh = ax.pcolormesh(
@@ -136,8 +138,13 @@ def draw(*, quick: bool, out_dir, store_root, force: bool = False) -> list[Path]
     title="σ_w²",
     fontsize=6,
     title_fontsize=6,
-    loc="center left",
-    bbox_to_anchor=(1.0, 0.5),
+    # page: a column right of (b); column: rows below it, so that (b) is as wide as (a) and
+    # (a)'s color bar stays beside (a) (the two panels share the right margin)
+    **(
+      {"loc": "center left", "bbox_to_anchor": (1.0, 0.5)}
+      if _style.current_layout() == "page"
+      else {"loc": "upper center", "bbox_to_anchor": (0.5, -0.26), "ncol": 5}
+    ),
   )
   ax.text(
     0.99, 0.99, f"error bars: {bars}", transform=ax.transAxes, ha="right", va="top", fontsize=6
