@@ -118,6 +118,34 @@ def _draw_ratio(ax, run: store.Run, names: list[str], hidden: int) -> None:
   ax.set_title(f"{hidden} hidden layers: first / last")
 
 
+def key_above(ax, *, align: str = "center", **legend_options) -> float:
+  """Draws ``ax``'s legend above the panel and lifts the panel's title above the legend.
+
+  Call it after :func:`_style.panel_labels`. The legend is centered on the panel or aligned
+  with its ``"left"`` or ``"right"`` edge; one wider than the panel reaches over the margin
+  beside it without widening it (that would narrow every panel of the column).
+
+  Returns:
+    How far the legend reaches above the panel, in points (for :func:`lift_title` of the
+    panels beside it).
+  """
+  x = {"left": 0.0, "center": 0.5, "right": 1.0}[align]
+  legend_options = {"borderaxespad": 0.8, **legend_options}  # clear of the top tick label
+  legend = ax.legend(loc=f"lower {align}", bbox_to_anchor=(x, 1.0), **legend_options)
+  legend.set_in_layout(False)
+  fig = ax.get_figure()
+  top = legend.get_window_extent(fig.canvas.get_renderer()).y1 - ax.bbox.y1
+  lift_title(ax, top * 72 / fig.dpi)
+  return top * 72 / fig.dpi
+
+
+def lift_title(ax, points: float) -> None:
+  """Raises ``ax``'s (left) title by ``points``: the layout makes room for a key beneath it."""
+  title = ax.get_title(loc="left")
+  size = ax._left_title.get_fontsize()
+  ax.set_title(title, loc="left", fontsize=size, pad=points + _style.plt.rcParams["axes.titlepad"])
+
+
 def draw(*, quick: bool, out_dir: str | Path, store_root: str | Path, force=False) -> list[Path]:
   """Draws F1 from the learning-speeds run (computed first if missing)."""
   path = learning_speeds.ensure("quick" if quick else "full", store_root, force=force)
@@ -127,14 +155,15 @@ def draw(*, quick: bool, out_dir: str | Path, store_root: str | Path, force=Fals
   if "sigmoid" not in names:
     raise ValueError("F1 needs the sigmoid runs of experiments.learning_speeds")
   deepest = hidden_layers[-1]
-  fig, axes = _style.figure(2, 2, width=_style.PAGE, height=4.6)
+  column = _style.current_layout() == "column"
+  fig, axes = _style.figure(2, 2, width=_style.PAGE, height=4.6, column_height=5.6)
   (a, b), (c, d) = axes
   _draw_depths(a, run, hidden_layers)
   _draw_activations(b, run, names, deepest)
   _draw_training(c, run, deepest)
   _draw_ratio(d, run, names, deepest)
   for ax in (a, b):
-    ax.set_xlabel("hidden layer l (1 = next to the input)")
+    ax.set_xlabel("hidden layer l" + ("\n" if column else " ") + "(1 = next to the input)")
     ax.set_xticks(np.arange(1, deepest + 1))
   for ax in (a, b, c):
     ax.set_yscale("log")
@@ -145,11 +174,25 @@ def draw(*, quick: bool, out_dir: str | Path, store_root: str | Path, force=Fals
   for ax in (c, d):
     ax.set_xlabel("epoch")
     ax.set_xticks(np.arange(0, epochs + 1, max(1, epochs // 6)))
-  a.legend(loc="lower right")
-  b.legend(loc="lower right", ncols=2)
-  c.legend(loc="best", ncols=2)
-  d.legend(loc="best", ncols=2)
   _style.panel_labels(axes)
+  if column:  # the panels are too small to hold their keys: each goes above its panel
+    for ax in (a, b, d):
+      key_above(ax, ncols=2)
+    handles, labels = c.get_legend_handles_labels()
+    labels = [text.removeprefix("hidden layer ") for text in labels]
+    key_above(
+      c,
+      handles=handles,
+      labels=labels,
+      title="hidden layer",
+      title_fontsize=_style.plt.rcParams["legend.fontsize"],
+      ncols=len(labels),
+    )
+  else:
+    a.legend(loc="lower right")
+    b.legend(loc="lower right", ncols=2)
+    c.legend(loc="best", ncols=2)
+    d.legend(loc="best", ncols=2)
   return _style.save(fig, out_dir, "F1_learning_speeds", source=str(path))
 
 

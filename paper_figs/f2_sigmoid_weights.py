@@ -72,8 +72,48 @@ def _factor_panel(ax, fig, a):
 def _map_panel(ax, a, cfg):
   _style.outcome_map(ax, a, "scale", "sigma_b2", depth=cfg["depth"], epsilon=cfg["epsilon"])
   ax.set_xscale("log")
-  ax.set_xlabel(r"weight scale s ($\sigma_w = s$)")
+  ax.set_xlabel(r"weight scale s" + _break() + r"($\sigma_w = s$)")
   ax.set_ylabel(r"$\sigma_b^2$")
+
+
+def _break() -> str:
+  """Where a long axis label breaks: nowhere on the page, onto a second line in a column."""
+  return "\n" if _style.current_layout() == "column" else " "
+
+
+def _break_formula(left: str, right: str) -> str:
+  """The formula ``left right`` on one line on the page, broken before ``right`` in a column."""
+  if _style.current_layout() == "column":
+    return f"${left}$\n${right}$"
+  return f"${left} {right}$"
+
+
+def key_above(ax, *, align: str = "center", **legend_options) -> float:
+  """Draws ``ax``'s legend above the panel and lifts the panel's title above the legend.
+
+  Call it after :func:`_style.panel_labels`. The legend is centered on the panel or aligned
+  with its ``"left"`` or ``"right"`` edge; one wider than the panel reaches over the margin
+  beside it without widening it (that would narrow every panel of the column).
+
+  Returns:
+    How far the legend reaches above the panel, in points (for :func:`lift_title` of the
+    panels beside it).
+  """
+  x = {"left": 0.0, "center": 0.5, "right": 1.0}[align]
+  legend_options = {"borderaxespad": 0.8, **legend_options}  # clear of the top tick label
+  legend = ax.legend(loc=f"lower {align}", bbox_to_anchor=(x, 1.0), **legend_options)
+  legend.set_in_layout(False)
+  fig = ax.get_figure()
+  top = legend.get_window_extent(fig.canvas.get_renderer()).y1 - ax.bbox.y1
+  lift_title(ax, top * 72 / fig.dpi)
+  return top * 72 / fig.dpi
+
+
+def lift_title(ax, points: float) -> None:
+  """Raises ``ax``'s (left) title by ``points``: the layout makes room for a key beneath it."""
+  title = ax.get_title(loc="left")
+  size = ax._left_title.get_fontsize()
+  ax.set_title(title, loc="left", fontsize=size, pad=points + _style.plt.rcParams["axes.titlepad"])
 
 
 def mean_interval(
@@ -97,7 +137,8 @@ def draw(*, quick: bool, out_dir, store_root, force: bool = False) -> list[Path]
   run = store.load(path)
   a, cfg = run.arrays, run.config
   depth = cfg["depth"]
-  fig, axes = _style.figure(2, 3, width=_style.PAGE, height=4.8)
+  column = _style.current_layout() == "column"
+  fig, axes = _style.figure(2, 3, width=_style.PAGE, height=4.8, column_height=6.4)
   (ax_f, ax_w, ax_c), (ax_s, ax_m, ax_g) = axes
 
   _factor_panel(ax_f, fig, a)
@@ -109,8 +150,9 @@ def draw(*, quick: bool, out_dir, store_root, force: bool = False) -> list[Path]
   ax_w.set_xscale("log")
   ax_w.set_xlim(1, 200)
   ax_w.set_xlabel("weight w")
-  ax_w.set_ylabel(r"width of $\{a: |w\sigma'(wa)| \geq 1\}$")
-  ax_w.legend(loc="lower right")
+  ax_w.set_ylabel("width of" + _break() + r"$\{a: |w\sigma'(wa)| \geq 1\}$")
+  if not column:
+    ax_w.legend(loc="lower right")
 
   k = a["chains/depth"]
   c_usual, c_ref, c_gauss = _style.color("sigmoid"), "#D55E00", "#0072B2"
@@ -142,7 +184,7 @@ def draw(*, quick: bool, out_dir, store_root, force: bool = False) -> list[Path]
     markersize=2,
     label=r"w ~ N(0, 100²), centered",
   )
-  deltas = ", ".join(f"{d:.0e}" for d in a["chains/deltas"])
+  deltas = ", ".join(f"{d:.0e}".replace("e-0", "e-") for d in a["chains/deltas"])
   for i in range(a["chains/deltas"].size):
     ax_c.plot(
       k,
@@ -151,12 +193,13 @@ def draw(*, quick: bool, out_dir, store_root, force: bool = False) -> list[Path]
       linewidth=0.8,
       alpha=1 - 0.3 * i,
       linestyle="-",
-      label=rf"w = 100, input $\pm\delta$ ({deltas})" if i == 0 else None,
+      label=rf"w = 100, input $\pm\delta${_break()}({deltas})" if i == 0 else None,
     )
-  ax_c.set_ylim(-120, 190)
+  ax_c.set_ylim(-120, 90 if column else 190)  # on the page, room for the key
   ax_c.set_xlabel("depth K")
   ax_c.set_ylabel(r"$\log|g_K|$")
-  ax_c.legend(loc="upper left", fontsize=5, ncol=1)
+  if not column:
+    ax_c.legend(loc="upper left", fontsize=6)
 
   scale = a["scale_sweep/scale"]
   for j, kk in enumerate(sorted({k for k in (2, 3, 5, depth) if k <= depth})):
@@ -173,9 +216,10 @@ def draw(*, quick: bool, out_dir, store_root, force: bool = False) -> list[Path]
     )
   ax_s.set_xscale("log")
   ax_s.set_ylim(-0.02, 1.02)
-  ax_s.set_xlabel("weight scale s (w ~ N(0, s²))")
+  ax_s.set_xlabel("weight scale s" + _break() + "(w ~ N(0, s²))")
   ax_s.set_ylabel(rf"P($|g_K|$ < {cfg['epsilon']:g})")
-  ax_s.legend(loc="lower right", fontsize=6)
+  if not column:
+    ax_s.legend(loc="lower right", fontsize=6)
 
   _map_panel(ax_m, a, cfg)
 
@@ -210,12 +254,19 @@ def draw(*, quick: bool, out_dir, store_root, force: bool = False) -> list[Path]
       sign * np.log(cfg["epsilon"]), color="grey", linestyle=":", linewidth=0.8, label=label
     )
   ax_g.set_xscale("log")
-  ax_g.set_xlabel(r"weight scale s ($\sigma_w = s$)")
-  ax_g.set_ylabel(r"$\log\|\delta^1\| - \log\|\delta^K\|$")
+  ax_g.set_xlabel(r"weight scale s" + _break() + r"($\sigma_w = s$)")
+  ax_g.set_ylabel(_break_formula(r"\log\|\delta^1\|", r"- \log\|\delta^K\|"))
   low, high = ax_g.get_ylim()
-  ax_g.set_ylim(low, high + 0.4 * (high - low))  # the key above the thresholds
-  ax_g.legend(loc="upper left", fontsize=6)
+  if not column:
+    ax_g.set_ylim(low, high + 0.4 * (high - low))  # the key above the thresholds
+    ax_g.legend(loc="upper left", fontsize=6)
   _style.panel_labels(axes)
+  if column:  # the keys of (b), (c), (d) and (f) do not fit in their small panels
+    lift_title(ax_f, key_above(ax_w, align="right", ncols=1))
+    lift = max(key_above(ax_c, ncols=1), key_above(ax_s, align="right", ncols=2))
+    lift_title(ax_c, lift)
+    lift_title(ax_s, lift)
+    lift_title(ax_m, key_above(ax_g, align="right", ncols=1))  # the row's labels aligned
   return _style.save(fig, out_dir, "F2_sigmoid_weights", source=str(path))
 
 

@@ -27,6 +27,34 @@ from paper_figs import _style, figure_main
 from vanish import store
 
 
+def key_above(ax, *, align: str = "center", **legend_options) -> float:
+  """Draws ``ax``'s legend above the panel and lifts the panel's title above the legend.
+
+  Call it after :func:`_style.panel_labels`. The legend is centered on the panel or aligned
+  with its ``"left"`` or ``"right"`` edge; one wider than the panel reaches over the margin
+  beside it without widening it (that would narrow every panel of the column).
+
+  Returns:
+    How far the legend reaches above the panel, in points (for :func:`lift_title` of the
+    panels beside it).
+  """
+  x = {"left": 0.0, "center": 0.5, "right": 1.0}[align]
+  legend_options = {"borderaxespad": 0.8, **legend_options}  # clear of the top tick label
+  legend = ax.legend(loc=f"lower {align}", bbox_to_anchor=(x, 1.0), **legend_options)
+  legend.set_in_layout(False)
+  fig = ax.get_figure()
+  top = legend.get_window_extent(fig.canvas.get_renderer()).y1 - ax.bbox.y1
+  lift_title(ax, top * 72 / fig.dpi)
+  return top * 72 / fig.dpi
+
+
+def lift_title(ax, points: float) -> None:
+  """Raises ``ax``'s (left) title by ``points``: the layout makes room for a key beneath it."""
+  title = ax.get_title(loc="left")
+  size = ax._left_title.get_fontsize()
+  ax.set_title(title, loc="left", fontsize=size, pad=points + _style.plt.rcParams["axes.titlepad"])
+
+
 def _map_panel(ax, a, cfg):
   _style.outcome_map(ax, a, "n", "sigma_w2", depth=cfg["depth"], epsilon=cfg["epsilon"])
   ax.set_xscale("log")
@@ -34,7 +62,16 @@ def _map_panel(ax, a, cfg):
   ax.set_xlabel("slope n")
   ax.set_ylabel(r"$\sigma_w^2$")
   ax.text(0.05, 0.08, "vanish", transform=ax.transAxes, color="white", fontsize=7)
-  ax.text(0.7, 0.85, "explode", transform=ax.transAxes, color="#67000d", fontsize=7)
+  ax.text(0.74, 0.85, "explode", transform=ax.transAxes, color="#67000d", fontsize=7, ha="center")
+
+
+def _map_key(ax, cfg) -> float:
+  """Keys the map above the panel (inside it every corner holds data), its title the nets'.
+
+  Returns:
+    How far a column layout's key reaches above the panel, in points (:func:`key_above`);
+    0 on the page, where the key sits beside the panel label.
+  """
   line = {"linewidth": 1.0}
   handles = [
     Line2D([], [], color="#08306b", label="P(vanish) = ½", **line),
@@ -44,10 +81,15 @@ def _map_panel(ax, a, cfg):
       [], [], color="black", linestyle=":", label=r"$\chi_1^{(K-1)/2} = \varepsilon^{\pm1}$", **line
     ),
   ]
-  # above the map, under the panel's title (the legend's): inside it every corner holds data
+  nets = rf"tanh($n\cdot x$) nets, $\sigma_b^2$ = {cfg['sigma_b2']:g}, K = {cfg['depth']}"
+  if _style.current_layout() == "column":  # a narrow key, the panel label lifted above it
+    title = nets.replace(" nets, ", " nets,\n")
+    return key_above(
+      ax, align="right", handles=handles, title=title, title_fontsize=7, handlelength=1.8
+    )
   ax.legend(
     handles=handles,
-    title=rf"tanh($n\cdot x$) nets, $\sigma_b^2$ = {cfg['sigma_b2']:g}, K = {cfg['depth']}",
+    title=nets,
     title_fontsize=8,
     loc="lower center",
     bbox_to_anchor=(0.5, 1.0),
@@ -57,6 +99,7 @@ def _map_panel(ax, a, cfg):
     columnspacing=1.0,
     borderaxespad=0.2,
   )
+  return 0.0
 
 
 def draw(*, quick: bool, out_dir, store_root, force: bool = False) -> list[Path]:
@@ -64,7 +107,8 @@ def draw(*, quick: bool, out_dir, store_root, force: bool = False) -> list[Path]
   run = store.load(path)
   a, cfg = run.arrays, run.config
   depth = cfg["depth"]
-  fig, axes = _style.figure(2, 2, width=_style.PAGE, height=5.2)
+  column = _style.current_layout() == "column"
+  fig, axes = _style.figure(2, 2, width=_style.PAGE, height=5.2, column_height=5.9)
   (ax_d, ax_t), (ax_c, ax_m) = axes
 
   x = a["derivative/x"]
@@ -82,7 +126,8 @@ def draw(*, quick: bool, out_dir, store_root, force: bool = False) -> list[Path]
   ax_d.set_ylim(1e-3, 10)
   ax_d.set_xlabel("pre-activation x")
   ax_d.set_ylabel(r"factor $n\,\tanh'(n x)$")
-  ax_d.legend(loc="lower center", ncol=2)
+  if not column:
+    ax_d.legend(loc="lower center", ncol=2)
 
   tn = a["thresholds/n"]
   series = [
@@ -113,7 +158,8 @@ def draw(*, quick: bool, out_dir, store_root, force: bool = False) -> list[Path]
   ax_t.set_ylim(0.02, 10)
   ax_t.set_xlabel("slope n")
   ax_t.set_ylabel("threshold |x|")
-  ax_t.legend(loc="lower left", fontsize=6)
+  if not column:
+    ax_t.legend(loc="lower left", fontsize=6)
   ax_t.set_title("lines: theory; points: Monte Carlo")
 
   cn = a["chain/n"]
@@ -133,11 +179,22 @@ def draw(*, quick: bool, out_dir, store_root, force: bool = False) -> list[Path]
   ax_c.set_ylim(-0.02, 1.02)
   ax_c.set_xlabel("slope n")
   ax_c.set_ylabel(rf"P($|g_K|$ < {cfg['epsilon']:g})")
-  ax_c.set_title("one-neuron chain, w, b, x ~ N(0, 1)")
-  ax_c.legend(loc="lower right")
+  nbsp = "\N{NO-BREAK SPACE}"  # the distribution stays on one line when the title wraps
+  ax_c.set_title(f"one-neuron chain, w, b, x{nbsp}~{nbsp}N(0,{nbsp}1)")
+  if not column:
+    ax_c.legend(loc="lower right")
 
   _map_panel(ax_m, a, cfg)
   _style.panel_labels(axes)
+  if column:  # the keys go above the small panels; the panel labels of a row stay level
+    lift = max(key_above(ax_d, ncols=2), key_above(ax_t, align="right"))
+    lift_title(ax_d, lift)
+    lift_title(ax_t, lift)
+    lift = max(_map_key(ax_m, cfg), key_above(ax_c, ncols=2))
+    lift_title(ax_c, lift)
+    lift_title(ax_m, lift)
+  else:
+    _map_key(ax_m, cfg)
   return _style.save(fig, out_dir, "F3_scaled_tanh", source=str(path))
 
 

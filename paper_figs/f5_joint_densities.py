@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.colors import LogNorm
+from matplotlib.ticker import MultipleLocator
 from scipy import stats
 
 from experiments import probabilistic_model
@@ -35,6 +36,46 @@ ORDER = ("sigmoid", "tanh", "tanh2x", "relu", "lecun_tanh")
 EULER_GAMMA = 0.5772156649015329
 MIN_PAIRS = 200  # conditional means only over bins holding at least this many (layer, chain) pairs
 MIN_TRIALS = 20  # quantiles per inside-count only from this many chains
+
+
+def _break() -> str:
+  """Where a long axis label breaks: nowhere on the page, onto a second line in a column."""
+  return "\n" if _style.current_layout() == "column" else " "
+
+
+def _break_formula(left: str, right: str) -> str:
+  """The formula ``left right`` on one line on the page, broken before ``right`` in a column."""
+  if _style.current_layout() == "column":
+    return f"${left}$\n${right}$"
+  return f"${left} {right}$"
+
+
+def key_above(ax, *, align: str = "center", **legend_options) -> float:
+  """Draws ``ax``'s legend above the panel and lifts the panel's title above the legend.
+
+  Call it after :func:`_style.panel_labels`. The legend is centered on the panel or aligned
+  with its ``"left"`` or ``"right"`` edge; one wider than the panel reaches over the margin
+  beside it without widening it (that would narrow every panel of the column).
+
+  Returns:
+    How far the legend reaches above the panel, in points (for :func:`lift_title` of the
+    panels beside it).
+  """
+  x = {"left": 0.0, "center": 0.5, "right": 1.0}[align]
+  legend_options = {"borderaxespad": 0.8, **legend_options}  # clear of the top tick label
+  legend = ax.legend(loc=f"lower {align}", bbox_to_anchor=(x, 1.0), **legend_options)
+  legend.set_in_layout(False)
+  fig = ax.get_figure()
+  top = legend.get_window_extent(fig.canvas.get_renderer()).y1 - ax.bbox.y1
+  lift_title(ax, top * 72 / fig.dpi)
+  return top * 72 / fig.dpi
+
+
+def lift_title(ax, points: float) -> None:
+  """Raises ``ax``'s (left) title by ``points``: the layout makes room for a key beneath it."""
+  title = ax.get_title(loc="left")
+  size = ax._left_title.get_fontsize()
+  ax.set_title(title, loc="left", fontsize=size, pad=points + _style.plt.rcParams["axes.titlepad"])
 
 
 def _joint(arrays, name, kind):
@@ -57,8 +98,16 @@ def _draw_joint(ax, fig, arrays, name, kind):
     cmap="magma_r",
     rasterized=True,
   )
-  bar = fig.colorbar(mesh, ax=ax, pad=0.02, fraction=0.06)
-  bar.set_label("density", fontsize=7)
+  if _style.current_layout() == "column":  # beneath the panel: at the side, it would narrow
+    # every panel of its column (the layout's margins are shared along a column)
+    bar = fig.colorbar(
+      mesh, ax=ax, location="bottom", pad=0.03, fraction=0.05, shrink=0.55, anchor=(0.0, 1.0)
+    )
+    bar.ax.set_ylabel("density", rotation=0, ha="left", va="center", fontsize=7)
+    bar.ax.yaxis.set_label_position("right")
+  else:
+    bar = fig.colorbar(mesh, ax=ax, pad=0.02, fraction=0.06)
+    bar.set_label("density", fontsize=7)
   bar.ax.tick_params(labelsize=6)
 
 
@@ -111,7 +160,8 @@ def _draw_rates(ax, arrays, name, depth):
   ax.axhline(0, color="0.6", lw=0.6, zorder=0)
   ax.axvline(0.5, color="0.45", lw=0.7, zorder=0.5)
   finite = arrays[f"{name}/inside_t1/slope_rate_quantiles"][keep]
-  ax.set_ylim(min(np.nanmin(finite[np.isfinite(finite)]) - 0.3, -1.0), 2.3)
+  top = 1.0 if _style.current_layout() == "column" else 2.3  # on the page, room for the key
+  ax.set_ylim(min(np.nanmin(finite[np.isfinite(finite)]) - 0.3, -1.0), top)
   ax.set_xlim(0, 1)
 
 
@@ -129,18 +179,20 @@ def _draw_inside_distribution(ax, arrays, name, depth):
   ax.axvline(0.5, color="0.45", lw=0.7, zorder=0.5)
   half = trials[count * 2 >= depth].sum()
   grows = arrays[f"{name}/inside_t1/slope_product_at_least_1"].sum()
+  column = _style.current_layout() == "column"  # the key goes above the panel
   ax.text(
     0.985,
-    0.64,
+    0.97 if column else 0.64,
     f"P(f ≥ ½) = {half / total:.3f}\nP(Πφ′ ≥ 1) = {grows / total:.3f}\n{total} chains",
     transform=ax.transAxes,
     ha="right",
     va="top",
-    fontsize=5.5,
+    fontsize=6 if column else 5.5,
     linespacing=1.3,
   )
   ax.set_xlim(0, 1)
-  ax.set_ylim(0, 1.6 * (trials / total).max())  # headroom for the legend and the counts
+  headroom = 2.5 if column else 1.6  # for the legend and the counts
+  ax.set_ylim(0, headroom * (trials / total).max())
 
 
 def draw(*, quick: bool, out_dir: str | Path, store_root: str | Path, force=False) -> list[Path]:
@@ -154,7 +206,8 @@ def draw(*, quick: bool, out_dir: str | Path, store_root: str | Path, force=Fals
     raise ValueError("F5 needs the tanh2x run of experiments.probabilistic_model (outputs ≥ 2)")
   t1 = float(arrays[f"{focus}/t1_tanh2x"])
   layer = depth // 2 + 1  # the stored joint densities are of the middle layer
-  fig, axes = _style.figure(2, 3, width=_style.PAGE, height=4.7)
+  column = _style.current_layout() == "column"
+  fig, axes = _style.figure(2, 3, width=_style.PAGE, height=4.7, column_height=6.5)
   (a, b, c), (d, e, f) = axes
 
   _draw_joint(a, fig, arrays, focus, "preactivation")
@@ -165,17 +218,21 @@ def draw(*, quick: bool, out_dir: str | Path, store_root: str | Path, force=Fals
   _draw_shift(b, arrays, names, "preactivation")
   _t1_lines(b, t1)
   b.set_xlabel(r"pre-activation $z_j$")
-  b.set_ylabel(rf"$E[\log|g_{{{depth}}}|\,|\,z_j] - E\log|g_{{{depth}}}|$")
+  b.xaxis.set_major_locator(MultipleLocator(2))
+  b.set_ylabel(_break_formula(rf"E[\log|g_{{{depth}}}|\,|\,z_j]", rf"- E\log|g_{{{depth}}}|"))
   b.set_title("effect of one pre-activation")
-  b.legend(loc="lower center", ncols=2, fontsize=6.5, handlelength=1.2)
+  if not column:
+    b.legend(loc="lower center", ncols=2, fontsize=6.5, handlelength=1.2)
   _draw_rates(c, arrays, focus, depth)
-  c.set_xlabel(r"fraction $f$ of $z_j$ inside $[-t_1, t_1]$")
+  c.set_xlabel(r"fraction $f$ of $z_j$" + _break() + r"inside $[-t_1, t_1]$")
   c.set_ylabel("log-rate per layer")
   c.set_title(f"{_style.label(focus)}: half inside?")
-  c.legend(loc="upper left", fontsize=6.5, handlelength=1.2)
+  if not column:
+    c.legend(loc="upper left", fontsize=6.5, handlelength=1.2)
 
   _draw_joint(d, fig, arrays, focus, "weight")
   d.set_xlabel(rf"weight $w_{{{layer}}}$")
+  d.xaxis.set_major_locator(MultipleLocator(2))
   d.set_ylabel(rf"$\log|g_{{{depth}}}|$")
   d.set_title(f"{_style.label(focus)}: layer {layer} of {depth}")
   _draw_shift(e, arrays, names, "weight")
@@ -186,15 +243,27 @@ def draw(*, quick: bool, out_dir: str | Path, store_root: str | Path, force=Fals
   e.set_ylim(-4.5, 2.5)
   e.set_xlim(-3.6, 3.6)
   e.set_xlabel(r"weight $w_j$")
-  e.set_ylabel(rf"$E[\log|g_{{{depth}}}|\,|\,w_j] - E\log|g_{{{depth}}}|$")
+  e.xaxis.set_major_locator(MultipleLocator(2))
+  e.set_ylabel(_break_formula(rf"E[\log|g_{{{depth}}}|\,|\,w_j]", rf"- E\log|g_{{{depth}}}|"))
   e.set_title("effect of one weight")
-  e.legend([e.get_lines()[-1]], [e.get_lines()[-1].get_label()], loc="lower center", fontsize=6.5)
+  direct_key = ([e.get_lines()[-1]], [e.get_lines()[-1].get_label()])
+  if not column:
+    e.legend(*direct_key, loc="lower center", fontsize=6.5)
   _draw_inside_distribution(f, arrays, focus, depth)
-  f.set_xlabel(r"fraction $f$ of $z_j$ inside $[-t_1, t_1]$")
+  f.set_xlabel(r"fraction $f$ of $z_j$" + _break() + r"inside $[-t_1, t_1]$")
   f.set_ylabel("share of chains")
   f.set_title(f"{_style.label(focus)}: share inside")
-  f.legend(loc="upper left", fontsize=6.5, handlelength=1.2)
+  if not column:
+    f.legend(loc="upper left", fontsize=6.5, handlelength=1.2)
   _style.panel_labels(axes)
+  if column:  # the keys go above the small panels; the panel labels of a row stay level
+    lift_title(a, key_above(b, align="right", ncols=2, handlelength=1.2))
+    lift_title(d, key_above(c, ncols=2, handlelength=1.2))
+    lift = max(
+      key_above(e, handles=direct_key[0], labels=direct_key[1]), key_above(f, handlelength=1.2)
+    )
+    lift_title(e, lift)
+    lift_title(f, lift)
   return _style.save(fig, out_dir, "F5_joint_densities", source=str(path))
 
 
