@@ -177,7 +177,8 @@ def figure(
     layout a figure wider than a column has its panels reflowed (:func:`column_grid`), so a
     script indexes ``axes[i, j]`` the same way in both.
   """
-  plt.rcParams.update(RC if current_layout() == "page" else {**RC, **RC_COLUMN})
+  column = {k: matplotlib.rcParamsDefault[k] for k in RC_COLUMN}  # undo an earlier column
+  plt.rcParams.update({**column, **RC} if current_layout() == "page" else {**RC, **RC_COLUMN})
   if height is None:
     height = 0.75 * width * nrows / ncols
   if current_layout() == "page" or width <= COLUMN:
@@ -282,7 +283,7 @@ def wrap(text: str, width: float, *, fontsize: float, renderer) -> str:
 
 
 # Points left of a panel's axes for its y tick labels and y label (so not for its title).
-_Y_DECORATIONS = 28.0
+_Y_DECORATIONS = 36.0
 
 
 def panel_labels(axes: Sequence, *, start: str = "a") -> None:
@@ -298,11 +299,40 @@ def panel_labels(axes: Sequence, *, start: str = "a") -> None:
     tag = f"$\\mathbf{{({chr(ord(start) + i)})}}$"
     text = " ".join([tag, *(t.get_text() for t in titles)])
     fig = ax.get_figure()
-    cell = ax.get_subplotspec().get_position(fig).width * fig.get_figwidth() * 72
+    spec = ax.get_subplotspec()
+    cell = len(spec.colspan) / spec.get_gridspec().ncols * fig.get_figwidth() * 72
     text = wrap(text, cell - _Y_DECORATIONS, fontsize=size, renderer=fig.canvas.get_renderer())
     for loc in ("center", "right"):
       ax.set_title("", loc=loc)
     ax.set_title(text, loc="left", fontsize=size)
+
+
+def key_above(ax, *, align: str = "center", **legend_options) -> float:
+  """Draws ``ax``'s legend above the panel and lifts the panel's title above the legend.
+
+  Call it after :func:`panel_labels`. The legend is centered on the panel or aligned
+  with its ``"left"`` or ``"right"`` edge; one wider than the panel reaches over the margin
+  beside it without widening it (that would narrow every panel of the column).
+
+  Returns:
+    How far the legend reaches above the panel, in points (for :func:`lift_title` of the
+    panels beside it).
+  """
+  x = {"left": 0.0, "center": 0.5, "right": 1.0}[align]
+  legend_options = {"borderaxespad": 0.8, **legend_options}  # clear of the top tick label
+  legend = ax.legend(loc=f"lower {align}", bbox_to_anchor=(x, 1.0), **legend_options)
+  legend.set_in_layout(False)
+  fig = ax.get_figure()
+  top = legend.get_window_extent(fig.canvas.get_renderer()).y1 - ax.bbox.y1
+  lift_title(ax, top * 72 / fig.dpi)
+  return top * 72 / fig.dpi
+
+
+def lift_title(ax, points: float) -> None:
+  """Raises ``ax``'s (left) title by ``points``: the layout makes room for a key beneath it."""
+  title = ax.get_title(loc="left")
+  size = ax._left_title.get_fontsize()
+  ax.set_title(title, loc="left", fontsize=size, pad=points + plt.rcParams["axes.titlepad"])
 
 
 def _visible_tick_labels(axis) -> list:

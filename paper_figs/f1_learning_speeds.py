@@ -118,34 +118,6 @@ def _draw_ratio(ax, run: store.Run, names: list[str], hidden: int) -> None:
   ax.set_title(f"{hidden} hidden layers: first / last")
 
 
-def key_above(ax, *, align: str = "center", **legend_options) -> float:
-  """Draws ``ax``'s legend above the panel and lifts the panel's title above the legend.
-
-  Call it after :func:`_style.panel_labels`. The legend is centered on the panel or aligned
-  with its ``"left"`` or ``"right"`` edge; one wider than the panel reaches over the margin
-  beside it without widening it (that would narrow every panel of the column).
-
-  Returns:
-    How far the legend reaches above the panel, in points (for :func:`lift_title` of the
-    panels beside it).
-  """
-  x = {"left": 0.0, "center": 0.5, "right": 1.0}[align]
-  legend_options = {"borderaxespad": 0.8, **legend_options}  # clear of the top tick label
-  legend = ax.legend(loc=f"lower {align}", bbox_to_anchor=(x, 1.0), **legend_options)
-  legend.set_in_layout(False)
-  fig = ax.get_figure()
-  top = legend.get_window_extent(fig.canvas.get_renderer()).y1 - ax.bbox.y1
-  lift_title(ax, top * 72 / fig.dpi)
-  return top * 72 / fig.dpi
-
-
-def lift_title(ax, points: float) -> None:
-  """Raises ``ax``'s (left) title by ``points``: the layout makes room for a key beneath it."""
-  title = ax.get_title(loc="left")
-  size = ax._left_title.get_fontsize()
-  ax.set_title(title, loc="left", fontsize=size, pad=points + _style.plt.rcParams["axes.titlepad"])
-
-
 def draw(*, quick: bool, out_dir: str | Path, store_root: str | Path, force=False) -> list[Path]:
   """Draws F1 from the learning-speeds run (computed first if missing)."""
   path = learning_speeds.ensure("quick" if quick else "full", store_root, force=force)
@@ -177,10 +149,10 @@ def draw(*, quick: bool, out_dir: str | Path, store_root: str | Path, force=Fals
   _style.panel_labels(axes)
   if column:  # the panels are too small to hold their keys: each goes above its panel
     for ax in (a, b, d):
-      key_above(ax, ncols=2)
+      _style.key_above(ax, ncols=2)
     handles, labels = c.get_legend_handles_labels()
     labels = [text.removeprefix("hidden layer ") for text in labels]
-    key_above(
+    _style.key_above(
       c,
       handles=handles,
       labels=labels,

@@ -88,34 +88,6 @@ def _break_formula(left: str, right: str) -> str:
   return f"${left} {right}$"
 
 
-def key_above(ax, *, align: str = "center", **legend_options) -> float:
-  """Draws ``ax``'s legend above the panel and lifts the panel's title above the legend.
-
-  Call it after :func:`_style.panel_labels`. The legend is centered on the panel or aligned
-  with its ``"left"`` or ``"right"`` edge; one wider than the panel reaches over the margin
-  beside it without widening it (that would narrow every panel of the column).
-
-  Returns:
-    How far the legend reaches above the panel, in points (for :func:`lift_title` of the
-    panels beside it).
-  """
-  x = {"left": 0.0, "center": 0.5, "right": 1.0}[align]
-  legend_options = {"borderaxespad": 0.8, **legend_options}  # clear of the top tick label
-  legend = ax.legend(loc=f"lower {align}", bbox_to_anchor=(x, 1.0), **legend_options)
-  legend.set_in_layout(False)
-  fig = ax.get_figure()
-  top = legend.get_window_extent(fig.canvas.get_renderer()).y1 - ax.bbox.y1
-  lift_title(ax, top * 72 / fig.dpi)
-  return top * 72 / fig.dpi
-
-
-def lift_title(ax, points: float) -> None:
-  """Raises ``ax``'s (left) title by ``points``: the layout makes room for a key beneath it."""
-  title = ax.get_title(loc="left")
-  size = ax._left_title.get_fontsize()
-  ax.set_title(title, loc="left", fontsize=size, pad=points + _style.plt.rcParams["axes.titlepad"])
-
-
 def mean_interval(
   mean: np.ndarray, std: np.ndarray, n: np.ndarray, confidence: float = 0.95
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -262,11 +234,13 @@ def draw(*, quick: bool, out_dir, store_root, force: bool = False) -> list[Path]
     ax_g.legend(loc="upper left", fontsize=6)
   _style.panel_labels(axes)
   if column:  # the keys of (b), (c), (d) and (f) do not fit in their small panels
-    lift_title(ax_f, key_above(ax_w, align="right", ncols=1))
-    lift = max(key_above(ax_c, ncols=1), key_above(ax_s, align="right", ncols=2))
-    lift_title(ax_c, lift)
-    lift_title(ax_s, lift)
-    lift_title(ax_m, key_above(ax_g, align="right", ncols=1))  # the row's labels aligned
+    _style.lift_title(ax_f, _style.key_above(ax_w, align="right", ncols=1))
+    lift = max(_style.key_above(ax_c, ncols=1), _style.key_above(ax_s, align="right", ncols=2))
+    _style.lift_title(ax_c, lift)
+    _style.lift_title(ax_s, lift)
+    _style.lift_title(
+      ax_m, _style.key_above(ax_g, align="right", ncols=1)
+    )  # the row's labels aligned
   return _style.save(fig, out_dir, "F2_sigmoid_weights", source=str(path))
 
 

@@ -27,34 +27,6 @@ from paper_figs import _style, figure_main
 from vanish import store
 
 
-def key_above(ax, *, align: str = "center", **legend_options) -> float:
-  """Draws ``ax``'s legend above the panel and lifts the panel's title above the legend.
-
-  Call it after :func:`_style.panel_labels`. The legend is centered on the panel or aligned
-  with its ``"left"`` or ``"right"`` edge; one wider than the panel reaches over the margin
-  beside it without widening it (that would narrow every panel of the column).
-
-  Returns:
-    How far the legend reaches above the panel, in points (for :func:`lift_title` of the
-    panels beside it).
-  """
-  x = {"left": 0.0, "center": 0.5, "right": 1.0}[align]
-  legend_options = {"borderaxespad": 0.8, **legend_options}  # clear of the top tick label
-  legend = ax.legend(loc=f"lower {align}", bbox_to_anchor=(x, 1.0), **legend_options)
-  legend.set_in_layout(False)
-  fig = ax.get_figure()
-  top = legend.get_window_extent(fig.canvas.get_renderer()).y1 - ax.bbox.y1
-  lift_title(ax, top * 72 / fig.dpi)
-  return top * 72 / fig.dpi
-
-
-def lift_title(ax, points: float) -> None:
-  """Raises ``ax``'s (left) title by ``points``: the layout makes room for a key beneath it."""
-  title = ax.get_title(loc="left")
-  size = ax._left_title.get_fontsize()
-  ax.set_title(title, loc="left", fontsize=size, pad=points + _style.plt.rcParams["axes.titlepad"])
-
-
 def _map_panel(ax, a, cfg):
   _style.outcome_map(ax, a, "n", "sigma_w2", depth=cfg["depth"], epsilon=cfg["epsilon"])
   ax.set_xscale("log")
@@ -84,7 +56,7 @@ def _map_key(ax, cfg) -> float:
   nets = rf"tanh($n\cdot x$) nets, $\sigma_b^2$ = {cfg['sigma_b2']:g}, K = {cfg['depth']}"
   if _style.current_layout() == "column":  # a narrow key, the panel label lifted above it
     title = nets.replace(" nets, ", " nets,\n")
-    return key_above(
+    return _style.key_above(
       ax, align="right", handles=handles, title=title, title_fontsize=7, handlelength=1.8
     )
   ax.legend(
@@ -187,12 +159,12 @@ def draw(*, quick: bool, out_dir, store_root, force: bool = False) -> list[Path]
   _map_panel(ax_m, a, cfg)
   _style.panel_labels(axes)
   if column:  # the keys go above the small panels; the panel labels of a row stay level
-    lift = max(key_above(ax_d, ncols=2), key_above(ax_t, align="right"))
-    lift_title(ax_d, lift)
-    lift_title(ax_t, lift)
-    lift = max(_map_key(ax_m, cfg), key_above(ax_c, ncols=2))
-    lift_title(ax_c, lift)
-    lift_title(ax_m, lift)
+    lift = max(_style.key_above(ax_d, ncols=2), _style.key_above(ax_t, align="right"))
+    _style.lift_title(ax_d, lift)
+    _style.lift_title(ax_t, lift)
+    lift = max(_map_key(ax_m, cfg), _style.key_above(ax_c, ncols=2))
+    _style.lift_title(ax_c, lift)
+    _style.lift_title(ax_m, lift)
   else:
     _map_key(ax_m, cfg)
   return _style.save(fig, out_dir, "F3_scaled_tanh", source=str(path))

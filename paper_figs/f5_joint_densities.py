@@ -50,34 +50,6 @@ def _break_formula(left: str, right: str) -> str:
   return f"${left} {right}$"
 
 
-def key_above(ax, *, align: str = "center", **legend_options) -> float:
-  """Draws ``ax``'s legend above the panel and lifts the panel's title above the legend.
-
-  Call it after :func:`_style.panel_labels`. The legend is centered on the panel or aligned
-  with its ``"left"`` or ``"right"`` edge; one wider than the panel reaches over the margin
-  beside it without widening it (that would narrow every panel of the column).
-
-  Returns:
-    How far the legend reaches above the panel, in points (for :func:`lift_title` of the
-    panels beside it).
-  """
-  x = {"left": 0.0, "center": 0.5, "right": 1.0}[align]
-  legend_options = {"borderaxespad": 0.8, **legend_options}  # clear of the top tick label
-  legend = ax.legend(loc=f"lower {align}", bbox_to_anchor=(x, 1.0), **legend_options)
-  legend.set_in_layout(False)
-  fig = ax.get_figure()
-  top = legend.get_window_extent(fig.canvas.get_renderer()).y1 - ax.bbox.y1
-  lift_title(ax, top * 72 / fig.dpi)
-  return top * 72 / fig.dpi
-
-
-def lift_title(ax, points: float) -> None:
-  """Raises ``ax``'s (left) title by ``points``: the layout makes room for a key beneath it."""
-  title = ax.get_title(loc="left")
-  size = ax._left_title.get_fontsize()
-  ax.set_title(title, loc="left", fontsize=size, pad=points + _style.plt.rcParams["axes.titlepad"])
-
-
 def _joint(arrays, name, kind):
   prefix = f"{name}/joint_{kind}"
   return (
@@ -257,13 +229,14 @@ def draw(*, quick: bool, out_dir: str | Path, store_root: str | Path, force=Fals
     f.legend(loc="upper left", fontsize=6.5, handlelength=1.2)
   _style.panel_labels(axes)
   if column:  # the keys go above the small panels; the panel labels of a row stay level
-    lift_title(a, key_above(b, align="right", ncols=2, handlelength=1.2))
-    lift_title(d, key_above(c, ncols=2, handlelength=1.2))
+    _style.lift_title(a, _style.key_above(b, align="right", ncols=2, handlelength=1.2))
+    _style.lift_title(d, _style.key_above(c, ncols=2, handlelength=1.2))
     lift = max(
-      key_above(e, handles=direct_key[0], labels=direct_key[1]), key_above(f, handlelength=1.2)
+      _style.key_above(e, handles=direct_key[0], labels=direct_key[1]),
+      _style.key_above(f, handlelength=1.2),
     )
-    lift_title(e, lift)
-    lift_title(f, lift)
+    _style.lift_title(e, lift)
+    _style.lift_title(f, lift)
   return _style.save(fig, out_dir, "F5_joint_densities", source=str(path))
 
 
