@@ -92,9 +92,14 @@ def _entry(
   entry = {"figure": name, "title": record["title"], "size": size, "status": record["status"]}
   if not scripts or record["status"] != "drawn":
     return entry | {"reason": record.get("reason", record["status"])}
-  png = figures_dir / next(Path(f).name for f in record["files"] if f.endswith(".png"))
-  thumbnail(png, gallery / f"{name}.png")
+  pngs = [figures_dir / Path(f).name for f in record["files"] if f.endswith(".png")]
+  page = [png for png in pngs if not png.stem.endswith("_column")]
+  column = [png for png in pngs if png.stem.endswith("_column")]
+  thumbnail((page or pngs)[0], gallery / f"{name}.png")
+  if column:
+    thumbnail(column[0], gallery / f"{name}_column.png")
   return entry | {
+    "column": bool(column),
     "script": scripts[0].stem,
     "data": [
       f"{Path(r['path']).parent.name}/{Path(r['path']).name}" for r in record["experiments"]
@@ -110,11 +115,17 @@ def _section(entry: Mapping[str, Any]) -> list[str]:
   if entry["status"] != "drawn":
     return lines + [f"Not drawn: {entry['reason']}.", ""]
   data = ", ".join(f"`{d}`" for d in entry["data"])
+  column = (
+    [f"One-column layout: [gallery/{name}_column.png](gallery/{name}_column.png).", ""]
+    if entry.get("column")
+    else []
+  )
   return lines + [
     f"![{name}](gallery/{name}.png)",
     "",
     caption(HERE / f"{entry['script']}.py"),
     "",
+    *column,
     f"Command: `vanish reproduce --{entry['size']} --only {name}` (or `python -m paper_figs."
     f"{entry['script']} --{entry['size']}`); data: {data}; drawn on {entry['device']} in"
     f" {entry['wall_time_s']:.0f} s.",

@@ -103,12 +103,14 @@ def _fake_summary(out: Path, size: str, figures: dict[str, str], **extra) -> Non
   for name, run in figures.items():
     png = out / f"{name}_demo.png"
     Image.new("RGB", (1200, 600), "white").save(png)
+    column = out / f"{name}_demo_column.png"
+    Image.new("RGB", (600, 900), "white").save(column)
     records.append(
       {
         "figure": name,
         "title": cli.FIGURES[name].title,
         "status": "drawn",
-        "files": [str(png)],
+        "files": [str(png), str(column)],
         "experiments": [{"path": run, "computed_chunks": 0, "reused_chunks": 1}],
         "wall_time_s": 12.0,
       }
@@ -142,6 +144,9 @@ def test_write_readme_full_captions_size_device_thumbnails_and_merge(tmp_path):
     assert (width, height) == (440, 220)  # 1200 px at 300 dpi -> 110 dpi
     with Image.open(readme_dir / "gallery" / f"{name}.png") as image:
       assert round(image.info["dpi"][0]) == 110
+    with Image.open(readme_dir / "gallery" / f"{name}_column.png") as image:
+      assert image.size == (220, 330)  # the column layout's thumbnail, linked below the caption
+    assert f"[gallery/{name}_column.png](gallery/{name}_column.png)" in readme
   assert "on 1 × NVIDIA H100 80GB HBM3" in readme
   assert "--quick --only" not in readme and "--quick` on" not in readme and "2-core" not in readme
   # a later --only run on a CPU replaces F6 and keeps F2's entry from the first run
