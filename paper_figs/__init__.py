@@ -33,22 +33,26 @@ def draw_layouts(
 
   Returns:
     The files written, and the messages of the :class:`~paper_figs._style.LayoutWarning`
-    (text collisions) raised meanwhile; other warnings are shown as usual.
+    (text collisions) raised meanwhile. Other warnings are issued again, as usual; if
+    ``draw`` raises, the layout warnings before it are issued again too.
   """
   from paper_figs import _style
 
-  files = []
+  files, error = [], None
   with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always", _style.LayoutWarning)
-    for layout in layouts:
-      with _style.layout(layout):
-        files += draw(**options)
-  collisions = []
-  for w in caught:
-    if issubclass(w.category, _style.LayoutWarning):
-      collisions.append(str(w.message))
-    else:
-      warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    try:
+      for layout in layouts:
+        with _style.layout(layout):
+          files += draw(**options)
+    except Exception as raised:
+      error = raised
+  collisions = [str(w.message) for w in caught if issubclass(w.category, _style.LayoutWarning)]
+  for w in caught:  # outside the block: inside it, they would be recorded again
+    if error is not None or not issubclass(w.category, _style.LayoutWarning):
+      warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+  if error is not None:
+    raise error
   return files, collisions
 
 

@@ -112,14 +112,16 @@ class LayoutWarning(UserWarning):
 def layout(name: str) -> Iterator[None]:
   """Draws the figures made inside the block in layout ``name`` (``"page"`` or ``"column"``).
 
-  Like ``matplotlib.rc_context``: :func:`figure` lays the panels out for it and :func:`save`
-  names the files after it (``F4_….pdf`` for the page, ``F4_…_column.pdf`` for the column).
+  :func:`figure` lays the panels out for it and :func:`save` names the files after it
+  (``F4_….pdf`` for the page, ``F4_…_column.pdf`` for the column); the column layout's
+  tighter legends (``RC_COLUMN``) hold inside the block only, as in ``plt.rc_context``.
   """
   if name not in LAYOUTS:
     raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}; got {name!r}")
   token = _LAYOUT.set(name)
   try:
-    yield
+    with plt.rc_context(RC_COLUMN if name == "column" else {}):
+      yield
   finally:
     _LAYOUT.reset(token)
 
@@ -177,8 +179,7 @@ def figure(
     layout a figure wider than a column has its panels reflowed (:func:`column_grid`), so a
     script indexes ``axes[i, j]`` the same way in both.
   """
-  column = {k: matplotlib.rcParamsDefault[k] for k in RC_COLUMN}  # undo an earlier column
-  plt.rcParams.update({**column, **RC} if current_layout() == "page" else {**RC, **RC_COLUMN})
+  plt.rcParams.update(RC if current_layout() == "page" else {**RC, **RC_COLUMN})  # in layout()
   if height is None:
     height = 0.75 * width * nrows / ncols
   if current_layout() == "page" or width <= COLUMN:
@@ -246,6 +247,21 @@ def outcome_map(ax, arrays, x: str, y: str, *, depth: int, epsilon: float) -> No
   ax.figure.colorbar(mesh, ax=ax, fraction=0.05, pad=0.02).set_label("P(explode) − P(vanish)")
 
 
+NBSP = "\N{NO-BREAK SPACE}"  # a space at which :func:`wrap` never breaks a title
+
+
+def line_break() -> str:
+  """Where a long axis label may break: nowhere on the page, onto a second line in a column."""
+  return "\n" if current_layout() == "column" else " "
+
+
+def break_formula(left: str, right: str) -> str:
+  """The formula ``$left right$`` on one line on the page, broken before ``right`` in a column."""
+  if current_layout() == "column":
+    return f"${left}$\n${right}$"
+  return f"${left} {right}$"
+
+
 def _words(text: str) -> list[str]:
   """``text`` split at the spaces outside ``$…$`` (a formula is never broken)."""
   words, current, in_math = [], "", False
@@ -289,15 +305,18 @@ _Y_DECORATIONS = 36.0
 def panel_labels(axes: Sequence, *, start: str = "a") -> None:
   """Writes **(a)**, **(b)**, … as each axis's left-aligned title, before its own title.
 
-  The panel's title (centered or right, set before) moves to the left after its label, so
-  the two never collide and the layout makes room for both above the tick labels; it is
-  wrapped to the width of the panel's grid cell, less its y axis' labels.
+  The panel's titles (set before, at any ``loc``) move to the left after its label, so the
+  two never collide and the layout makes room for both above the tick labels; they are
+  wrapped to the panel's share of the figure, less its y axis' labels (a :data:`NBSP` never
+  breaks). Every label and title of the figure gets one size: the smallest of its titles.
   """
-  for i, ax in enumerate(np.ravel(axes)):
-    titles = [t for t in (ax.title, ax._right_title) if t.get_text()]
-    size = titles[0].get_fontsize() if titles else plt.rcParams["axes.titlesize"]
+  axes = list(np.ravel(axes))
+  titles = [[t for t in (ax._left_title, ax.title, ax._right_title) if t.get_text()] for ax in axes]
+  size = min((t.get_fontsize() for ts in titles for t in ts), default=None)
+  size = min(size or plt.rcParams["axes.titlesize"], plt.rcParams["axes.titlesize"])
+  for i, (ax, texts) in enumerate(zip(axes, titles, strict=True)):
     tag = f"$\\mathbf{{({chr(ord(start) + i)})}}$"
-    text = " ".join([tag, *(t.get_text() for t in titles)])
+    text = " ".join([tag, *(t.get_text() for t in texts)])
     fig = ax.get_figure()
     spec = ax.get_subplotspec()
     cell = len(spec.colspan) / spec.get_gridspec().ncols * fig.get_figwidth() * 72
@@ -370,8 +389,12 @@ def text_collisions(fig, *, tolerance: float = 0.5) -> list[str]:
   when they overlap by more than ``tolerance`` points both ways; a text collides with a
   panel that is not its own (nor that panel's colorbar) the same way.
 
+  A text kept out of the layout (``set_in_layout(False)``, as :func:`key_above`'s legends)
+  that runs off the figure is reported too: the saved file would cut it.
+
   Returns:
-    One line per collision, e.g. ``"'0.001' overlaps '0.01' (panel 3)"``; empty when none.
+    One line per collision, e.g. ``"'0.001' (panel 3) overlaps '0.01' (panel 3)"`` (panels
+    numbered as in ``fig.axes``, colorbars included); empty when none.
   """
   fig.draw_without_rendering()
   renderer = fig.canvas.get_renderer()
@@ -381,10 +404,19 @@ def text_collisions(fig, *, tolerance: float = 0.5) -> list[str]:
   def overlap(a, b) -> bool:
     return min(a.x1, b.x1) - max(a.x0, b.x0) > pad and min(a.y1, b.y1) - max(a.y0, b.y0) > pad
 
-  texts = [(ax, what, t.get_window_extent(renderer)) for ax, what, t in _texts(fig)]
+  artists = _texts(fig)
+  texts = [(ax, what, t.get_window_extent(renderer)) for ax, what, t in artists]
   found = []
   for i, (ax, what, box) in enumerate(texts):
     where = f" (panel {panel[ax] + 1})" if ax is not None else ""
+    edge = fig.bbox
+    if not artists[i][2].get_in_layout() and (
+      box.x0 < edge.x0 - pad
+      or box.x1 > edge.x1 + pad
+      or box.y0 < edge.y0 - pad
+      or box.y1 > edge.y1 + pad
+    ):
+      found.append(f"{what}{where} runs off the figure")
     found += [
       f"{what}{where} overlaps {other}" + (f" (panel {panel[b] + 1})" if b is not None else "")
       for b, other, other_box in texts[i + 1 :]
@@ -399,11 +431,10 @@ def text_collisions(fig, *, tolerance: float = 0.5) -> list[str]:
 
 
 def _is_colorbar_of(cax, ax) -> bool:
-  """Whether ``cax`` holds a colorbar drawn beside ``ax`` (beside any panel if ``ax`` is None)."""
-  colorbar = getattr(cax, "_colorbar", None)
-  if colorbar is None:
+  """Whether ``cax`` holds a colorbar drawn beside the panel ``ax``."""
+  if ax is None or getattr(cax, "_colorbar", None) is None:
     return False
-  return ax is None or ax in getattr(cax, "_colorbar_info", {}).get("parents", [ax])
+  return ax in getattr(cax, "_colorbar_info", {}).get("parents", [ax])
 
 
 def save(fig, out_dir: str | os.PathLike, name: str, *, source: str | None = None) -> list[Path]:

@@ -135,7 +135,7 @@ def draw(*, quick: bool, out_dir: str | Path, store_root: str | Path, force=Fals
   _draw_training(c, run, deepest)
   _draw_ratio(d, run, names, deepest)
   for ax in (a, b):
-    ax.set_xlabel("hidden layer l" + ("\n" if column else " ") + "(1 = next to the input)")
+    ax.set_xlabel("hidden layer l" + _style.line_break() + "(1 = next to the input)")
     ax.set_xticks(np.arange(1, deepest + 1))
   for ax in (a, b, c):
     ax.set_yscale("log")
@@ -148,8 +148,9 @@ def draw(*, quick: bool, out_dir: str | Path, store_root: str | Path, force=Fals
     ax.set_xticks(np.arange(0, epochs + 1, max(1, epochs // 6)))
   _style.panel_labels(axes)
   if column:  # the panels are too small to hold their keys: each goes above its panel
-    for ax in (a, b, d):
-      _style.key_above(ax, ncols=2)
+    _style.key_above(a, ncols=2)
+    for ax in (b, d):  # the right column's keys end at the figure's edge
+      _style.key_above(ax, align="right", ncols=2, columnspacing=0.8)
     handles, labels = c.get_legend_handles_labels()
     labels = [text.removeprefix("hidden layer ") for text in labels]
     _style.key_above(

@@ -72,20 +72,8 @@ def _factor_panel(ax, fig, a):
 def _map_panel(ax, a, cfg):
   _style.outcome_map(ax, a, "scale", "sigma_b2", depth=cfg["depth"], epsilon=cfg["epsilon"])
   ax.set_xscale("log")
-  ax.set_xlabel(r"weight scale s" + _break() + r"($\sigma_w = s$)")
+  ax.set_xlabel(r"weight scale s" + _style.line_break() + r"($\sigma_w = s$)")
   ax.set_ylabel(r"$\sigma_b^2$")
-
-
-def _break() -> str:
-  """Where a long axis label breaks: nowhere on the page, onto a second line in a column."""
-  return "\n" if _style.current_layout() == "column" else " "
-
-
-def _break_formula(left: str, right: str) -> str:
-  """The formula ``left right`` on one line on the page, broken before ``right`` in a column."""
-  if _style.current_layout() == "column":
-    return f"${left}$\n${right}$"
-  return f"${left} {right}$"
 
 
 def mean_interval(
@@ -122,7 +110,7 @@ def draw(*, quick: bool, out_dir, store_root, force: bool = False) -> list[Path]
   ax_w.set_xscale("log")
   ax_w.set_xlim(1, 200)
   ax_w.set_xlabel("weight w")
-  ax_w.set_ylabel("width of" + _break() + r"$\{a: |w\sigma'(wa)| \geq 1\}$")
+  ax_w.set_ylabel("width of" + _style.line_break() + r"$\{a: |w\sigma'(wa)| \geq 1\}$")
   if not column:
     ax_w.legend(loc="lower right")
 
@@ -165,7 +153,7 @@ def draw(*, quick: bool, out_dir, store_root, force: bool = False) -> list[Path]
       linewidth=0.8,
       alpha=1 - 0.3 * i,
       linestyle="-",
-      label=rf"w = 100, input $\pm\delta${_break()}({deltas})" if i == 0 else None,
+      label=rf"w = 100, input $\pm\delta${_style.line_break()}({deltas})" if i == 0 else None,
     )
   ax_c.set_ylim(-120, 90 if column else 190)  # on the page, room for the key
   ax_c.set_xlabel("depth K")
@@ -188,7 +176,7 @@ def draw(*, quick: bool, out_dir, store_root, force: bool = False) -> list[Path]
     )
   ax_s.set_xscale("log")
   ax_s.set_ylim(-0.02, 1.02)
-  ax_s.set_xlabel("weight scale s" + _break() + "(w ~ N(0, s²))")
+  ax_s.set_xlabel("weight scale s" + _style.line_break() + "(w ~ N(0, s²))")
   ax_s.set_ylabel(rf"P($|g_K|$ < {cfg['epsilon']:g})")
   if not column:
     ax_s.legend(loc="lower right", fontsize=6)
@@ -226,8 +214,8 @@ def draw(*, quick: bool, out_dir, store_root, force: bool = False) -> list[Path]
       sign * np.log(cfg["epsilon"]), color="grey", linestyle=":", linewidth=0.8, label=label
     )
   ax_g.set_xscale("log")
-  ax_g.set_xlabel(r"weight scale s" + _break() + r"($\sigma_w = s$)")
-  ax_g.set_ylabel(_break_formula(r"\log\|\delta^1\|", r"- \log\|\delta^K\|"))
+  ax_g.set_xlabel(r"weight scale s" + _style.line_break() + r"($\sigma_w = s$)")
+  ax_g.set_ylabel(_style.break_formula(r"\log\|\delta^1\|", r"- \log\|\delta^K\|"))
   low, high = ax_g.get_ylim()
   if not column:
     ax_g.set_ylim(low, high + 0.4 * (high - low))  # the key above the thresholds

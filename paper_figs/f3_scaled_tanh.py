@@ -151,7 +151,7 @@ def draw(*, quick: bool, out_dir, store_root, force: bool = False) -> list[Path]
   ax_c.set_ylim(-0.02, 1.02)
   ax_c.set_xlabel("slope n")
   ax_c.set_ylabel(rf"P($|g_K|$ < {cfg['epsilon']:g})")
-  nbsp = "\N{NO-BREAK SPACE}"  # the distribution stays on one line when the title wraps
+  nbsp = _style.NBSP  # the distribution stays on one line when the title wraps
   ax_c.set_title(f"one-neuron chain, w, b, x{nbsp}~{nbsp}N(0,{nbsp}1)")
   if not column:
     ax_c.legend(loc="lower right")

@@ -38,18 +38,6 @@ MIN_PAIRS = 200  # conditional means only over bins holding at least this many (
 MIN_TRIALS = 20  # quantiles per inside-count only from this many chains
 
 
-def _break() -> str:
-  """Where a long axis label breaks: nowhere on the page, onto a second line in a column."""
-  return "\n" if _style.current_layout() == "column" else " "
-
-
-def _break_formula(left: str, right: str) -> str:
-  """The formula ``left right`` on one line on the page, broken before ``right`` in a column."""
-  if _style.current_layout() == "column":
-    return f"${left}$\n${right}$"
-  return f"${left} {right}$"
-
-
 def _joint(arrays, name, kind):
   prefix = f"{name}/joint_{kind}"
   return (
@@ -191,12 +179,12 @@ def draw(*, quick: bool, out_dir: str | Path, store_root: str | Path, force=Fals
   _t1_lines(b, t1)
   b.set_xlabel(r"pre-activation $z_j$")
   b.xaxis.set_major_locator(MultipleLocator(2))
-  b.set_ylabel(_break_formula(rf"E[\log|g_{{{depth}}}|\,|\,z_j]", rf"- E\log|g_{{{depth}}}|"))
+  b.set_ylabel(_style.break_formula(rf"E[\log|g_{{{depth}}}|\,|\,z_j]", rf"- E\log|g_{{{depth}}}|"))
   b.set_title("effect of one pre-activation")
   if not column:
     b.legend(loc="lower center", ncols=2, fontsize=6.5, handlelength=1.2)
   _draw_rates(c, arrays, focus, depth)
-  c.set_xlabel(r"fraction $f$ of $z_j$" + _break() + r"inside $[-t_1, t_1]$")
+  c.set_xlabel(r"fraction $f$ of $z_j$" + _style.line_break() + r"inside $[-t_1, t_1]$")
   c.set_ylabel("log-rate per layer")
   c.set_title(f"{_style.label(focus)}: half inside?")
   if not column:
@@ -216,13 +204,13 @@ def draw(*, quick: bool, out_dir: str | Path, store_root: str | Path, force=Fals
   e.set_xlim(-3.6, 3.6)
   e.set_xlabel(r"weight $w_j$")
   e.xaxis.set_major_locator(MultipleLocator(2))
-  e.set_ylabel(_break_formula(rf"E[\log|g_{{{depth}}}|\,|\,w_j]", rf"- E\log|g_{{{depth}}}|"))
+  e.set_ylabel(_style.break_formula(rf"E[\log|g_{{{depth}}}|\,|\,w_j]", rf"- E\log|g_{{{depth}}}|"))
   e.set_title("effect of one weight")
   direct_key = ([e.get_lines()[-1]], [e.get_lines()[-1].get_label()])
   if not column:
     e.legend(*direct_key, loc="lower center", fontsize=6.5)
   _draw_inside_distribution(f, arrays, focus, depth)
-  f.set_xlabel(r"fraction $f$ of $z_j$" + _break() + r"inside $[-t_1, t_1]$")
+  f.set_xlabel(r"fraction $f$ of $z_j$" + _style.line_break() + r"inside $[-t_1, t_1]$")
   f.set_ylabel("share of chains")
   f.set_title(f"{_style.label(focus)}: share inside")
   if not column:

@@ -41,7 +41,7 @@ STABLE_RGB = np.array([0.95, 0.95, 0.95])  # near white: nothing wrong there
 EXPLODE_RGB = np.array([0.835, 0.369, 0.0])  # vermillion
 # (c): the loss curves' colors by initial outcome
 LOSS_COLORS = {-1: ("initially vanishing", "#0072B2"), 0: ("initially stable", "#009E73")}
-NBSP = "\u00a0"  # a space at which _style.panel_labels does not wrap a title
+NBSP = _style.NBSP
 MAX_BOUNDARY_MARKERS = 25  # (a): measured P = ½ markers per boundary, at most this many
 SPARSE_PATHS = 100  # (b): up to this many paths are drawn at full line width
 
@@ -190,7 +190,7 @@ def _loss_panel(ax, a) -> None:
       ax.plot(steps[1:], loss[s, 1:], color=color, linewidth=0.5, alpha=0.6)
   ax.set_xscale("log")
   ax.set_yscale("log")
-  ax.set_xlabel("gradient-descent step")
+  ax.set_xlabel("gradient-descent" + _style.line_break() + "step")
   ax.set_ylabel("loss")
 
 

@@ -35,7 +35,26 @@ def test_column_grid_centres_a_short_last_row_and_validates():
   with pytest.raises(ValueError, match="layout must be one of page, column; got 'poster'"):
     with _style.layout("poster"):
       pass
-  assert _style.current_layout() == "page"  # the block restores it
+
+
+def test_layout_block_restores_the_layout_and_rc_even_when_drawing_fails():
+  fontsize = plt.rcParams["legend.fontsize"]
+  with pytest.raises(RuntimeError), _style.layout("column"):
+    assert plt.rcParams["legend.fontsize"] == _style.RC_COLUMN["legend.fontsize"]
+    raise RuntimeError("a figure failed")
+  assert _style.current_layout() == "page"
+  assert plt.rcParams["legend.fontsize"] == fontsize  # the column's keys do not leak
+
+
+def test_cli_layout_choices_are_the_figures_layouts():
+  from paper_figs import LAYOUT_CHOICES
+  from vanish import cli
+
+  parser = cli.build_parser()
+  reproduce = parser._subparsers._group_actions[0].choices["reproduce"]
+  (layout,) = [a for a in reproduce._actions if a.dest == "layout"]
+  assert layout.choices == list(LAYOUT_CHOICES) and layout.default == "both"
+  assert {x for v in LAYOUT_CHOICES.values() for x in v} == set(_style.LAYOUTS)
 
 
 def test_wrap_breaks_at_spaces_but_never_inside_a_formula():
@@ -61,6 +80,31 @@ def test_text_collisions_finds_crowded_ticks_and_text_in_another_panel():
   assert any("'5000' (panel 1) overlaps '10000' (panel 1)" in f for f in found)
   assert any("'far into panel 1' (panel 2) enters panel 1" in f for f in found)
   plt.close(fig)
+
+
+def test_a_key_kept_out_of_the_layout_that_runs_off_the_figure_is_reported():
+  fig, axes = _style.figure(1, 1, width=_style.COLUMN, height=2.0)
+  axes[0, 0].plot([0, 1], [0, 1], label="a rather long description of this line")
+  _style.panel_labels(axes)
+  _style.key_above(axes[0, 0], align="left", ncols=1)  # kept out of the layout, title lifted
+  assert _style.text_collisions(fig) == []
+  axes[0, 0].legend(loc="lower left", bbox_to_anchor=(0.6, 1.0)).set_in_layout(False)
+  assert _style.text_collisions(fig) == ["a legend (panel 1) runs off the figure"]
+  plt.close(fig)
+
+
+def test_draw_layouts_keeps_the_warnings_of_a_draw_that_fails(tmp_path):
+  def draw(out_dir):
+    if _style.current_layout() == "column":
+      raise RuntimeError("the column drawing failed")
+    fig, axes = _style.figure(1, 1)
+    axes[0, 0].text(0.5, 0.5, "here")
+    axes[0, 0].text(0.5, 0.5, "here too")
+    return _style.save(fig, out_dir, "F98_demo")
+
+  with pytest.warns(_style.LayoutWarning, match="'here' .* overlaps 'here too'"):
+    with pytest.raises(RuntimeError, match="column drawing failed"):
+      draw_layouts(draw, ("page", "column"), out_dir=tmp_path)
 
 
 def test_save_names_the_column_files_and_warns_on_collisions(tmp_path):

@@ -540,7 +540,12 @@ def _draw_figure(figure: Figure, args: argparse.Namespace) -> dict[str, Any]:
 
   from experiments._common import RUN_LOG
 
-  record: dict[str, Any] = {"figure": figure.name, "title": figure.title, "experiments": []}
+  record: dict[str, Any] = {
+    "figure": figure.name,
+    "title": figure.title,
+    "experiments": [],
+    "layout_warnings": [],
+  }
   status, reason = _figure_status(figure)
   if status == "missing":  # not landed: reported, never faked
     return record | {"status": "missing", "reason": reason, "wall_time_s": 0.0}
