@@ -404,22 +404,21 @@ def text_collisions(fig, *, tolerance: float = 0.5) -> list[str]:
   def overlap(a, b) -> bool:
     return min(a.x1, b.x1) - max(a.x0, b.x0) > pad and min(a.y1, b.y1) - max(a.y0, b.y0) > pad
 
-  artists = _texts(fig)
-  texts = [(ax, what, t.get_window_extent(renderer)) for ax, what, t in artists]
+  texts = [
+    (ax, what, t.get_window_extent(renderer), t.get_in_layout()) for ax, what, t in _texts(fig)
+  ]
+  figure_box = fig.bbox.padded(pad)
   found = []
-  for i, (ax, what, box) in enumerate(texts):
+  for i, (ax, what, box, in_layout) in enumerate(texts):
     where = f" (panel {panel[ax] + 1})" if ax is not None else ""
-    edge = fig.bbox
-    if not artists[i][2].get_in_layout() and (
-      box.x0 < edge.x0 - pad
-      or box.x1 > edge.x1 + pad
-      or box.y0 < edge.y0 - pad
-      or box.y1 > edge.y1 + pad
+    if (
+      not in_layout
+      and matplotlib.transforms.Bbox.union([box, figure_box]).bounds != figure_box.bounds
     ):
       found.append(f"{what}{where} runs off the figure")
     found += [
       f"{what}{where} overlaps {other}" + (f" (panel {panel[b] + 1})" if b is not None else "")
-      for b, other, other_box in texts[i + 1 :]
+      for b, other, other_box, _ in texts[i + 1 :]
       if overlap(box, other_box)
     ]
     for other_ax in fig.axes:
