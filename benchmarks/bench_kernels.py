@@ -1,6 +1,6 @@
 """vanish's Pallas kernels against the plain-JAX baselines, in one process on the same data.
 
-Two hot paths of issue 6:
+Three hot paths of issue 6:
 
 * **one-neuron chain Monte Carlo** (point 4, target ≥ 3·10¹¹ factors/s): the baseline samples
   ``w, b ~ N(0, 1)`` with ``jax.random.normal`` and runs the plain ``lax.scan`` chain
@@ -12,6 +12,13 @@ Two hot paths of issue 6:
 * **small-width Jacobian chain** (point 3, target ≥ 8× the plain chain at 16384 × 32 × 50): the
   baseline is ``bench_chains.plain_chain`` (``lax.scan`` of ``J ← diag(1 − h²) W J``, vmapped),
   ours is ``vanish.kernels.small_chain.jacobian``, both on ``net.init``'s weights and one x.
+
+* **small-width Lyapunov spectrum** (point 2, target ≤ 2× the plain chain at 16384 × 32 × 50):
+  ours is ``vanish.kernels.small_chain.lyapunov_spectrum`` (Benettin with a Householder QR per
+  layer on chip), against the same plain chain (the target's denominator), the per-layer
+  ``jnp.linalg.qr`` Benettin a researcher would write (``bench_chains.plain_qr_benettin``) and
+  vanish's jnp path (``vn.lyapunov_spectrum(refine=False)``, guarded shifted CholeskyQR3 on
+  GPUs); checked against that path and against float64 NumPy on a few members.
 
 At ``--size paper`` each kernel is also timed over a grid of launch configurations
 (``Size.scalar_sweep``: block × warps; ``Size.small_sweep``: warps × pipelining stages;
@@ -40,6 +47,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 import vanish as vn
@@ -51,6 +59,9 @@ from vanish.kernels import small_chain
 SCHEMA_VERSION = 1
 SCALAR_TARGET = 3e11  # factors per second (issue 6, point 4)
 SMALL_SPEEDUP_TARGET = 8.0  # × the plain chain (issue 6, point 3)
+SPECTRUM_RATIO_TARGET = 2.0  # spectrum time ≤ 2× the plain chain's (issue 6, point 2)
+SPECTRUM_CHECK_MEMBERS = 4  # members compared with float64 NumPy
+SECTIONS = ("scalar", "small", "spectrum")  # the one-neuron chain, the small-width chain, spectra
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,11 +75,15 @@ class Size:
   # kernel at output="final", (num_warps, num_stages) of the small-width kernel
   scalar_sweep: tuple[tuple[int, int], ...] = ()
   small_sweep: tuple[tuple[int, int], ...] = ()
+  spectrum: tuple[tuple[int, int, int], ...] = ()  # (members, width, depth)
+  spectrum_warps: tuple[int, ...] = ()  # num_warps timed besides the default
 
 
 SIZES = {
   # the sweeps' one configuration each only exercises the code (the interpreter ignores them)
-  "tiny": Size(((2048, 10),), ((16, 32, 5),), ("highest",), 2, 256, ((256, 2),), ((2, 1),)),
+  "tiny": Size(
+    ((2048, 10),), ((16, 32, 5),), ("highest",), 2, 256, ((256, 2),), ((2, 1),), ((8, 16, 5),), (2,)
+  ),
   "paper": Size(
     ((2**20, 50), (2**24, 50)),
     ((16384, 32, 50), (4096, 64, 50), (16384, 16, 50)),
@@ -79,6 +94,9 @@ SIZES = {
     scalar_sweep=tuple((b, w) for b in (256, 1024, 2048) for w in (2, 4, 8)),
     # session 10: 12x slower than the plain chain at 4096 x 64 x 50, "highest", 2 warps
     small_sweep=tuple((w, s) for w in (1, 2, 4, 8) for s in (1, 2, 3)),
+    # the stable-spectrum kernel is new (session 13) and has not run on a GPU
+    spectrum=((16384, 32, 50), (4096, 64, 50), (16384, 16, 50)),
+    spectrum_warps=(2, 4, 8),
   ),
 }
 
@@ -258,13 +276,67 @@ def run_small(
   }
 
 
+def _float64_spectrum(net, params, x, members: int) -> np.ndarray:
+  """``vn.lyapunov_spectrum(refine=False)`` in float64 (Householder) for the first members."""
+  with jax.enable_x64(True):
+    p64 = jax.tree.map(lambda a: a[:members].astype(jnp.float64), params)
+    spectrum = vn.lyapunov_spectrum(net, p64, x.astype(jnp.float64), refine=False, qr="householder")
+    return common.to_numpy(spectrum)
+
+
+def run_spectrum(
+  members: int, width: int, depth: int, size: Size, device: dict[str, Any], use_kernel: str
+):
+  """Benettin's full spectrum of bench_chains' tanh network, against the plain chain (the
+  target's denominator), the per-layer ``jnp.linalg.qr`` Benettin and vanish's jnp path."""
+  net = vn.MLP(widths=[width] * (depth + 1), activation="tanh", weights=vn.init.gaussian(1.0))
+  params = net.init(jax.random.key(0), members=members)
+  w, b = params[0]["w"], params[0]["b"]
+  x = jax.random.normal(jax.random.key(1), (width,))
+  exact = _float64_spectrum(net, params, x, min(members, SPECTRUM_CHECK_MEMBERS))
+  run = lambda **kw: small_chain.lyapunov_spectrum(net, params, x, use_kernel=use_kernel, **kw)
+  chain = lambda: bench_chains.plain_chain(w, b, x, "highest")
+  qr_benettin = lambda: bench_chains.plain_qr_benettin(w, b, x, "highest")
+  jnp_path = lambda: vn.lyapunov_spectrum(net, params, x, refine=False)
+  candidates = [
+    ("jax.chain[highest]", "baseline", "plain jax", chain),
+    ("jax.qr_benettin", "baseline", "plain jax", qr_benettin),
+    ("vn.lyapunov_spectrum(refine=False)", "vanish-jnp", "reference", jnp_path),
+    ("kernels.small_chain.lyapunov_spectrum", "vanish", None, run),
+    *(
+      (f"kernels.small_chain.lyapunov_spectrum[warps={n}]", "vanish-sweep", None,
+       lambda n=n: run(num_warps=n))
+      for n in size.spectrum_warps
+    ),
+  ]  # fmt: skip
+  entries = []
+  for name, impl, path, fn in candidates:
+    entry, out = _entry(name, impl, path, fn, size.repeats)
+    spectrum = getattr(out, "spectrum", out)
+    if out is not None and name != "jax.chain[highest]":
+      entry["path"] = getattr(out, "path", path)
+      got = common.to_numpy(spectrum)[: len(exact)]
+      entry["check"] = {
+        "against": "float64 Householder (vn.lyapunov_spectrum, x64) on the first members",
+        "members": len(exact),
+        "max_abs_per_layer": float(np.abs(got - exact).max() / depth),
+      }
+    entry["precision"] = "highest"
+    entries.append(entry)
+  chain = entries[0].get("seconds")
+  for e in entries[1:]:
+    if chain and "seconds" in e:
+      e["ratio_to_plain_chain"] = e["seconds"] / chain
+  return {"members": members, "width": width, "depth": depth, "entries": entries}
+
+
 def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
   """Issue 6's points 3 and 4 with the measured figures (meaningful only on a GPU)."""
   out = []
   if report["path"] != "pallas_triton":
     return [
       {
-        "target": "issue 6 points 3 and 4",
+        "target": "issue 6 points 2, 3 and 4",
         "measured": None,
         "met": None,
         "note": report["timing_note"],
@@ -303,6 +375,23 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
             "entry": best["name"],
           }
         )
+  for s in report["spectrum"]:
+    if (s["members"], s["width"], s["depth"]) != (16384, 32, 50):
+      continue
+    ours = [
+      e for e in s["entries"] if e["impl"].startswith("vanish") and "ratio_to_plain_chain" in e
+    ]
+    if ours:
+      best = min(ours, key=lambda e: e["ratio_to_plain_chain"])
+      out.append(
+        {
+          "target": f"stable spectrum ≤ {SPECTRUM_RATIO_TARGET}× plain chain [highest]",
+          "measured": best["ratio_to_plain_chain"],
+          "met": best["ratio_to_plain_chain"] <= SPECTRUM_RATIO_TARGET
+          and best["check"]["max_abs_per_layer"] < 1e-3,
+          "entry": best["name"],
+        }
+      )
   return out
 
 
@@ -311,13 +400,24 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   parser = common.argument_parser(__doc__, sorted(SIZES))
   parser.add_argument("--repeats", type=int, default=None)
   parser.add_argument(
+    "--sections",
+    default=",".join(SECTIONS),
+    help=f"comma-separated subset of {','.join(SECTIONS)} (default: all)",
+  )
+  parser.add_argument(
     "--use-kernel",
     default=None,
     choices=["auto", "pallas", "interpret", "reference"],
     help="default: 'pallas' on a supported GPU, else 'interpret' (CPU: a correctness run)",
   )
   args = parser.parse_args(argv)
+  sections = args.sections.split(",")
+  if not sections or any(name not in SECTIONS for name in sections):
+    parser.error(
+      f"--sections must be a comma-separated subset of {','.join(SECTIONS)}, got {args.sections!r}"
+    )
   size = SIZES[args.size]
+  size = dataclasses.replace(size, **{name: () for name in SECTIONS if name not in sections})
   if args.repeats:
     size = dataclasses.replace(size, repeats=args.repeats)
   use_kernel = args.use_kernel or ("pallas" if kernels.available() else "interpret")
@@ -337,6 +437,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     "timing": "median wall time of the repeats after one warm-up, block_until_ready each",
     "scalar": [],
     "small": [],
+    "spectrum": [],
   }
   print(timing_note, flush=True)
 
@@ -354,13 +455,19 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     print(f"small chain {members}×{width}×{depth}", flush=True)
     report["small"].append(run_small(members, width, depth, size, device, use_kernel))
     save()
+  for members, width, depth in size.spectrum:
+    print(f"small spectrum {members}×{width}×{depth}", flush=True)
+    report["spectrum"].append(run_spectrum(members, width, depth, size, device, use_kernel))
+    save()
   shape = {
     "scalar": lambda s: f"{s['chains']}×{s['depth']}",
     "small": lambda s: f"{s['members']}×{s['width']}×{s['depth']}",
   }
+  shape["spectrum"] = shape["small"]
   rate = {
     "scalar": lambda e: common.fmt(e.get("factors_per_s")) + " f/s",
     "small": lambda e: f"{common.fmt(e.get('tflops'))} TF/s {common.fmt(e.get('pct_peak'))}%pk",
+    "spectrum": lambda e: f"{common.fmt((e.get('check') or {}).get('max_abs_per_layer'))} /layer",
   }
   rows = [
     [
@@ -369,13 +476,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
       e.get("path"),
       common.fmt(e.get("seconds", math.nan) * 1e3),
       rate[kind](e),
-      common.fmt(e.get("speedup_vs_baseline")),
+      common.fmt(e.get("speedup_vs_baseline") or e.get("ratio_to_plain_chain")),
     ]
-    for kind in ("scalar", "small")
+    for kind in ("scalar", "small", "spectrum")
     for s in report[kind]
     for e in s["entries"]
   ]
-  print(common.format_table(rows, ["shape", "entry", "path", "ms", "rate", "× baseline"]))
+  header = ["shape", "entry", "path", "ms", "rate or error", "speedup | × chain"]
+  print(common.format_table(rows, header))
   for t in report["targets"]:
     print(f"target {t['target']}: measured {common.fmt(t['measured'])}, met={t['met']}")
   print(timing_note)

@@ -5,7 +5,10 @@
 #   bash benchmarks/gpu_session.sh STAGE [STAGE ...]
 #
 # Each STAGE is one of
-#   kernels   the kernel tests compiled for CUDA, then bench_kernels at the paper shapes (issue 6)
+#   kernels   the kernel tests compiled for CUDA, then bench_kernels' one-neuron and small-width
+#             chains at the paper shapes (issue 6)
+#   spectrum  bench_kernels' stable spectra: the on-chip Householder kernel against the plain
+#             chain, the per-layer jnp.linalg.qr Benettin and vanish's jnp path (issue 6.2)
 #   qr        the stable spectrum with adaptive re-orthonormalization at the paper shapes (issue 6)
 #   scale     10^6 members in bounded memory (issue 7), 64 members trained together (issue 4)
 #   full      `vanish reproduce --full` (issue 5); resumable: repeat the stage until it says done
@@ -20,14 +23,14 @@
 set -uo pipefail
 
 [[ $# -ge 1 ]] || {
-  echo "usage: bash benchmarks/gpu_session.sh kernels|qr|scale|full|checks|chains ..." >&2
+  echo "usage: bash benchmarks/gpu_session.sh kernels|spectrum|qr|scale|full|checks|chains ..." >&2
   exit 2
 }
 for stage in "$@"; do
   case "$stage" in
-    kernels | qr | scale | full | checks | chains) ;;
+    kernels | spectrum | qr | scale | full | checks | chains) ;;
     *)
-      echo "unknown stage '$stage': expected kernels, qr, scale, full, checks or chains" >&2
+      echo "unknown stage '$stage': expected kernels, spectrum, qr, scale, full, checks or chains" >&2
       exit 2
       ;;
   esac
@@ -83,9 +86,15 @@ pack
 for stage in "$@"; do
 case "$stage" in
   kernels)
-    JAX_PLATFORMS=cuda timed 120 test_kernels "$py" -m pytest tests/test_kernels.py -q -n 0 -p no:cacheprovider
+    JAX_PLATFORMS=cuda timed 180 test_kernels "$py" -m pytest tests/test_kernels.py -q -n 0 -p no:cacheprovider
     timed 300 bench_kernels "$py" -m benchmarks.bench_kernels --size paper \
-      --out "$out/kernels_$tag.json"
+      --sections scalar,small --out "$out/kernels_$tag.json"
+    ;;
+  spectrum)
+    JAX_PLATFORMS=cuda timed 120 test_spectrum_kernel "$py" -m pytest tests/test_kernels.py -q \
+      -n 0 -p no:cacheprovider -k "compiled_kernels_on_gpu or spectrum"
+    timed 400 bench_spectrum_kernel "$py" -m benchmarks.bench_kernels --size paper \
+      --sections spectrum --out "$out/spectrum_kernel_$tag.json"
     ;;
   qr)
     timed 560 bench_qr_adaptive "$py" -m benchmarks.bench_qr --size paper --sections spectra \

@@ -53,6 +53,14 @@ def test_bench_kernels_tiny(tmp_path):
   (small,) = report["small"]
   assert {e["impl"] for e in small["entries"]} == {"baseline", "vanish", "vanish-sweep"}
   assert all(_timed(e) for e in small["entries"])
+  (spectrum,) = report["spectrum"]
+  assert [e["impl"] for e in spectrum["entries"]] == [
+    *("baseline", "baseline", "vanish-jnp", "vanish", "vanish-sweep")
+  ]
+  assert all(_timed(e) and "error" not in e for e in spectrum["entries"])
+  for e in spectrum["entries"][1:]:  # every spectrum against float64: float32 rounding
+    assert e["check"]["max_abs_per_layer"] < 1e-4 and e["ratio_to_plain_chain"] > 0, e["name"]
+  assert [e["path"] for e in spectrum["entries"][3:]] == ["pallas_interpret"] * 2
 
 
 def test_bench_chunking_tiny(tmp_path):

@@ -180,12 +180,15 @@ def test_gpu_session_script_packs_every_result_into_one_archive(tmp_path):
   bad = subprocess.run(["bash", script, "scale", "fast"], env=env, capture_output=True, text=True)
   assert bad.returncode == 2 and "unknown stage 'fast'" in bad.stderr
   assert not list(out.iterdir())  # refused before running anything
-  run = subprocess.run(["bash", script, "scale", "chains"], env=env, cwd=root, check=True)
+  run = subprocess.run(
+    ["bash", script, "scale", "chains", "spectrum"], env=env, cwd=root, check=True
+  )
   assert run.returncode == 0
   assert [p.name for p in out.iterdir()] == ["gpu_session.tgz"]  # one file, however many results
   with tarfile.open(out / "gpu_session.tgz") as archive:
     names = {Path(n).name for n in archive.getnames()}
     stages = archive.extractfile("gpu_session/stages.txt").read().decode()
   assert {"chunking_h100.json", "ensemble_training_h100.json", "chains_engine_h100.json"} <= names
+  assert "spectrum_kernel_h100.json" in names
   assert {"bench_chunking.log", "vanish-info.txt", "nvidia-smi.txt"} <= names
   assert "bench_ensemble_training: exit 3" in stages and "bench_chains: exit 0" in stages

@@ -233,8 +233,102 @@ def test_small_chain_rejects_what_the_kernel_cannot_do(small_params):
   with pytest.raises(ValueError, match="precision must be"):
     small_chain.jacobian(SMALL, small_params, x, precision="fast")
   for bad in ({"num_warps": 3}, {"num_warps": True}, {"num_stages": 0}, {"num_stages": 2.5}):
-    with pytest.raises(ValueError, match=next(iter(bad))):  # before the reference path runs
-      small_chain.jacobian(SMALL, small_params, x, use_kernel="reference", **bad)
+    for fn in (small_chain.jacobian, small_chain.lyapunov_spectrum):
+      with pytest.raises(ValueError, match=next(iter(bad))):  # before the reference path runs
+        fn(SMALL, small_params, x, use_kernel="reference", **bad)
+  with pytest.raises(ValueError, match="width 8 is not one of"):
+    small_chain.lyapunov_spectrum(vn.MLP(widths=[8] * 3), None, x[:8], use_kernel="interpret")
+  for depths in ([0], [7], [2.0]):
+    with pytest.raises(ValueError, match="depths must"):
+      small_chain.lyapunov_spectrum(SMALL, small_params, x, depths=depths, use_kernel="interpret")
+  # Unsupported under "auto": the reference, its own errors included (a batched input is fine).
+  batched = small_chain.lyapunov_spectrum(SMALL, small_params, jnp.ones((2, 32)), depths=[3])
+  assert batched.path == "reference" and batched.spectrum.shape == (3, 2, 1, 32)
+
+
+def _benettin_float64(w, b, x, activation):
+  """Independent Benettin sums in float64 NumPy (``np.linalg.qr`` per layer) for one member:
+  ``([L, N] descending, [L] units with φ' ≠ 0)``. tanh' uses its log form, scaled by the
+  layer's largest slope like the library (units saturated past float64's range stay exact)."""
+  w, b = np.asarray(w, np.float64), np.asarray(b, np.float64)
+  h, q, total, out, live = np.asarray(x, np.float64), np.eye(w.shape[-1]), 0.0, [], []
+  for w_l, b_l in zip(w, b, strict=True):
+    z = w_l @ h + b_l
+    if activation == "relu":
+      h, log_scale, slope = np.maximum(z, 0.0), 0.0, (z > 0).astype(np.float64)
+    else:
+      h, a = np.tanh(z), np.abs(z)
+      log_slope = np.log(4.0) - 2.0 * a - 2.0 * np.log1p(np.exp(-2.0 * a))
+      log_scale = log_slope.max()
+      slope = np.exp(log_slope - log_scale)
+    q, r = np.linalg.qr(slope[:, None] * (w_l @ q))
+    total = total + np.log(np.maximum(np.abs(np.diag(r)), 1e-300)) + log_scale
+    out.append(np.sort(total)[::-1])
+    live.append(int(np.count_nonzero(slope)))
+  return np.asarray(out), np.asarray(live)
+
+
+def test_small_spectrum_kernel_equals_the_reference_and_float64(small_params):
+  x = jax.random.normal(jax.random.key(1), (32,))
+  got = small_chain.lyapunov_spectrum(SMALL, small_params, x, use_kernel="interpret")
+  ref = small_chain.lyapunov_spectrum(SMALL, small_params, x, use_kernel="reference")
+  assert (got.path, ref.path) == ("pallas_interpret", "reference")
+  np.testing.assert_array_equal(
+    ref.spectrum, vn.lyapunov_spectrum(SMALL, small_params, x, refine=False)
+  )
+  assert got.spectrum.shape == (3, 6, 32)
+  assert np.all(np.diff(np.asarray(got.spectrum), axis=-1) <= 0)  # descending
+  # Rounding: the k-th value of a layer is off by about u·σ_1/σ_k of its Z (u = 6e-8, σ_1/σ_k
+  # up to ~10³ for these 32×32 layers), so up to ~1e-4 on either float32 path (measured: the
+  # kernel 1.4-2.8e-5 from float64, the reference's QR 0.5-10e-5).
+  np.testing.assert_allclose(got.spectrum, ref.spectrum, rtol=0, atol=2e-4)
+  for m in range(3):
+    w, b = small_params[0]["w"][m], small_params[0]["b"][m]
+    np.testing.assert_allclose(got.spectrum[m], _benettin_float64(w, b, x, "tanh")[0], atol=1e-4)
+  some = small_chain.lyapunov_spectrum(
+    SMALL, small_params, x, depths=[6, 2, 6], use_kernel="interpret"
+  )
+  np.testing.assert_array_equal(some.spectrum, got.spectrum[:, [5, 1, 5]])
+
+
+def test_small_spectrum_at_depth_1000_every_exponent_within_float32_of_float64():
+  """Issue 6.2's accuracy: every exponent, the smallest included (the product is numerically
+  rank-deficient: its smallest singular values are e^-2000 below its largest), within 1e-3
+  per layer of float64; measured 4-10e-6, so the test asks 1e-4."""
+  depth = 1000
+  net = vn.MLP(widths=[16] * (depth + 1), activation="tanh", biases=vn.init.gaussian(0.05))
+  params = net.init(jax.random.key(0), members=2)
+  x = jax.random.normal(jax.random.key(1), (16,))
+  got = small_chain.lyapunov_spectrum(net, params, x, depths=[depth], use_kernel="interpret")
+  for m in range(2):
+    w, b = params[0]["w"][m], params[0]["b"][m]
+    exact = _benettin_float64(w, b, x, "tanh")[0][-1]
+    assert exact[-1] - exact[0] < -1500  # the smallest exponents are far below the largest
+    assert np.abs(np.asarray(got.spectrum[m, 0]) - exact).max() / depth < 1e-4
+
+
+def test_small_spectrum_with_dead_and_saturated_units():
+  """Dead ReLU units make Z exactly rank-deficient; biases of 60 saturate every tanh unit, so
+  every φ' underflows float32 (e^-120) and only the scaled slope keeps the layer exact."""
+  depth = 20
+  relu = vn.MLP(widths=[16] * (depth + 1), activation="relu", weights=vn.init.gaussian(2.0))
+  saturated = vn.MLP(widths=[16] * (depth + 1), activation="tanh", biases=vn.init.constant(60.0))
+  x = jax.random.normal(jax.random.key(1), (16,))
+  for net, name in ((relu, "relu"), (saturated, "tanh")):
+    params = net.init(jax.random.key(3), members=2)
+    got = np.asarray(small_chain.lyapunov_spectrum(net, params, x, use_kernel="interpret").spectrum)
+    assert np.isfinite(got).all(), name
+    for m in range(2):
+      w, b = params[0]["w"][m], params[0]["b"][m]
+      exact, live = _benettin_float64(w, b, x, name)
+      # The product has rank <= the fewest live units of any layer; directions past that
+      # rank are roundoff in either precision (vn.lyapunov_spectrum's docstring), so they
+      # are not compared.
+      rank = live.min()
+      assert 0 < rank < 16 if name == "relu" else rank == 16, name
+      if name == "tanh":
+        assert exact[-1, 0] < -100 * depth  # every layer's slopes are below float32's range
+      np.testing.assert_allclose(got[m, :, :rank], exact[:, :rank], rtol=1e-5, atol=1e-4)
 
 
 # --------------------------------------------------------------------------- dispatch, inputs
@@ -275,6 +369,15 @@ def test_auto_leaves_calls_measured_slower_to_the_reference(monkeypatch):
   for precision, use_kernel in (("default", "auto"), ("highest", "pallas")):
     with pytest.raises(KernelRan):  # measured faster, or asked for explicitly
       small_chain.jacobian(net, params, x, precision=precision, use_kernel=use_kernel)
+  # The spectrum kernel runs the same chain on chip: "auto" follows the same table.
+  monkeypatch.setattr(small_chain, "_spectrum_pallas", compiled_kernel)
+  out = small_chain.lyapunov_spectrum(net, params, x, precision="highest")
+  assert out.path == "reference"
+  np.testing.assert_array_equal(
+    out.spectrum, vn.lyapunov_spectrum(net, params, x, refine=False, precision="highest")
+  )
+  with pytest.raises(KernelRan):
+    small_chain.lyapunov_spectrum(net, params, x, precision="default")
 
 
 def test_scalar_chain_bad_inputs():
@@ -348,6 +451,12 @@ def test_kernels_lower_to_triton_for_cuda():
     )
     text = _dispatch.lower_for_cuda(fn, *shapes)
     assert text.count(_dispatch.TRITON_CUSTOM_CALL) == 1 and "grid_x = 16384" in text
+    fn = lambda w, b, x, precision=precision: small_chain._spectrum_pallas(
+      w, b, x, act=tanh, precision=precision, num_warps=1, num_stages=2, interpret=False,
+      depths=None,
+    )  # fmt: skip
+    text = _dispatch.lower_for_cuda(fn, *shapes)
+    assert text.count(_dispatch.TRITON_CUSTOM_CALL) == 1 and "grid_x = 16384" in text
 
 
 @pytest.mark.skipif(
@@ -370,3 +479,7 @@ def test_compiled_kernels_on_gpu(small_params):
     ref = vn.jacobian(SMALL, small_params, x, precision="highest")
     scale = float(jnp.abs(ref).max())
     np.testing.assert_allclose(got.jacobian, ref, rtol=rtol, atol=rtol * scale)
+  got = small_chain.lyapunov_spectrum(SMALL, small_params, x, use_kernel="pallas")
+  ref = small_chain.lyapunov_spectrum(SMALL, small_params, x, use_kernel="reference")
+  assert got.path == "pallas_triton"
+  np.testing.assert_allclose(got.spectrum, ref.spectrum, rtol=0, atol=2e-4)
