@@ -3,7 +3,8 @@
 * :mod:`~vanish.kernels.scalar_chain`: Monte Carlo of the one-neuron chain with ``w, b`` sampled
   in the kernel (Philox4x32, :mod:`~vanish.kernels.philox`), one chain per lane;
 * :mod:`~vanish.kernels.small_chain`: the Jacobian chain ``J ← diag(φ'(z)) W J`` of small-width
-  ensembles (N ∈ {16, 32, 64}) with each member's ``J`` on chip across all layers.
+  ensembles (N ∈ {16, 32, 64}) with each member's ``J`` on chip across all layers, and their
+  Lyapunov spectra (Benettin with a Householder QR per layer, ``Q`` on chip).
 
 The kernels are written for Pallas' Triton backend (``pl.pallas_call`` with
 ``jax.experimental.pallas.triton.CompilerParams``), which jax 0.10–0.11 ships (deprecated but

@@ -265,23 +265,25 @@ def jacobian(
 
 
 def _householder_qr(z: jax.Array, eye: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """``Z = Q R`` for one ``[N, N]`` tile in registers: ``(Q [N, N], log |diag R| [N])``.
+  """``Z = Q R`` for one ``[N, N]`` tile in registers: ``(Qᵀ [N, N], |diag R| [N])``.
 
-  Unblocked Householder QR (Golub & Van Loan, Algorithm 5.2.1) with ``Q = H_1 ⋯ H_N`` formed
-  explicitly: for k = 0..N−1 the reflection ``H_k = I − 2 u uᵀ`` with ``u ∝ x + sign(x_k) ‖x‖ e_k``
-  (``x`` column k of the current Z, zero above row k) maps that column to ``−sign(x_k) ‖x‖ e_k``,
-  so ``|R_kk| = ‖x‖``. Rows and columns are selected with iota masks (Triton tiles have no
-  dynamic indexing). ``‖x‖`` is computed scaled by ``max |x_i|`` and ``‖v‖`` as
-  ``√(2‖x‖) √(‖x‖ + |x_k|)``, so columns far below float32's square-root range neither underflow
-  nor lose accuracy; a zero column (an exactly rank-deficient Z) gives ``H_k = I`` and
-  ``log |R_kk| = −inf``, which the caller floors.
+  Unblocked Householder QR (Golub & Van Loan, Algorithm 5.2.1): for k = 0..N−1 the
+  reflection ``H_k = I − 2 u uᵀ`` with ``u ∝ x + sign(x_k) ‖x‖ e_k`` (``x`` column k of the
+  current Z, zero above row k) maps that column to ``−sign(x_k) ‖x‖ e_k``, so
+  ``|R_kk| = ‖x‖``. ``Q = H_0 ⋯ H_{N−1}`` is accumulated as ``Qᵀ ← H_k Qᵀ``, the same update
+  as Z's, so ``u`` is only ever broadcast along one axis (no layout change on a GPU). Rows
+  and columns are selected with iota masks (Triton tiles have no dynamic indexing).
+  ``‖x‖`` is computed scaled by ``max |x_i|`` and ``‖v‖`` as ``√(2‖x‖) √(‖x‖ + |x_k|)``, so
+  columns far below float32's square-root range neither underflow nor lose accuracy; a zero
+  column (an exactly rank-deficient Z) gives ``H_k = I`` and ``R_kk = 0``, whose log the
+  caller floors.
   """
   width = z.shape[0]
   rows = lax.broadcasted_iota(jnp.int32, (width,), 0)
   cols = lax.broadcasted_iota(jnp.int32, (width, width), 1)
 
   def reflect(k, carry):
-    z, q, log_r = carry
+    z, q_t, r_diag = carry
     column = jnp.sum(jnp.where(cols == k, z, 0.0), axis=1)
     x = jnp.where(rows >= k, column, 0.0)
     x_k = jnp.sum(jnp.where(rows == k, column, 0.0))
@@ -290,32 +292,33 @@ def _householder_qr(z: jax.Array, eye: jax.Array) -> tuple[jax.Array, jax.Array]
     norm = scale * jnp.sqrt(jnp.sum((x / scale) * (x / scale)))
     v = x + jnp.where(rows == k, jnp.where(x_k < 0, -norm, norm), 0.0)
     v_norm = jnp.sqrt(2.0 * norm) * jnp.sqrt(norm + jnp.abs(x_k))
-    u = v * jnp.where(norm > 0, 1.0 / v_norm, 0.0)
-    z = z - (2.0 * u)[:, None] * jnp.sum(u[:, None] * z, axis=0)[None, :]
-    q = q - (2.0 * jnp.sum(q * u[None, :], axis=1))[:, None] * u[None, :]
-    return z, q, jnp.where(rows == k, jnp.log(norm), log_r)
+    u = (v * jnp.where(norm > 0, 1.0 / v_norm, 0.0))[:, None]
+    z = z - (2.0 * u) * jnp.sum(u * z, axis=0)[None, :]
+    q_t = q_t - (2.0 * u) * jnp.sum(u * q_t, axis=0)[None, :]
+    return z, q_t, jnp.where(rows == k, norm, r_diag)
 
-  _, q, log_r = lax.fori_loop(0, width, reflect, (z, eye, jnp.zeros((width,), jnp.float32)))
-  return q, log_r
+  carry = (z, eye, jnp.zeros((width,), jnp.float32))
+  _, q_t, r_diag = lax.fori_loop(0, width, reflect, carry)
+  return q_t, r_diag
 
 
 def _spectrum_body(x_ref, w_ref, b_ref, out_ref, *, depth, width, act, precision, floor):
-  """One program = one member: ``h`` and ``Q`` stay in registers for all ``depth`` layers;
+  """One program = one member: ``h`` and ``Qᵀ`` stay in registers for all ``depth`` layers;
   ``out[l]`` is the running ``Σ log |diag R|`` after layer l (unsorted)."""
   rows = lax.broadcasted_iota(jnp.int32, (width, width), 0)
   cols = lax.broadcasted_iota(jnp.int32, (width, width), 1)
   eye = (rows == cols).astype(jnp.float32)
 
   def layer(l, carry):
-    h, q, log_d = carry
+    h, q_t, log_d = carry
     w = w_ref[l]  # [N, N], read once
     z = jnp.sum(w * h[None, :], axis=1) + b_ref[l]
     h, slope = act.value_and_derivative(z)
     slope, log_scale = scaled_slope(act, z, slope)  # e^{-s} φ'(z): saturated layers stay exact
-    q, log_r = _householder_qr(slope[:, None] * jnp.dot(w, q, precision=precision), eye)
-    log_d = log_d + jnp.maximum(log_r, floor) + log_scale
+    q_t, r_diag = _householder_qr(slope[:, None] * jnp.dot(w, q_t.T, precision=precision), eye)
+    log_d = log_d + jnp.maximum(jnp.log(r_diag), floor) + log_scale
     out_ref[l] = log_d
-    return h, q, log_d
+    return h, q_t, log_d
 
   lax.fori_loop(0, depth, layer, (x_ref[...], eye, jnp.zeros((width,), jnp.float32)))
 
