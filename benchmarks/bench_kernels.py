@@ -61,6 +61,7 @@ SCALAR_TARGET = 3e11  # factors per second (issue 6, point 4)
 SMALL_SPEEDUP_TARGET = 8.0  # × the plain chain (issue 6, point 3)
 SPECTRUM_RATIO_TARGET = 2.0  # spectrum time ≤ 2× the plain chain's (issue 6, point 2)
 SPECTRUM_CHECK_MEMBERS = 4  # members compared with float64 NumPy
+SWEPT_PRECISIONS = ("highest", "default")  # the small kernel's launch sweep (tf32x3: defaults)
 SECTIONS = ("scalar", "small", "spectrum")  # the one-neuron chain, the small-width chain, spectra
 
 
@@ -77,6 +78,7 @@ class Size:
   small_sweep: tuple[tuple[int, int], ...] = ()
   spectrum: tuple[tuple[int, int, int], ...] = ()  # (members, width, depth)
   spectrum_warps: tuple[int, ...] = ()  # num_warps timed besides the default
+  spectrum_precisions: tuple[str, ...] = ()  # W·Q precisions timed besides "highest"
 
 
 SIZES = {
@@ -87,7 +89,7 @@ SIZES = {
   "paper": Size(
     ((2**20, 50), (2**24, 50)),
     ((16384, 32, 50), (4096, 64, 50), (16384, 16, 50)),
-    ("highest", "default"),
+    ("highest", "default", "TF32_TF32_F32_X3"),
     10,
     2**16,
     # session 10 (H100): 7.9e10 factors/s at the default (512, 4), the target is 3e11
@@ -97,6 +99,7 @@ SIZES = {
     # the stable-spectrum kernel is new (session 13) and has not run on a GPU
     spectrum=((16384, 32, 50), (4096, 64, 50), (16384, 16, 50)),
     spectrum_warps=(2, 4, 8),
+    spectrum_precisions=("TF32_TF32_F32_X3",),  # GPU only: XLA:CPU has no TF32
   ),
 }
 
@@ -240,7 +243,7 @@ def run_small(
           "rel_diff": common.rel_diff(out.jacobian, base_out),
         }
     swept = []
-    for num_warps, num_stages in size.small_sweep:
+    for num_warps, num_stages in size.small_sweep if precision in SWEPT_PRECISIONS else ():
       entry, _ = _entry(
         f"kernels.small_chain[{precision}, warps={num_warps}, stages={num_stages}]",
         "vanish-sweep",
@@ -304,6 +307,11 @@ def run_spectrum(
     ("vn.lyapunov_spectrum(refine=False)", "vanish-jnp", "reference", jnp_path),
     ("kernels.small_chain.lyapunov_spectrum", "vanish", None, run),
     *(
+      (f"kernels.small_chain.lyapunov_spectrum[{p}]", "vanish-sweep", None,
+       lambda p=p: run(precision=p))
+      for p in size.spectrum_precisions
+    ),
+    *(
       (f"kernels.small_chain.lyapunov_spectrum[warps={n}]", "vanish-sweep", None,
        lambda n=n: run(num_warps=n))
       for n in size.spectrum_warps
@@ -321,7 +329,7 @@ def run_spectrum(
         "members": len(exact),
         "max_abs_per_layer": float(np.abs(got - exact).max() / depth),
       }
-    entry["precision"] = "highest"
+    entry["precision"] = next((p for p in size.spectrum_precisions if p in name), "highest")
     entries.append(entry)
   chain = entries[0].get("seconds")
   for e in entries[1:]:

@@ -62,7 +62,9 @@ def test_every_entry_ran(report):
     ("vn.lyapunov_spectrum(refine=True)", "highest"),
   }
   assert expected <= set(entries)
-  assert {p for _, p in entries} <= {"highest", "torch_fp32"}  # tiny: one precision
+  # tiny: one precision, and one multi-pass preset for vn.jacobian (issue 6.5)
+  assert {p for _, p in entries} <= {"highest", "torch_fp32", "BF16_BF16_F32_X3"}
+  assert ("vn.jacobian", "BF16_BF16_F32_X3") in entries
   if common.optional_torch() is None:
     assert not any(name.startswith("torch.") for name, _ in entries)
   # tiny skips the sampled Monte Carlo (slow to compile on a CPU).
@@ -104,6 +106,14 @@ def test_results_agree_with_baselines(report):
   for name, precision in [("vn.jacobian", "highest"), ("jax.vmap_jacfwd", "highest")]:
     assert check(name, precision)["against"] == "jax.chain[highest]"
     assert check(name, precision)["rel_diff"] < 1e-5
+  # Against a float64 chain: float32 rounding for the chains; a bf16×3 product is ~fp32 too
+  # (and XLA:CPU computes it in float32).
+  for key in [
+    ("jax.chain", "highest"),
+    ("vn.jacobian", "highest"),
+    ("vn.jacobian", "BF16_BF16_F32_X3"),
+  ]:
+    assert entries[key]["check_float64"]["rel_diff"] < 1e-5, key
   assert check("vn.log_gradient_norms")["max_abs_diff"] < 1e-4
   # Same algorithm as the per-layer QR baseline: the same numbers.
   assert check("vn.lyapunov_spectrum(refine=False)")["max_abs_diff"] < 1e-4
@@ -192,3 +202,28 @@ def test_gpu_session_script_packs_every_result_into_one_archive(tmp_path):
   assert "spectrum_kernel_h100.json" in names
   assert {"bench_chunking.log", "vanish-info.txt", "nvidia-smi.txt"} <= names
   assert "bench_ensemble_training: exit 3" in stages and "bench_chains: exit 0" in stages
+
+
+def test_fast_precision_target_picks_the_fastest_mode_accurate_to_float32():
+  def jac(precision, seconds, error):
+    return {
+      "name": "vn.jacobian",
+      "precision": precision,
+      "seconds": seconds,
+      "check_float64": {"rel_diff": error},
+    }
+
+  shape = {
+    "entries": [
+      jac("highest", 1.0, 2e-7),
+      jac("TF32_TF32_F32_X3", 0.5, 1e-6),  # within 10× float32's error: accurate enough
+      jac("BF16_BF16_F32_X3", 0.25, 3e-3),  # faster, but bf16-level error
+      {"name": "jax.chain", "precision": "highest", "seconds": 0.1},
+    ]
+  }
+  target = bench_chains._fast_precision_target(shape, "(64, 512, 50)")
+  assert target["best"]["precision"] == "TF32_TF32_F32_X3" and target["met"] is True
+  assert target["measured"] == pytest.approx(2.0) and len(target["modes"]) == 3
+  shape["entries"][1]["check_float64"]["rel_diff"] = 1e-5
+  assert bench_chains._fast_precision_target(shape, "")["best"]["precision"] == "highest"
+  assert bench_chains._fast_precision_target({"entries": []}, "")["met"] is None

@@ -225,6 +225,7 @@ def test_small_chain_rejects_what_the_kernel_cannot_do(small_params):
     (vn.MLP(widths=[32] * 3, readout="linear"), x, "highest", "readout"),
     (SMALL, jnp.ones((2, 32)), "highest", "batched"),
     (SMALL, x, "F32_F32_F32", "precision"),
+    (SMALL, x, "BF16_BF16_F32_X3", "precision"),  # Pallas Triton would run one bf16 product
   ]
   for net, xx, precision, match in reasons:
     assert match in small_chain.kernel_unsupported_reason(net, xx, precision)
@@ -474,12 +475,16 @@ def test_compiled_kernels_on_gpu(small_params):
     if ref.sign is not None:
       np.testing.assert_array_equal(got.sign, ref.sign)
   x = jnp.ones(32)
-  for precision, rtol in (("highest", 1e-4), ("default", 3e-2)):  # default: TF32 on both paths
+  precisions = (("highest", 1e-4), ("default", 3e-2), ("TF32_TF32_F32_X3", 1e-4))  # default: TF32
+  for precision, rtol in precisions:
     got = small_chain.jacobian(SMALL, small_params, x, precision=precision, use_kernel="pallas")
     ref = vn.jacobian(SMALL, small_params, x, precision="highest")
     scale = float(jnp.abs(ref).max())
     np.testing.assert_allclose(got.jacobian, ref, rtol=rtol, atol=rtol * scale)
-  got = small_chain.lyapunov_spectrum(SMALL, small_params, x, use_kernel="pallas")
   ref = small_chain.lyapunov_spectrum(SMALL, small_params, x, use_kernel="reference")
-  assert got.path == "pallas_triton"
-  np.testing.assert_allclose(got.spectrum, ref.spectrum, rtol=0, atol=2e-4)
+  for precision in ("highest", "TF32_TF32_F32_X3"):
+    got = small_chain.lyapunov_spectrum(
+      SMALL, small_params, x, precision=precision, use_kernel="pallas"
+    )
+    assert got.path == "pallas_triton"
+    np.testing.assert_allclose(got.spectrum, ref.spectrum, rtol=0, atol=2e-4)

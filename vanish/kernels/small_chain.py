@@ -69,7 +69,10 @@ __all__ = [
 ]
 
 WIDTHS = (16, 32, 64)  # tl.dot needs every dim >= 16 and power-of-2 blocks; J of N = 128 spills
-PRECISIONS = ("highest", "default")
+# "TF32_TF32_F32_X3" is Triton's tf32x3 (three TF32 tensor-core products, about float32's
+# accuracy). The bf16 presets are refused: Pallas' Triton lowering casts their inputs to bf16
+# and runs one product (jax 0.10-0.11), which would silently lose their extra passes.
+PRECISIONS = ("highest", "default", "TF32_TF32_F32_X3")
 # Calls the kernel can compute but "auto" leaves to the reference because it measured slower
 # there (H100, benchmarks/results/kernels_h100.json): at N = 64 and "highest" 144.5 ms against
 # the plain chain's 11.6 ms for 4096 members × depth 50 (3.0× faster at "default").
@@ -230,8 +233,9 @@ def jacobian(
       :data:`WIDTHS`, φ at every layer and a deterministic activation.
     params: ``net.init(key, members=M)`` (float32).
     x: the input ``(N,)`` (a batched ``(batch, N)`` input takes the reference path).
-    precision: ``"highest"`` (true float32) or ``"default"`` (TF32 tensor cores on GPUs);
-      other :func:`vanish.jacobian` precisions take the reference path.
+    precision: ``"highest"`` (true float32), ``"default"`` (TF32 tensor cores on GPUs) or
+      ``"TF32_TF32_F32_X3"`` (three TF32 products, about float32's accuracy; GPUs only, as
+      XLA:CPU has no TF32); other :func:`vanish.jacobian` precisions take the reference path.
     use_kernel: ``"auto"`` (the kernel on a supported GPU when the call is supported and
       not listed in :data:`AUTO_SLOWER`, else the reference), ``"pallas"``,
       ``"interpret"`` or ``"reference"``; an explicit kernel choice raises if the call is
@@ -380,8 +384,8 @@ def lyapunov_spectrum(
       layer, a deterministic activation.
     params: ``net.init(key, members=M)`` (float32).
     x: the input ``(N,)`` (a batched input takes the reference path).
-    precision: of the ``W Q`` matmul, ``"highest"`` or ``"default"`` (TF32 on GPUs); the QR is
-      float32 on every path.
+    precision: of the ``W Q`` matmul, one of :data:`PRECISIONS` (as in :func:`jacobian`); the
+      QR is float32 on every path.
     depths: the depths ``l`` (1 ≤ l ≤ L, any order, repeats allowed) to return, default all.
     use_kernel: as in :func:`jacobian` (``"auto"`` also leaves :data:`AUTO_SLOWER`'s widths
       and precisions to the reference).
