@@ -8,7 +8,9 @@ Three hot paths of issue 6:
   depth); ours is ``vanish.kernels.scalar_chain.monte_carlo`` with in-kernel Philox sampling,
   writing every depth (``all``), only the last (``final``) or per-depth moments (``moments``).
   Independent draws, so they are compared by statistics (z-score of the mean of ``log|g_L|``);
-  the kernel is compared exactly with its jnp reference (same generator) on the first chains.
+  the kernel is compared exactly with its jnp reference (same generator) on the first chains,
+  and its ``fast_math=True`` variant (PTX approximations) by the mean difference on the same
+  draws over its standard error.
 * **small-width Jacobian chain** (point 3, target ≥ 8× the plain chain at 16384 × 32 × 50): the
   baseline is ``bench_chains.plain_chain`` (``lax.scan`` of ``J ← diag(1 − h²) W J``, vmapped),
   ours is ``vanish.kernels.small_chain.jacobian``, both on ``net.init``'s weights and one x.
@@ -76,6 +78,8 @@ class Size:
   # kernel at output="final", (num_warps, num_stages) of the small-width kernel
   scalar_sweep: tuple[tuple[int, int], ...] = ()
   small_sweep: tuple[tuple[int, int], ...] = ()
+  # (output, rounds or None for the default) of the one-neuron kernel with fast_math=True
+  scalar_fast: tuple[tuple[str, int | None], ...] = ()
   spectrum: tuple[tuple[int, int, int], ...] = ()  # (members, width, depth)
   spectrum_warps: tuple[int, ...] = ()  # num_warps timed besides the default
   spectrum_precisions: tuple[str, ...] = ()  # W·Q precisions timed besides "highest"
@@ -84,7 +88,16 @@ class Size:
 SIZES = {
   # the sweeps' one configuration each only exercises the code (the interpreter ignores them)
   "tiny": Size(
-    ((2048, 10),), ((16, 32, 5),), ("highest",), 2, 256, ((256, 2),), ((2, 1),), ((8, 16, 5),), (2,)
+    scalar=((2048, 10),),
+    small=((16, 32, 5),),
+    precisions=("highest",),
+    repeats=2,
+    check_chains=256,
+    scalar_sweep=((256, 2),),
+    small_sweep=((2, 1),),
+    scalar_fast=(("final", None),),
+    spectrum=((8, 16, 5),),
+    spectrum_warps=(2,),
   ),
   "paper": Size(
     ((2**20, 50), (2**24, 50)),
@@ -94,6 +107,9 @@ SIZES = {
     2**16,
     # session 10 (H100): 7.9e10 factors/s at the default (512, 4), the target is 3e11
     scalar_sweep=tuple((b, w) for b in (256, 1024, 2048) for w in (2, 4, 8)),
+    # PTX approximations for Box–Muller, φ and the logs (session 13, not yet on a GPU);
+    # Philox-7 passes BigCrush too (Salmon et al. 2011)
+    scalar_fast=(("final", None), ("moments", None), ("final", 7)),
     # session 10: 12x slower than the plain chain at 4096 x 64 x 50, "highest", 2 warps
     small_sweep=tuple((w, s) for w in (1, 2, 4, 8) for s in (1, 2, 3)),
     # the stable-spectrum kernel is new (session 13) and has not run on a GPU
@@ -154,6 +170,20 @@ def run_scalar(chains: int, depth: int, size: Size, device: dict[str, Any], use_
     )
     entries.append(entry)
     outs[output] = out
+  fast_outs = {}
+  for output, rounds in size.scalar_fast:
+    entry, out = _entry(
+      f"kernels.scalar_chain[{output}, fast_math" + (f", rounds={rounds}]" if rounds else "]"),
+      "vanish-sweep",
+      kernels.resolve(use_kernel),
+      lambda output=output, rounds=rounds: ksc.monte_carlo(
+        net, key, chains, 1.0, output=output, use_kernel=use_kernel, fast_math=True,
+        rounds=rounds or ksc.philox.DEFAULT_ROUNDS,
+      )[:4],
+      size.repeats,
+    )  # fmt: skip
+    entries.append(entry)
+    fast_outs[output, rounds] = out
   for block, num_warps in size.scalar_sweep:
     entry, _ = _entry(
       f"kernels.scalar_chain[final, block={block}, warps={num_warps}]",
@@ -189,6 +219,22 @@ def run_scalar(chains: int, depth: int, size: Size, device: dict[str, Any], use_
       "chains": n,
       "max_abs_diff_log_abs_g": common.max_abs_diff(final[0][:n], ref.log_abs_g),
       "sign_mismatches": int(np.sum(common.to_numpy(final[1][:n]) != common.to_numpy(ref.sign))),
+    }
+  fast_final = fast_outs.get(("final", None))
+  if fast_final is not None:  # PTX approximations: the same draws, compared by statistics
+    n = min(chains, size.check_chains)
+    ref = ksc.monte_carlo(net, key, n, 1.0, output="final", use_kernel="reference")
+    got, want = common.to_numpy(fast_final[0][:n]), common.to_numpy(ref.log_abs_g)
+    diff = got - want
+    checks["fast_math_vs_reference_same_draws"] = {
+      "chains": n,
+      "mean_diff": float(diff.mean()),
+      "mean_diff_over_standard_error": float(diff.mean() / (want.std() / np.sqrt(n))),
+      "fraction_above_1e-4": float(np.mean(np.abs(diff) > 1e-4)),
+      "max_abs_diff": float(np.abs(diff).max()),
+      "sign_mismatches": int(
+        np.sum(common.to_numpy(fast_final[1][:n]) != common.to_numpy(ref.sign))
+      ),
     }
   moments = outs.get("moments")
   if moments is not None and final is not None:
@@ -351,15 +397,15 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
       }
     ]
   for s in report["scalar"]:
-    best = max(
-      (e.get("factors_per_s", 0) for e in s["entries"] if e["impl"].startswith("vanish")),
-      default=0,
-    )
+    ours = [e for e in s["entries"] if e["impl"].startswith("vanish") and "factors_per_s" in e]
+    best = max(ours, key=lambda e: e["factors_per_s"], default={})
+    rate = best.get("factors_per_s", 0)
     out.append(
       {
         "target": f"one-neuron chain ≥ {SCALAR_TARGET:.0e} factors/s ({s['chains']}×{s['depth']})",
-        "measured": best,
-        "met": best >= SCALAR_TARGET,
+        "measured": rate,
+        "met": rate >= SCALAR_TARGET,
+        "entry": best.get("name"),  # a fast_math entry: see checks.fast_math_vs_reference_…
       }
     )
   for s in report["small"]:

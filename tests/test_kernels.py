@@ -16,7 +16,7 @@ import pytest
 
 import vanish as vn
 from vanish import kernels
-from vanish.kernels import _dispatch, philox, small_chain
+from vanish.kernels import _dispatch, fast_math, philox, small_chain
 from vanish.kernels import scalar_chain as ksc
 
 ROUNDS = philox.DEFAULT_ROUNDS
@@ -181,6 +181,48 @@ def test_sampled_statistics_equal_vn_scalar_chain_on_net_init():
   # Sensitivity: one layer more (about −1.5 nats) is detected (the test can fail).
   x, y = a[-1], b[-2]
   assert abs(x.mean() - y.mean()) / math.sqrt(x.var() / m + y.var() / m) > Z_MAX
+
+
+def test_fast_math_forms_are_the_activations_closed_forms():
+  """The fast path's formulas, run with accurate jnp functions, against each activation's own
+  φ, φ' and log|φ'| (float32 rounding), and its Box–Muller against philox.box_muller."""
+  z = jnp.concatenate([jnp.linspace(-100.0, 100.0, 2001), jnp.array([0.0, 1e-30, -3e-8])])
+  for name in ("sigmoid", "tanh", "scaled_tanh", "lecun_tanh"):
+    act = vn.activations.get(name)
+    value, slope, log_slope = fast_math.activation_form(act)(z, fast_math.ACCURATE)
+    ref_value, ref_slope = act.value_and_derivative(z)
+    np.testing.assert_allclose(value, ref_value, rtol=2e-6, atol=1e-7, err_msg=name)
+    # e^{−|z|} as exp2(−|z|·log₂e): the product's rounding is a relative error |z|·log₂e·u
+    np.testing.assert_allclose(slope, ref_slope, rtol=100 * 1.5 * 6e-8, atol=1e-38, err_msg=name)
+    ref_log = act.log_abs_derivative(z)
+    np.testing.assert_allclose(log_slope, ref_log, rtol=1e-6, atol=1e-6, err_msg=name)
+    assert bool(jnp.all(jnp.isfinite(log_slope))), name  # where φ' itself underflows too
+  for name in ("relu", "softplus", "linear"):
+    assert fast_math.activation_form(vn.activations.get(name)) is None
+  u = philox.uniform(jnp.arange(0, 2**32, 2**16 + 7, dtype=jnp.uint32))
+  n0, n1 = fast_math.box_muller(u, u[::-1], fast_math.ACCURATE)
+  r0, r1 = philox.box_muller(u, u[::-1])
+  # the angle is rounded as 2π(u − ½) instead of 2πu: ~|angle|·2⁻²⁴ apart, times the radius
+  np.testing.assert_allclose(n0, r0, atol=5e-6)
+  np.testing.assert_allclose(n1, r1, atol=5e-6)
+
+
+def test_fast_math_kernel_has_the_reference_statistics():
+  """``fast_math=True`` in the interpreter (the fast formulas in accurate jnp): not the same
+  bits (log|w| of a weight near 0 is sensitive to the angle's rounding), the same statistics."""
+  run = lambda **kw: ksc.monte_carlo(SIGMOID6, KEY, 4096, 0.7, **kw)
+  ref = run(output="all", use_kernel="reference")
+  got = run(output="all", use_kernel="interpret", fast_math=True)
+  diff = np.abs(np.asarray(got.log_abs_g) - np.asarray(ref.log_abs_g))
+  assert np.mean(diff > 1e-4) < 0.01 and diff.max() < 0.05
+  np.testing.assert_array_equal(got.sign, ref.sign)
+  moments = run(output="moments", use_kernel="interpret", fast_math=True, block=512)
+  np.testing.assert_allclose(moments.mean, np.mean(ref.log_abs_g, axis=1), rtol=0, atol=1e-4)
+  np.testing.assert_allclose(moments.var, np.var(ref.log_abs_g, axis=1), rtol=1e-4)
+  with pytest.raises(ValueError, match="fast_math=True needs sigmoid"):
+    ksc.monte_carlo(vn.MLP(widths=[1, 1], activation="relu"), KEY, 4, fast_math=True)
+  with pytest.raises(TypeError, match="fast_math must be True or False"):
+    ksc.monte_carlo(SIGMOID6, KEY, 4, fast_math=1)
 
 
 # --------------------------------------------------------------------------- small widths
@@ -418,8 +460,8 @@ def test_kernels_lower_to_triton_for_cuda():
   pytest.importorskip("jax.experimental.pallas.triton", reason="this jax has no Pallas Triton")
   S = jax.ShapeDtypeStruct
   act = vn.activations.get("sigmoid")
-  for output in ksc.OUTPUTS:
-    fn = lambda x, k, output=output: ksc._pallas(
+  for output, fast in [(output, fast) for output in ksc.OUTPUTS for fast in (False, True)]:
+    fn = lambda x, k, output=output, fast=fast: ksc._pallas(
       x,
       k,
       chains=2**20,
@@ -432,6 +474,7 @@ def test_kernels_lower_to_triton_for_cuda():
       num_warps=ksc.DEFAULT_NUM_WARPS,
       rounds=10,
       interpret=False,
+      fast=fast,
     )
     try:
       text = _dispatch.lower_for_cuda(fn, S((1,), jnp.float32), S((2,), jnp.uint32))
@@ -474,6 +517,13 @@ def test_compiled_kernels_on_gpu(small_params):
         np.testing.assert_allclose(getattr(got, name), getattr(ref, name), rtol=1e-4, atol=1e-4)
     if ref.sign is not None:
       np.testing.assert_array_equal(got.sign, ref.sign)
+  # PTX approximations: the reference's statistics on the same draws (about 1e-6 per log)
+  many = 1 << 16
+  fast = ksc.monte_carlo(SIGMOID6, KEY, many, 0.7, output="moments", fast_math=True)
+  ref = ksc.monte_carlo(SIGMOID6, KEY, many, 0.7, output="moments", use_kernel="reference")
+  assert fast.path == "pallas_triton"
+  np.testing.assert_allclose(fast.mean, ref.mean, rtol=0, atol=1e-3)
+  np.testing.assert_allclose(fast.var, ref.var, rtol=1e-3)
   x = jnp.ones(32)
   precisions = (("highest", 1e-4), ("default", 3e-2), ("TF32_TF32_F32_X3", 1e-4))  # default: TF32
   for precision, rtol in precisions:

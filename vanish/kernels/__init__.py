@@ -1,7 +1,8 @@
 """Optional Pallas kernels for vanish's hot paths, each with a pure-``jnp`` reference.
 
 * :mod:`~vanish.kernels.scalar_chain`: Monte Carlo of the one-neuron chain with ``w, b`` sampled
-  in the kernel (Philox4x32, :mod:`~vanish.kernels.philox`), one chain per lane;
+  in the kernel (Philox4x32, :mod:`~vanish.kernels.philox`), one chain per lane, optionally in
+  PTX's approximate arithmetic (:mod:`~vanish.kernels.fast_math`);
 * :mod:`~vanish.kernels.small_chain`: the Jacobian chain ``J ← diag(φ'(z)) W J`` of small-width
   ensembles (N ∈ {16, 32, 64}) with each member's ``J`` on chip across all layers, and their
   Lyapunov spectra (Benettin with a Householder QR per layer, ``Q`` on chip).
@@ -19,12 +20,13 @@ Example:
   True
 """
 
-from vanish.kernels import philox, scalar_chain, small_chain
+from vanish.kernels import fast_math, philox, scalar_chain, small_chain
 from vanish.kernels._dispatch import PATHS, available, resolve, unavailable_reason
 
 __all__ = [
   "PATHS",
   "available",
+  "fast_math",
   "philox",
   "resolve",
   "scalar_chain",

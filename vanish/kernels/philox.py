@@ -159,9 +159,11 @@ def normals4(
   rounds: int = DEFAULT_ROUNDS,
   mulhi: MulHi = mulhi_emulated,
   unroll: bool = True,
+  normals: Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]] = box_muller,
 ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
-  """Four independent float32 N(0, 1) per counter: one Philox call, two Box–Muller pairs."""
+  """Four independent float32 N(0, 1) per counter: one Philox call, two Box–Muller pairs
+  (``normals``: :func:`box_muller`, or the same formula in approximate arithmetic)."""
   b0, b1, b2, b3 = philox4x32(counter, key, rounds=rounds, mulhi=mulhi, unroll=unroll)
-  n0, n1 = box_muller(uniform(b0), uniform(b1))
-  n2, n3 = box_muller(uniform(b2), uniform(b3))
+  n0, n1 = normals(uniform(b0), uniform(b1))
+  n2, n3 = normals(uniform(b2), uniform(b3))
   return n0, n1, n2, n3
