@@ -560,10 +560,14 @@ def run_shape(
     entry["check"] = checks.get(_key(entry["name"], entry["precision"]))
   # Accuracy against float64 (relative Frobenius error of J on the first members).
   k = min(B, FLOAT64_MEMBERS)
-  exact = _float64_chain(w, b, x, k)
+  try:
+    exact = None if runner.out_of_time() else _float64_chain(w, b, x, k)
+  except Exception as err:  # noqa: BLE001 - a failed reference must not lose the timings
+    exact = None
+    print(f"  float64 reference: ERROR {type(err).__name__}: {str(err)[:200]}", flush=True)
   for entry in entries:
     out = results.get(_key(entry["name"], entry["precision"]))
-    if entry["name"] in ("jax.chain", "vn.jacobian") and out is not None:
+    if entry["name"] in ("jax.chain", "vn.jacobian") and out is not None and exact is not None:
       entry["check_float64"] = {
         "against": f"float64 jax.chain on the first {k} members",
         "rel_diff": common.rel_diff(common.to_numpy(out)[:k], exact),

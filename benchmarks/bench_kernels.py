@@ -62,6 +62,7 @@ SCHEMA_VERSION = 1
 SCALAR_TARGET = 3e11  # factors per second (issue 6, point 4)
 SMALL_SPEEDUP_TARGET = 8.0  # × the plain chain (issue 6, point 3)
 SPECTRUM_RATIO_TARGET = 2.0  # spectrum time ≤ 2× the plain chain's (issue 6, point 2)
+SPECTRUM_ACCURACY_TARGET = 1e-3  # nats per layer against float64 (issue 6, point 2)
 SPECTRUM_CHECK_MEMBERS = 4  # members compared with float64 NumPy
 SWEPT_PRECISIONS = ("highest", "default")  # the small kernel's launch sweep (tf32x3: defaults)
 SECTIONS = ("scalar", "small", "spectrum")  # the one-neuron chain, the small-width chain, spectra
@@ -83,6 +84,7 @@ class Size:
   spectrum: tuple[tuple[int, int, int], ...] = ()  # (members, width, depth)
   spectrum_warps: tuple[int, ...] = ()  # num_warps timed besides the default
   spectrum_precisions: tuple[str, ...] = ()  # W·Q precisions timed besides "highest"
+  deadline: float | None = None  # perf_counter() after which entries are skipped (--budget-s)
 
 
 SIZES = {
@@ -113,7 +115,8 @@ SIZES = {
     # session 10: 12x slower than the plain chain at 4096 x 64 x 50, "highest", 2 warps
     small_sweep=tuple((w, s) for w in (1, 2, 4, 8) for s in (1, 2, 3)),
     # the stable-spectrum kernel is new (session 13) and has not run on a GPU
-    spectrum=((16384, 32, 50), (4096, 64, 50), (16384, 16, 50)),
+    # 4096 × 64 last: the Jacobian kernel spilled registers there (12× slower at "highest")
+    spectrum=((16384, 32, 50), (16384, 16, 50), (4096, 64, 50)),
     spectrum_warps=(2, 4, 8),
     spectrum_precisions=("TF32_TF32_F32_X3",),  # GPU only: XLA:CPU has no TF32
   ),
@@ -121,11 +124,15 @@ SIZES = {
 
 
 def _entry(
-  name: str, impl: str, path: str | None, fn: Callable[[], Any], repeats: int
+  name: str, impl: str, path: str | None, fn: Callable[[], Any], size: Size
 ) -> tuple[dict[str, Any], Any]:
   entry: dict[str, Any] = {"name": name, "impl": impl, "path": path}
+  if size.deadline is not None and time.perf_counter() > size.deadline:
+    entry["skipped"] = "time budget exhausted"
+    print(f"  {name}: skipped (time budget)", flush=True)
+    return entry, None
   try:
-    timing, out = common.time_fn(fn, repeats=repeats)
+    timing, out = common.time_fn(fn, repeats=size.repeats)
   except Exception as err:  # noqa: BLE001 - one failing entry must not lose the others
     entry["error"] = f"{type(err).__name__}: {str(err)[:800]}"
     print(f"  {name}: ERROR {entry['error'][:200]}", flush=True)
@@ -153,7 +160,7 @@ def run_scalar(chains: int, depth: int, size: Size, device: dict[str, Any], use_
     "baseline",
     "plain jax",
     lambda: bench_chains.plain_scalar_monte_carlo(key, 1.0, chains=chains, depth=depth),
-    size.repeats,
+    size,
   )
   entries.append(base)
   written = {"final": 5.0 * chains, "all": 5.0 * factors, "moments": None}
@@ -166,7 +173,7 @@ def run_scalar(chains: int, depth: int, size: Size, device: dict[str, Any], use_
       lambda output=output: ksc.monte_carlo(
         net, key, chains, 1.0, output=output, use_kernel=use_kernel
       )[:4],
-      size.repeats,
+      size,
     )
     entries.append(entry)
     outs[output] = out
@@ -180,7 +187,7 @@ def run_scalar(chains: int, depth: int, size: Size, device: dict[str, Any], use_
         net, key, chains, 1.0, output=output, use_kernel=use_kernel, fast_math=True,
         rounds=rounds or ksc.philox.DEFAULT_ROUNDS,
       )[:4],
-      size.repeats,
+      size,
     )  # fmt: skip
     entries.append(entry)
     fast_outs[output, rounds] = out
@@ -193,7 +200,7 @@ def run_scalar(chains: int, depth: int, size: Size, device: dict[str, Any], use_
         net, key, chains, 1.0, output="final", use_kernel=use_kernel, block=block,
         num_warps=num_warps,
       )[:4],
-      size.repeats,
+      size,
     )  # fmt: skip
     entries.append(entry)
   for e in entries:
@@ -270,7 +277,7 @@ def run_small(
       "baseline",
       "plain jax",
       lambda precision=precision: bench_chains.plain_chain(w, b, x, precision),
-      size.repeats,
+      size,
     )
     ours, out = _entry(
       f"kernels.small_chain[{precision}]",
@@ -279,7 +286,7 @@ def run_small(
       lambda precision=precision: small_chain.jacobian(
         net, params, x, precision=precision, use_kernel=use_kernel
       ),
-      size.repeats,
+      size,
     )
     if out is not None:
       ours["path"] = out.path
@@ -300,7 +307,7 @@ def run_small(
             num_stages=num_stages,
           ).jacobian
         ),
-        size.repeats,
+        size,
       )  # fmt: skip
       swept.append(entry)
     for e in (base, ours, *swept):
@@ -365,7 +372,7 @@ def run_spectrum(
   ]  # fmt: skip
   entries = []
   for name, impl, path, fn in candidates:
-    entry, out = _entry(name, impl, path, fn, size.repeats)
+    entry, out = _entry(name, impl, path, fn, size)
     spectrum = getattr(out, "spectrum", out)
     if out is not None and name != "jax.chain[highest]":
       entry["path"] = getattr(out, "path", path)
@@ -423,7 +430,8 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
         best = max(ours, key=lambda e: e["speedup_vs_baseline"])
         out.append(
           {
-            "target": f"small width ≥ {SMALL_SPEEDUP_TARGET}× plain chain [{precision}]",
+            "target": f"small width: kernel[{precision}] ≥ {SMALL_SPEEDUP_TARGET}× faster "
+            f"than jax.chain[{precision}]",
             "measured": best["speedup_vs_baseline"],
             "met": best["speedup_vs_baseline"] >= SMALL_SPEEDUP_TARGET,
             "entry": best["name"],
@@ -432,20 +440,25 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
   for s in report["spectrum"]:
     if (s["members"], s["width"], s["depth"]) != (16384, 32, 50):
       continue
-    ours = [
-      e for e in s["entries"] if e["impl"].startswith("vanish") and "ratio_to_plain_chain" in e
+    # Only entries within the accuracy target count; the fastest of them is reported.
+    accurate = [
+      e
+      for e in s["entries"]
+      if e["impl"].startswith("vanish")
+      and "ratio_to_plain_chain" in e
+      and e["check"]["max_abs_per_layer"] < SPECTRUM_ACCURACY_TARGET
     ]
-    if ours:
-      best = min(ours, key=lambda e: e["ratio_to_plain_chain"])
-      out.append(
-        {
-          "target": f"stable spectrum ≤ {SPECTRUM_RATIO_TARGET}× plain chain [highest]",
-          "measured": best["ratio_to_plain_chain"],
-          "met": best["ratio_to_plain_chain"] <= SPECTRUM_RATIO_TARGET
-          and best["check"]["max_abs_per_layer"] < 1e-3,
-          "entry": best["name"],
-        }
-      )
+    best = min(accurate, key=lambda e: e["ratio_to_plain_chain"], default=None)
+    out.append(
+      {
+        "target": f"stable spectrum ≤ {SPECTRUM_RATIO_TARGET}× jax.chain[highest], every "
+        f"exponent within {SPECTRUM_ACCURACY_TARGET} per layer of float64",
+        "measured": None if best is None else best["ratio_to_plain_chain"],
+        "met": best is not None and best["ratio_to_plain_chain"] <= SPECTRUM_RATIO_TARGET,
+        "entry": None if best is None else best["name"],
+        "precision": None if best is None else best["precision"],
+      }
+    )
   return out
 
 
@@ -453,6 +466,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   """Runs the benchmark, prints a table and writes the JSON report."""
   parser = common.argument_parser(__doc__, sorted(SIZES))
   parser.add_argument("--repeats", type=int, default=None)
+  parser.add_argument(
+    "--budget-s",
+    type=float,
+    default=None,
+    help="skip the entries left (marked 'skipped') once the run has taken this many seconds",
+  )
   parser.add_argument(
     "--sections",
     default=",".join(SECTIONS),
@@ -477,6 +496,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   use_kernel = args.use_kernel or ("pallas" if kernels.available() else "interpret")
   device = common.device_info()
   start = time.perf_counter()
+  if args.budget_s is not None:
+    size = dataclasses.replace(size, deadline=start + args.budget_s)
   timing_note = (
     "GPU timings"
     if kernels.resolve(use_kernel) == "pallas_triton"

@@ -88,13 +88,13 @@ case "$stage" in
   kernels)
     JAX_PLATFORMS=cuda timed 180 test_kernels "$py" -m pytest tests/test_kernels.py -q -n 0 -p no:cacheprovider
     timed 300 bench_kernels "$py" -m benchmarks.bench_kernels --size paper \
-      --sections scalar,small --out "$out/kernels_$tag.json"
+      --sections scalar,small --budget-s 270 --out "$out/kernels_$tag.json"
     ;;
   spectrum)
-    JAX_PLATFORMS=cuda timed 120 test_spectrum_kernel "$py" -m pytest tests/test_kernels.py -q \
+    JAX_PLATFORMS=cuda timed 150 test_spectrum_kernel "$py" -m pytest tests/test_kernels.py -q \
       -n 0 -p no:cacheprovider -k "compiled_kernels_on_gpu or spectrum"
     timed 400 bench_spectrum_kernel "$py" -m benchmarks.bench_kernels --size paper \
-      --sections spectrum --out "$out/spectrum_kernel_$tag.json"
+      --sections spectrum --budget-s 360 --out "$out/spectrum_kernel_$tag.json"
     ;;
   qr)
     timed 560 bench_qr_adaptive "$py" -m benchmarks.bench_qr --size paper --sections spectra \

@@ -66,6 +66,14 @@ def test_bench_kernels_tiny(tmp_path):
   assert [e["path"] for e in spectrum["entries"][3:]] == ["pallas_interpret"] * 2
 
 
+def test_bench_kernels_budget_skips_what_is_left(tmp_path):
+  argv = ["--size", "tiny", "--sections", "small,spectrum", "--budget-s", "0"]
+  _, report = _run(bench_kernels.main, argv, tmp_path / "k.json")
+  assert report["scalar"] == []  # not a section of this run
+  entries = [e for kind in ("small", "spectrum") for s in report[kind] for e in s["entries"]]
+  assert entries and all(e.get("skipped") == "time budget exhausted" for e in entries)
+
+
 def test_bench_chunking_tiny(tmp_path):
   argv = ["--size", "tiny", "--repeats", "2"]
   _, report = _run(bench_chunking.main, argv, tmp_path / "c.json")

@@ -374,6 +374,26 @@ def test_small_spectrum_with_dead_and_saturated_units():
       np.testing.assert_allclose(got[m, :, :rank], exact[:, :rank], rtol=1e-5, atol=1e-4)
 
 
+def test_small_spectrum_at_width_64_and_through_a_zero_layer():
+  net = vn.MLP(widths=[64] * 5, activation="tanh", biases=vn.init.gaussian(0.05))
+  (p,) = net.init(jax.random.key(5), members=2)
+  x = jax.random.normal(jax.random.key(1), (64,))
+  got = small_chain.lyapunov_spectrum(net, (p,), x, use_kernel="interpret").spectrum
+  # u·σ_1/σ_k per layer: a 64×64 layer's σ_1/σ_64 reaches 10³-10⁴ (measured 2e-4 here)
+  for m in range(2):
+    np.testing.assert_allclose(
+      got[m], _benettin_float64(p["w"][m], p["b"][m], x, "tanh")[0], atol=1e-3
+    )
+  # An all-zero layer: every R_kk of it is 0, floored at log(tiny) (as the reference does).
+  zero = ({**p, "w": p["w"].at[:, 2].set(0.0)},)
+  got = np.asarray(small_chain.lyapunov_spectrum(net, zero, x, use_kernel="interpret").spectrum)
+  ref = np.asarray(vn.lyapunov_spectrum(net, zero, x, refine=False))
+  assert np.isfinite(got).all()
+  floor = np.log(np.finfo(np.float32).tiny)
+  np.testing.assert_allclose(got[:, 2] - np.sort(got[:, 1])[..., ::-1], floor, atol=1e-3)
+  np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-3)
+
+
 # --------------------------------------------------------------------------- dispatch, inputs
 
 
@@ -412,15 +432,58 @@ def test_auto_leaves_calls_measured_slower_to_the_reference(monkeypatch):
   for precision, use_kernel in (("default", "auto"), ("highest", "pallas")):
     with pytest.raises(KernelRan):  # measured faster, or asked for explicitly
       small_chain.jacobian(net, params, x, precision=precision, use_kernel=use_kernel)
-  # The spectrum kernel runs the same chain on chip: "auto" follows the same table.
+  # Not yet timed on a GPU: tf32x3 for the chain, every width for the spectrum.
+  refusal = small_chain._jacobian_auto_refusal  # (XLA:CPU cannot run the tf32x3 reference)
+  tf32x3 = small_chain._choose_path(net, params, x, "TF32_TF32_F32_X3", "auto", refusal)
+  assert tf32x3 == "reference"
   monkeypatch.setattr(small_chain, "_spectrum_pallas", compiled_kernel)
-  out = small_chain.lyapunov_spectrum(net, params, x, precision="highest")
+  out = small_chain.lyapunov_spectrum(net, params, x, precision="default")
   assert out.path == "reference"
   np.testing.assert_array_equal(
-    out.spectrum, vn.lyapunov_spectrum(net, params, x, refine=False, precision="highest")
+    out.spectrum, vn.lyapunov_spectrum(net, params, x, refine=False, precision="default")
   )
   with pytest.raises(KernelRan):
-    small_chain.lyapunov_spectrum(net, params, x, precision="default")
+    small_chain.lyapunov_spectrum(net, params, x, use_kernel="pallas")
+  monkeypatch.setattr(small_chain, "SPECTRUM_AUTO_WIDTHS", (64,))  # as after a GPU run
+  with pytest.raises(KernelRan):
+    small_chain.lyapunov_spectrum(net, params, x)
+  # float64 parameters (x64): "auto" takes the reference; an explicit kernel says why not.
+  with jax.enable_x64(True):
+    p64 = jax.tree.map(lambda a: a.astype(jnp.float64), params)
+    assert small_chain.lyapunov_spectrum(net, p64, x.astype(jnp.float64)).path == "reference"
+    assert small_chain.jacobian(net, p64, x.astype(jnp.float64)).path == "reference"
+    with pytest.raises(ValueError, match="not float32"):
+      small_chain.jacobian(net, p64, x.astype(jnp.float64), use_kernel="pallas")
+
+
+def test_the_kernels_build_for_every_activation_they_accept():
+  """An activation the kernels accept must lower to Triton (else "auto" would crash on a GPU
+  instead of taking the reference); the others are refused with a reason."""
+  pytest.importorskip("jax.experimental.pallas.triton", reason="this jax has no Pallas Triton")
+  S = jax.ShapeDtypeStruct
+  shapes = (S((4, 3, 16, 16), jnp.float32), S((4, 3, 16), jnp.float32), S((16,), jnp.float32))
+  accepted = []
+  for name in vn.activations.available():
+    act = vn.activations.get(name)
+    net = vn.MLP(widths=[16] * 4, activation=act)
+    if small_chain.kernel_unsupported_reason(net, jnp.ones(16), "highest") is not None:
+      continue
+    accepted.append(name)
+    for kernel in (small_chain._pallas, small_chain._spectrum_pallas):
+      extra = {"depths": None} if kernel is small_chain._spectrum_pallas else {}
+      fn = lambda w, b, x, kernel=kernel, act=act, extra=extra: kernel(
+        w, b, x, act=act, precision="highest", num_warps=1, num_stages=2, interpret=False, **extra
+      )
+      try:
+        _dispatch.lower_for_cuda(fn, *shapes)
+      except RuntimeError as error:  # jax 0.11 asks Triton's lowering for a real GPU's info
+        if "No supported GPU devices" not in str(error):
+          raise
+        pytest.skip(f"jax {jax.__version__} lowers Pallas Triton only with a GPU present")
+  assert set(accepted) == set(small_chain.ACTIVATIONS)
+  for name in ("erf", "stepped_sigmoid"):  # no Triton erf; a captured constant table
+    net = vn.MLP(widths=[16] * 4, activation=name)
+    assert "is not one of" in small_chain.kernel_unsupported_reason(net, jnp.ones(16), "highest")
 
 
 def test_scalar_chain_bad_inputs():

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -59,6 +59,8 @@ from vanish.networks import MLP
 from vanish.spectrum import _check_depths
 from vanish.spectrum import lyapunov_spectrum as _reference_spectrum
 
+TINY = float(jnp.finfo(jnp.float32).tiny)
+
 __all__ = [
   "WIDTHS",
   "JacobianChain",
@@ -70,13 +72,32 @@ __all__ = [
 
 WIDTHS = (16, 32, 64)  # tl.dot needs every dim >= 16 and power-of-2 blocks; J of N = 128 spills
 # "TF32_TF32_F32_X3" is Triton's tf32x3 (three TF32 tensor-core products, about float32's
-# accuracy). The bf16 presets are refused: Pallas' Triton lowering casts their inputs to bf16
-# and runs one product (jax 0.10-0.11), which would silently lose their extra passes.
+# accuracy). The bf16 multi-pass presets also lower (Pallas splits each operand into bf16
+# parts and runs 3 or 6 products) but are not offered: nothing here has measured them.
 PRECISIONS = ("highest", "default", "TF32_TF32_F32_X3")
-# Calls the kernel can compute but "auto" leaves to the reference because it measured slower
-# there (H100, benchmarks/results/kernels_h100.json): at N = 64 and "highest" 144.5 ms against
-# the plain chain's 11.6 ms for 4096 members × depth 50 (3.0× faster at "default").
+# Activations the kernels are built for: the built-ins whose jnp code lowers to Triton (erf
+# has no Triton lowering; stepped_sigmoid captures a constant table, which Pallas refuses).
+ACTIVATIONS = (
+  "hard_tanh",
+  "lecun_tanh",
+  "leaky_relu",
+  "linear",
+  "relu",
+  "scaled_tanh",
+  "sigmoid",
+  "softplus",
+  "tanh",
+)
+# What "auto" takes the compiled Jacobian kernel for: the precisions timed on a GPU, except
+# the calls it measured slower (H100, benchmarks/results/kernels_h100.json): at N = 64 and
+# "highest" 144.5 ms against the plain chain's 11.6 ms for 4096 members × depth 50 (3.0×
+# faster at "default").
+AUTO_PRECISIONS = ("highest", "default")
 AUTO_SLOWER = {(64, "highest"): "12× slower than the reference on the H100"}
+# Widths at which "auto" takes the compiled spectrum kernel: none until a GPU has timed it
+# (``bash benchmarks/gpu_session.sh spectrum``); ``use_kernel="pallas"`` runs it anywhere
+# it is supported.
+SPECTRUM_AUTO_WIDTHS: tuple[int, ...] = ()
 
 
 class JacobianChain(NamedTuple):
@@ -96,7 +117,7 @@ class LyapunovSpectrum(NamedTuple):
 
   Attributes:
     spectrum: ``[M, D, N]`` natural logs, descending along the last axis (D = L or
-      ``len(depths)``).
+      ``len(depths)``; ``[M, batch, D, N]`` for batched inputs on the reference path).
     path: ``"pallas_triton"``, ``"pallas_interpret"`` or ``"reference"``.
   """
 
@@ -104,10 +125,11 @@ class LyapunovSpectrum(NamedTuple):
   path: str
 
 
-def kernel_unsupported_reason(net: Any, x: Any, precision: str) -> str | None:
-  """Why the kernel cannot compute this call (the reference can), or None.
+def kernel_unsupported_reason(net: Any, x: Any, precision: str, params: Any = None) -> str | None:
+  """Why the kernels cannot compute this call (the reference can), or None.
 
-  Raises ValueError for a precision that no path knows (see :func:`vanish.jacobian`).
+  ``params``, when given, must be float32. Raises ValueError for a precision that no path
+  knows (see :func:`vanish.jacobian`).
   """
   _engine.check_precision(precision)
   if not isinstance(net, MLP):
@@ -118,12 +140,17 @@ def kernel_unsupported_reason(net: Any, x: Any, precision: str) -> str | None:
     return "the widths are not constant (the kernel needs widths = [N] * (L + 1))"
   if net.activation.stochastic:
     return f"the activation {net.activation!r} is stochastic"
+  if net.activation.name not in ACTIVATIONS:
+    return f"the activation {net.activation.name!r} is not one of {ACTIVATIONS}"
   if net.widths[0] not in WIDTHS:
     return f"width {net.widths[0]} is not one of {WIDTHS}"
   if jnp.ndim(x) != 1:
     return "x is batched (the kernel takes one input)"
   if precision not in PRECISIONS:
     return f"precision {precision!r} is not one of {PRECISIONS}"
+  dtypes = {getattr(leaf, "dtype", None) for leaf in jax.tree.leaves(params)}
+  if dtypes - {jnp.dtype(jnp.float32)}:
+    return f"params are {sorted(map(str, dtypes))}, not float32"
   return None
 
 
@@ -183,20 +210,38 @@ def _check_launch(num_warps: Any, num_stages: Any) -> int:
   return _checks.integer("num_stages", num_stages, minimum=1, maximum=8)
 
 
-def _choose_path(net: Any, x: Any, precision: str, use_kernel: Any) -> str:
+def _jacobian_auto_refusal(width: int, precision: str) -> str | None:
+  if precision not in AUTO_PRECISIONS:
+    return f"precision {precision!r} not yet timed on a GPU"
+  return AUTO_SLOWER.get((width, precision))
+
+
+def _spectrum_auto_refusal(width: int, precision: str) -> str | None:
+  del precision
+  return None if width in SPECTRUM_AUTO_WIDTHS else "not yet timed on a GPU"
+
+
+def _choose_path(
+  net: Any,
+  params: Any,
+  x: Any,
+  precision: str,
+  use_kernel: Any,
+  auto_refusal: Callable[[int, str], str | None],
+) -> str:
   """The path a call takes (see ``use_kernel`` in :func:`jacobian`); raises for an explicit
-  kernel choice the call does not support."""
+  kernel choice the call does not support. ``auto_refusal(width, precision)`` says why
+  ``"auto"`` leaves a supported call on a supported GPU to the reference (None: it does not)."""
   path = _dispatch.resolve(use_kernel)
   if path == _dispatch.REFERENCE:
     return path
-  reason = kernel_unsupported_reason(net, x, precision)
+  reason = kernel_unsupported_reason(net, x, precision, params)
   if reason is not None:
     if use_kernel != "auto":
       raise ValueError(f"use_kernel={use_kernel!r}: the kernel cannot compute this call: {reason}")
     return _dispatch.REFERENCE
-  measured_slower = (net.widths[0], precision) in AUTO_SLOWER
-  if use_kernel == "auto" and path == _dispatch.KERNEL and measured_slower:
-    return _dispatch.REFERENCE  # supported, but measured slower: see AUTO_SLOWER
+  if use_kernel == "auto" and path == _dispatch.KERNEL and auto_refusal(net.widths[0], precision):
+    return _dispatch.REFERENCE  # supported, but measured slower or not measured
   return path
 
 
@@ -207,8 +252,6 @@ def _kernel_inputs(net: MLP, params: Any, x: jax.Array, precision: str):
 
   x, _ = check_call(net, params, x, None, precision)
   (p,) = params
-  if p["w"].dtype != jnp.float32:
-    raise ValueError(f"params must be float32 for the kernel, got {p['w'].dtype}")
   return p["w"], p["b"], x.astype(jnp.float32)
 
 
@@ -236,8 +279,9 @@ def jacobian(
     precision: ``"highest"`` (true float32), ``"default"`` (TF32 tensor cores on GPUs) or
       ``"TF32_TF32_F32_X3"`` (three TF32 products, about float32's accuracy; GPUs only, as
       XLA:CPU has no TF32); other :func:`vanish.jacobian` precisions take the reference path.
-    use_kernel: ``"auto"`` (the kernel on a supported GPU when the call is supported and
-      not listed in :data:`AUTO_SLOWER`, else the reference), ``"pallas"``,
+    use_kernel: ``"auto"`` (the kernel on a supported GPU when the call is supported, its
+      precision in :data:`AUTO_PRECISIONS` and not listed in :data:`AUTO_SLOWER`, else the
+      reference), ``"pallas"``,
       ``"interpret"`` or ``"reference"``; an explicit kernel choice raises if the call is
       not supported.
     num_warps: Triton warps per member (default 1 for N ≤ 32, else 2).
@@ -248,7 +292,7 @@ def jacobian(
   """
   _engine.check_precision(precision)
   num_stages = _check_launch(num_warps, num_stages)
-  path = _choose_path(net, x, precision, use_kernel)
+  path = _choose_path(net, params, x, precision, use_kernel, _jacobian_auto_refusal)
   if path == _dispatch.REFERENCE:
     return JacobianChain(_reference_jacobian(net, params, x, precision=precision), path)
   w, b, x = _kernel_inputs(net, params, x, precision)
@@ -278,9 +322,9 @@ def _householder_qr(z: jax.Array, eye: jax.Array) -> tuple[jax.Array, jax.Array]
   as Z's, so ``u`` is only ever broadcast along one axis (no layout change on a GPU). Rows
   and columns are selected with iota masks (Triton tiles have no dynamic indexing).
   ``‖x‖`` is computed scaled by ``max |x_i|`` and ``‖v‖`` as ``√(2‖x‖) √(‖x‖ + |x_k|)``, so
-  columns far below float32's square-root range neither underflow nor lose accuracy; a zero
-  column (an exactly rank-deficient Z) gives ``H_k = I`` and ``R_kk = 0``, whose log the
-  caller floors.
+  columns below float32's square-root range (~10⁻¹⁹) keep their accuracy; a column whose
+  norm is below the smallest normal float (an exactly or numerically rank-deficient Z)
+  gives ``H_k = I`` and ``R_kk = 0``, whose log the caller floors.
   """
   width = z.shape[0]
   rows = lax.broadcasted_iota(jnp.int32, (width,), 0)
@@ -296,10 +340,13 @@ def _householder_qr(z: jax.Array, eye: jax.Array) -> tuple[jax.Array, jax.Array]
     norm = scale * jnp.sqrt(jnp.sum((x / scale) * (x / scale)))
     v = x + jnp.where(rows == k, jnp.where(x_k < 0, -norm, norm), 0.0)
     v_norm = jnp.sqrt(2.0 * norm) * jnp.sqrt(norm + jnp.abs(x_k))
-    u = (v * jnp.where(norm > 0, 1.0 / v_norm, 0.0))[:, None]
+    # A norm below the smallest normal float is a zero column (its log is floored anyway):
+    # 1/v_norm of a subnormal norm would overflow to inf, and 0·inf is NaN.
+    resolved = norm >= TINY
+    u = (v * jnp.where(resolved, 1.0 / v_norm, 0.0))[:, None]
     z = z - (2.0 * u) * jnp.sum(u * z, axis=0)[None, :]
     q_t = q_t - (2.0 * u) * jnp.sum(u * q_t, axis=0)[None, :]
-    return z, q_t, jnp.where(rows == k, norm, r_diag)
+    return z, q_t, jnp.where(rows == k, jnp.where(resolved, norm, 0.0), r_diag)
 
   carry = (z, eye, jnp.zeros((width,), jnp.float32))
   _, q_t, r_diag = lax.fori_loop(0, width, reflect, carry)
@@ -387,15 +434,16 @@ def lyapunov_spectrum(
     precision: of the ``W Q`` matmul, one of :data:`PRECISIONS` (as in :func:`jacobian`); the
       QR is float32 on every path.
     depths: the depths ``l`` (1 ≤ l ≤ L, any order, repeats allowed) to return, default all.
-    use_kernel: as in :func:`jacobian` (``"auto"`` also leaves :data:`AUTO_SLOWER`'s widths
-      and precisions to the reference).
+    use_kernel: as in :func:`jacobian`, but ``"auto"`` takes the kernel only at the widths
+      in :data:`SPECTRUM_AUTO_WIDTHS` (none until a GPU has timed it).
     num_warps: Triton warps per member (default 1 for N ≤ 32, else 2).
     num_stages: Triton software-pipelining stages for the weight loads.
 
   Returns:
-    A :class:`LyapunovSpectrum`: ``spectrum`` ``[M, D, N]`` (descending natural logs, ``D = L``
-    or ``len(depths)``, never −inf or NaN: an exactly zero factor is floored at
-    ``log(finfo.tiny)``) and the ``path`` that ran.
+    A :class:`LyapunovSpectrum`: ``spectrum`` ``[M, D, N]`` (``[M, batch, D, N]`` for a
+    batched input, on the reference path; descending natural logs, ``D = L`` or
+    ``len(depths)``, never −inf or NaN: a zero factor is floored at ``log(finfo.tiny)``) and
+    the ``path`` that ran.
 
   Example:
     >>> import jax, vanish as vn
@@ -409,12 +457,12 @@ def lyapunov_spectrum(
   """
   _engine.check_precision(precision)
   num_stages = _check_launch(num_warps, num_stages)
-  path = _choose_path(net, x, precision, use_kernel)
+  path = _choose_path(net, params, x, precision, use_kernel, _spectrum_auto_refusal)
   if path == _dispatch.REFERENCE:
     spectrum = _reference_spectrum(net, params, x, refine=False, precision=precision, depths=depths)
     return LyapunovSpectrum(spectrum, path)
-  depths = _check_depths(depths, net.depth)
   w, b, x = _kernel_inputs(net, params, x, precision)
+  depths = _check_depths(depths, net.depth)
   out = _spectrum_pallas(
     w,
     b,
