@@ -219,6 +219,22 @@ def test_fast_math_kernel_has_the_reference_statistics():
   moments = run(output="moments", use_kernel="interpret", fast_math=True, block=512)
   np.testing.assert_allclose(moments.mean, np.mean(ref.log_abs_g, axis=1), rtol=0, atol=1e-4)
   np.testing.assert_allclose(moments.var, np.var(ref.log_abs_g, axis=1), rtol=1e-4)
+  accurate = run(output="all", use_kernel="interpret")
+  assert not np.array_equal(got.log_abs_g, accurate.log_abs_g)  # the fast formulas did run
+  # tanh, odd depth, a partly padded block; tiny and zero σ_w (no absolute |w| floor)
+  for net in (
+    TANH5,
+    vn.MLP(widths=[1] * 4, activation="sigmoid", weights=vn.init.normal(1e-32)),
+    vn.MLP(widths=[1] * 4, activation="lecun_tanh", weights=vn.init.normal(0.0)),
+  ):
+    ref = ksc.monte_carlo(net, KEY, 200, 0.7, output="final", use_kernel="reference")
+    got = ksc.monte_carlo(net, KEY, 200, 0.7, output="final", use_kernel="interpret", block=64,
+                          fast_math=True)  # fmt: skip
+    np.testing.assert_array_equal(got.sign, ref.sign)
+    finite = np.isfinite(np.asarray(ref.log_abs_g))
+    np.testing.assert_array_equal(np.isfinite(np.asarray(got.log_abs_g)), finite)
+    diff = np.abs(np.asarray(got.log_abs_g)[finite] - np.asarray(ref.log_abs_g)[finite])
+    assert diff.size == 0 or np.median(diff) < 1e-4, net
   with pytest.raises(ValueError, match="fast_math=True needs sigmoid"):
     ksc.monte_carlo(vn.MLP(widths=[1, 1], activation="relu"), KEY, 4, fast_math=True)
   with pytest.raises(TypeError, match="fast_math must be True or False"):
@@ -546,6 +562,8 @@ def test_kernels_lower_to_triton_for_cuda():
         raise
       pytest.skip(f"jax {jax.__version__} lowers Pallas Triton only with a GPU present")
     assert text.count(_dispatch.TRITON_CUSTOM_CALL) == 1, output
+    # fast: PTX's approximations replace libdevice's accurate log (in the serialized IR)
+    assert ("lg2.approx.ftz.f32" in text) == fast and ("__nv_logf" in text) != fast, output
   tanh = vn.activations.get("tanh")
   for precision in small_chain.PRECISIONS:
     fn = lambda w, b, x, precision=precision: small_chain._pallas(

@@ -103,7 +103,9 @@ def box_muller(u1: jax.Array, u2: jax.Array, m: Math) -> tuple[jax.Array, jax.Ar
   The angle is taken as ``2π(u₂ − ½) ∈ (−π, π)``, where PTX's sin and cos are accurate, and
   both results negated: ``cos(θ − π) = −cos θ`` and ``sin(θ − π) = −sin θ``.
   """
-  radius = m.sqrt((-2.0 * LN2) * m.log2(u1))
+  # lg2.approx errs by up to 2⁻²² near 1, more than |log₂ u₁| for u₁ = 1 − 2⁻²⁴: keep the
+  # square root's argument ≥ 0 (a NaN would poison every statistic).
+  radius = m.sqrt(jnp.maximum((-2.0 * LN2) * m.log2(u1), 0.0))
   angle = (2.0 * math.pi) * (u2 - 0.5)
   return -radius * m.cos(angle), -radius * m.sin(angle)
 

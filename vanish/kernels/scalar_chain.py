@@ -58,7 +58,6 @@ __all__ = ["MonteCarlo", "monte_carlo", "sample_parameters", "standard_deviation
 OUTPUTS = ("final", "all", "moments")
 DEFAULT_BLOCK = 512  # chains per program: 4 per thread at 4 warps (ILP for Philox's latency)
 DEFAULT_NUM_WARPS = 4
-WEIGHT_FLOOR = 1e-30  # |w| floor of the fast path (see _fast_factor)
 
 
 class MonteCarlo(NamedTuple):
@@ -186,17 +185,22 @@ def _check_count(name: str, value: Any, minimum: int = 1) -> None:
 # --------------------------------------------------------------------------- kernel
 
 
-def _fast_factor(form, math_ops):
-  """``(w, z) ↦ (φ(z), log|φ'(z)|, log|w|, sign φ'·sign w)`` in approximate arithmetic.
+def _fast_factor(form, math_ops, sigma_w):
+  """``(w, z) ↦ (φ(z), log|φ'(z)|, log|w|, sign w)`` in approximate arithmetic.
 
-  ``|w|`` is floored at ``WEIGHT_FLOOR``: an approximate cosine can return exactly 0 near
-  ±π/2 where the accurate one does not (probability ~10⁻⁷ a draw, far below any statistic's
-  error), and ``log 0 = −inf`` would end the chain. ``sign w`` of such a weight is +1.
+  ``|w|`` is floored at ``σ_w·2⁻⁶⁰`` (a standard normal below 2⁻⁶⁰ has probability ~10⁻¹⁸):
+  an approximate cosine can return exactly 0 near ±π/2 where the accurate one does not
+  (~10⁻⁷ a draw, far below any statistic's error), and ``log 0 = −inf`` would end the chain;
+  the sign of such a weight is +1. With ``σ_w = 0`` every weight is an exact 0, as on the
+  reference path: ``log|w| = −inf`` and ``sign w = 0``.
   """
+  floor = sigma_w * 2.0**-60
 
   def factor(w, z):
     value, _, log_slope = form(z, math_ops)
-    log_w = approx.log(jnp.maximum(jnp.abs(w), WEIGHT_FLOOR), math_ops)
+    if sigma_w == 0:
+      return value, log_slope, approx.log(jnp.abs(w), math_ops), jnp.sign(w)
+    log_w = approx.log(jnp.maximum(jnp.abs(w), floor), math_ops)
     return value, log_slope, log_w, jnp.where(w < 0, -1.0, 1.0)
 
   return factor
@@ -229,7 +233,8 @@ def _kernel_body(
   k0 = jnp.full((block,), key_ref[0], jnp.uint32)
   k1 = jnp.full((block,), key_ref[1], jnp.uint32)
 
-  fast = None if math_ops is None else _fast_factor(approx.activation_form(act), math_ops)
+  form = None if math_ops is None else approx.activation_form(act)
+  fast = None if form is None else _fast_factor(form, math_ops, sigma_w)
   normals = (
     philox.box_muller if math_ops is None else lambda u1, u2: approx.box_muller(u1, u2, math_ops)
   )
