@@ -144,13 +144,15 @@ def _scaled_tanh(amplitude: float, slope: float) -> Form:
 
 
 def activation_form(activation: Any) -> Form | None:
-  """``(z, math) ↦ (φ(z), φ'(z), log φ'(z))`` for an activation with a fast form, else None.
+  """``(z, math) ↦ (φ(z), φ'(z), log φ'(z))`` for an activation (or its name) with a fast
+  form, else None.
 
   Each is positive-sloped (sign φ' = +1), and ``log φ'`` comes from the closed form, finite
   where φ' itself underflows.
   """
-  from vanish.activations import LECUN_AMPLITUDE, LECUN_SLOPE
+  from vanish import activations
 
+  activation = activations.get(activation)  # a name or an Activation; raises for others
   params = dict(activation.params)
   if activation.stochastic:
     return None
@@ -161,5 +163,5 @@ def activation_form(activation: Any) -> Form | None:
   if activation.name == "scaled_tanh":
     return _scaled_tanh(1.0, float(params["n"]))
   if activation.name == "lecun_tanh":
-    return _scaled_tanh(LECUN_AMPLITUDE, LECUN_SLOPE)
+    return _scaled_tanh(activations.LECUN_AMPLITUDE, activations.LECUN_SLOPE)
   return None
