@@ -172,36 +172,43 @@ def _kernel_body(x_ref, w_ref, b_ref, out_ref, *, depth, width, act, precision):
   out_ref[...] = jac
 
 
-@functools.partial(
-  jax.jit, static_argnames=("act", "precision", "num_warps", "num_stages", "interpret")
-)
-def _pallas(w, b, x, *, act, precision, num_warps, num_stages, interpret):
+def _per_member_call(body, w, b, x, *, out_block, name, launch, interpret, **options):
+  """``body(x_ref, w_ref, b_ref, out_ref, depth=, width=, **options)`` with one program per
+  member, which reads that member's ``W [L, N, N]`` and ``b [L, N]`` (contiguous in
+  ``net.init``'s member-major layout) and the shared ``x (N,)``, and writes one member's
+  float32 ``out_block``; ``launch = (num_warps, num_stages)``."""
   from jax.experimental.pallas import triton as pltr
 
   members, depth, width, _ = w.shape
-  kernel = functools.partial(
-    _kernel_body,
-    depth=depth,
-    width=width,
-    act=act,
-    precision=_engine.lax_precision(precision),
-  )
+  origin = (0,) * len(out_block)
+  num_warps, num_stages = launch
   return pl.pallas_call(
-    kernel,
+    functools.partial(body, depth=depth, width=width, **options),
     grid=(members,),
     in_specs=[
       pl.BlockSpec((width,), lambda m: (0,)),
       pl.BlockSpec((None, depth, width, width), lambda m: (m, 0, 0, 0)),
       pl.BlockSpec((None, depth, width), lambda m: (m, 0, 0)),
     ],
-    out_specs=pl.BlockSpec((None, width, width), lambda m: (m, 0, 0)),
-    out_shape=jax.ShapeDtypeStruct((members, width, width), jnp.float32),
+    out_specs=pl.BlockSpec((None, *out_block), lambda m: (m, *origin)),
+    out_shape=jax.ShapeDtypeStruct((members, *out_block), jnp.float32),
     interpret=interpret,
     compiler_params=None
     if interpret
     else pltr.CompilerParams(num_warps=num_warps, num_stages=num_stages),
-    name="small_width_jacobian_chain",
+    name=name,
   )(x, w, b)
+
+
+@functools.partial(
+  jax.jit, static_argnames=("act", "precision", "num_warps", "num_stages", "interpret")
+)
+def _pallas(w, b, x, *, act, precision, num_warps, num_stages, interpret):
+  return _per_member_call(
+    _kernel_body, w, b, x, out_block=(w.shape[2],) * 2, name="small_width_jacobian_chain",
+    launch=(num_warps, num_stages), interpret=interpret, act=act,
+    precision=_engine.lax_precision(precision),
+  )  # fmt: skip
 
 
 def _check_launch(num_warps: Any, num_stages: Any) -> int:
@@ -378,33 +385,12 @@ def _spectrum_body(x_ref, w_ref, b_ref, out_ref, *, depth, width, act, precision
   jax.jit, static_argnames=("act", "precision", "num_warps", "num_stages", "interpret", "depths")
 )
 def _spectrum_pallas(w, b, x, *, act, precision, num_warps, num_stages, interpret, depths):
-  from jax.experimental.pallas import triton as pltr
-
-  members, depth, width, _ = w.shape
-  kernel = functools.partial(
-    _spectrum_body,
-    depth=depth,
-    width=width,
-    act=act,
+  sums = _per_member_call(
+    _spectrum_body, w, b, x, out_block=w.shape[1:3], name="small_width_lyapunov_spectrum",
+    launch=(num_warps, num_stages), interpret=interpret, act=act,
     precision=_engine.lax_precision(precision),
-    floor=math.log(float(jnp.finfo(jnp.float32).tiny)),  # as vn.lyapunov_spectrum's floor
-  )
-  sums = pl.pallas_call(
-    kernel,
-    grid=(members,),
-    in_specs=[
-      pl.BlockSpec((width,), lambda m: (0,)),
-      pl.BlockSpec((None, depth, width, width), lambda m: (m, 0, 0, 0)),
-      pl.BlockSpec((None, depth, width), lambda m: (m, 0, 0)),
-    ],
-    out_specs=pl.BlockSpec((None, depth, width), lambda m: (m, 0, 0)),
-    out_shape=jax.ShapeDtypeStruct((members, depth, width), jnp.float32),
-    interpret=interpret,
-    compiler_params=None
-    if interpret
-    else pltr.CompilerParams(num_warps=num_warps, num_stages=num_stages),
-    name="small_width_lyapunov_spectrum",
-  )(x, w, b)
+    floor=math.log(TINY),  # as vn.lyapunov_spectrum's floor
+  )  # fmt: skip
   if depths is not None:
     sums = sums[:, jnp.asarray(depths) - 1]
   return -jnp.sort(-sums, axis=-1)  # descending, as vn.lyapunov_spectrum reports
