@@ -221,6 +221,8 @@ def test_fast_math_kernel_has_the_reference_statistics():
   np.testing.assert_allclose(moments.var, np.var(ref.log_abs_g, axis=1), rtol=1e-4)
   accurate = run(output="all", use_kernel="interpret")
   assert not np.array_equal(got.log_abs_g, accurate.log_abs_g)  # the fast formulas did run
+  assert (got.fast_math, accurate.fast_math) == (True, False)  # and the result says so
+  assert not run(output="final", use_kernel="reference", fast_math=True).fast_math
   # tanh, odd depth, a partly padded block; tiny and zero σ_w (no absolute |w| floor)
   for net in (
     TANH5,

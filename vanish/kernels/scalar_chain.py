@@ -70,6 +70,8 @@ class MonteCarlo(NamedTuple):
     var: ``[L]`` population variance of ``log|g_l|`` over chains (``"moments"``).
     path: which implementation ran: ``"pallas_triton"``, ``"pallas_interpret"`` or
       ``"reference"`` (record it with the results).
+    fast_math: whether the approximate arithmetic ran (``fast_math=True`` on a kernel path;
+      the reference path computes accurately whatever was asked).
   """
 
   log_abs_g: jax.Array | None
@@ -77,6 +79,7 @@ class MonteCarlo(NamedTuple):
   mean: jax.Array | None
   var: jax.Array | None
   path: str
+  fast_math: bool = False
 
 
 def standard_deviations(net: MLP) -> tuple[float, float]:
@@ -473,7 +476,8 @@ def monte_carlo(
     )
     names = ("mean", "var") if output == "moments" else ("log_abs_g", "sign")
     fields = dict(zip(names, outs, strict=True))
-  return MonteCarlo(**{f: fields.get(f) for f in MonteCarlo._fields[:-1]}, path=path)
+  arrays = {f: fields.get(f) for f in ("log_abs_g", "sign", "mean", "var")}
+  return MonteCarlo(**arrays, path=path, fast_math=fast_math and path != _dispatch.REFERENCE)
 
 
 def _reference(net, key, chains, x, output, rounds):
