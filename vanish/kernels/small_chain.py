@@ -344,7 +344,8 @@ def _householder_qr(z: jax.Array, eye: jax.Array) -> tuple[jax.Array, jax.Array]
     x_k = jnp.sum(jnp.where(rows == k, column, 0.0))
     biggest = jnp.max(jnp.abs(x))
     scale = jnp.where(biggest > 0, biggest, 1.0)
-    norm = scale * jnp.sqrt(jnp.sum((x / scale) * (x / scale)))
+    scaled = x / scale
+    norm = scale * jnp.sqrt(jnp.sum(scaled * scaled))
     v = x + jnp.where(rows == k, jnp.where(x_k < 0, -norm, norm), 0.0)
     v_norm = jnp.sqrt(2.0 * norm) * jnp.sqrt(norm + jnp.abs(x_k))
     # A norm below the smallest normal float is a zero column (its log is floored anyway):
