@@ -16,6 +16,11 @@
 #             net.init's sampler against jax.random's (bench_init_compile, issue 7)
 #   chains    bench_chains at the paper shapes without PyTorch: the engine that slices each
 #             layer in place (session 9) against the plain scan chain (issue 6)
+#   training  bench_ensemble_training alone: 64 members together, and the logging overhead (issue 4)
+#
+# Environment: DEADLINE_S (seconds) shortens every command's limit so that the whole call ends
+# by then (a command with under 20 s left is skipped); FULL_ONLY="F9 F10 …" runs those figures
+# of the full stage, in that order (the store keeps what finished, so a later call resumes).
 #
 # Results go to one archive, $OUT/gpu_session.tgz (with $OUT, the device tool's return folder;
 # PNG figures, no PDFs), or to benchmarks/results/; nvidia-smi and `vanish info` are recorded. Each command has its own time limit, and
@@ -23,14 +28,15 @@
 set -uo pipefail
 
 [[ $# -ge 1 ]] || {
-  echo "usage: bash benchmarks/gpu_session.sh kernels|spectrum|qr|scale|full|checks|chains ..." >&2
+  echo "usage: bash benchmarks/gpu_session.sh kernels|spectrum|qr|scale|full|checks|chains|training ..." >&2
   exit 2
 }
 for stage in "$@"; do
   case "$stage" in
-    kernels | spectrum | qr | scale | full | checks | chains) ;;
+    kernels | spectrum | qr | scale | full | checks | chains | training) ;;
     *)
-      echo "unknown stage '$stage': expected kernels, spectrum, qr, scale, full, checks or chains" >&2
+      echo "unknown stage '$stage': expected kernels, spectrum, qr, scale, full, checks, chains" \
+        "or training" >&2
       exit 2
       ;;
   esac
@@ -67,10 +73,19 @@ py="${PYTHON:-python}"
 tag="$("$py" -c 'import jax, re; k = jax.devices()[0].device_kind
 m = re.search(r"\b[A-Z]{1,2}\d{2,3}\b", k); print((m.group(0) if m else k.split()[0]).lower())')"
 
-# timed LIMIT_S NAME COMMAND...: runs COMMAND under a time limit, output to $out/NAME.log.
+# timed LIMIT_S NAME COMMAND...: runs COMMAND under a time limit (shortened to end by
+# $DEADLINE_S, if set), output to $out/NAME.log.
 timed() {
   local limit="$1" name="$2"
   shift 2
+  if [[ -n "${DEADLINE_S:-}" ]]; then
+    local left=$((DEADLINE_S - SECONDS - 5))
+    ((left < limit)) && limit=$left
+    if ((limit < 20)); then
+      echo "$name: skipped ($((DEADLINE_S - SECONDS)) s left before DEADLINE_S)" | tee -a "$out/stages.txt"
+      return 0
+    fi
+  fi
   local start=$SECONDS
   timeout --signal=TERM --kill-after=10 "$limit" "$@" >"$out/$name.log" 2>&1
   local rc=$?
@@ -116,12 +131,18 @@ case "$stage" in
   full)
     # The store lives in the (ignored) results/ folder of the device's checkout, which a warm
     # machine keeps between calls: a stage cut at its limit resumes from its last finished chunk.
-    timed 570 reproduce_full "$py" -m vanish reproduce --full --store results/full \
-      --out "$out/figures_full"
+    only=()
+    [[ -n "${FULL_ONLY:-}" ]] && read -r -a only <<<"--only $FULL_ONLY"
+    PYTHONUNBUFFERED=1 timed 570 reproduce_full "$py" -m vanish reproduce --full \
+      --store results/full --out "$out/figures_full" "${only[@]}"
     # the store's records and tables (arrays stay on the machine: the archive must stay small)
     find results/full \( -name '*.json' -o -name '*.csv' \) -not -path '*/.partial-*' |
       tar czf "$out/full_store_records.tgz" -T - 2>/dev/null
     pack
+    ;;
+  training)
+    timed 200 bench_ensemble_training "$py" -m benchmarks.bench_ensemble_training --full \
+      --out "$out/ensemble_training_$tag.json"
     ;;
   chains)
     timed 450 bench_chains "$py" -m benchmarks.bench_chains --size paper --no-torch --no-scalar \
