@@ -3,8 +3,10 @@
 For linear, ReLU and tanh networks at criticality (linear σ_w² = 1; ReLU σ_w² = 2;
 tanh σ_b² = 10⁻⁴ and σ_w² = 1.086 on the critical line χ₁ = 1), with Gaussian
 N(0, σ_w²/n) or scaled Haar-orthogonal σ_w·O weights and inputs at the mean-field
-fixed point, this measures the exact log singular values of every partial product
-``J_l ⋯ J_1`` (:func:`vanish.lyapunov_spectrum`, refined) and, per depth l,
+fixed point, this measures the exact log singular values of the partial products
+``J_l ⋯ J_1`` (:func:`vanish.lyapunov_spectrum`, refined) at a geometric grid of depths
+(``--per-octave`` depths per doubling, the last depth and the density depths; 0 for every
+depth: see :func:`measured_depths`) and, per measured depth l,
 
 * the first two spectral moments of λ = σ², m_k = tr((JJᵀ)^k)/n, as ratios of
   ensemble means, with the normalized variance m₂/m₁² − 1 and a 95 % bootstrap-t
@@ -46,14 +48,42 @@ WEIGHTS = ("gaussian", "orthogonal")
 # activation -> σ_b² (σ_w² is the critical value χ₁ = 1 for that σ_b²).
 SIGMA_B2 = {"linear": 0.0, "relu": 0.0, "tanh": 1e-4}
 SIZES = {
-  "quick": {"width": 64, "depth": 16, "members": 16, "density_depths": [2, 4, 16]},
-  "full": {"width": 256, "depth": 128, "members": 64, "density_depths": [2, 8, 32, 128]},
+  "quick": {"width": 64, "depth": 16, "members": 16, "density_depths": [2, 4, 16], "per_octave": 4},
+  "full": {
+    "width": 256,
+    "depth": 128,
+    "members": 64,
+    "density_depths": [2, 8, 32, 128],
+    "per_octave": 4,
+  },
 }
 BOOTSTRAP = 1000
 # A ReLU Jacobian has exactly zero singular values (dead units); in float32 the QR
 # chain leaves them near ε·σ_max per dead layer, not at 0. Below σ_max·ε^¾ (in log σ) a
 # ReLU singular value counts as zero; linear and tanh spectra are exact to any depth.
 ZERO_RELATIVE_LOG_SV = 0.75 * math.log(float(np.finfo(np.float32).eps))
+
+
+def measured_depths(depth: int, per_octave: int, extra: Sequence[int] = ()) -> tuple[int, ...]:
+  """The depths whose exact spectra are computed: ``round(2^(k/per_octave))`` up to ``depth``,
+  ``depth`` itself and ``extra``, ascending; every depth for ``per_octave = 0``.
+
+  The refinement to exact singular values (graded QR sweeps and an SVD per member and
+  depth) costs far more than the chain: on an H100 the refined spectra of 128 networks of
+  width 256 took 280 s per activation at all 128 depths. Quantities that change smoothly with
+  depth need a few points per doubling (24 depths of 128 at ``per_octave = 4``).
+
+  Example:
+    >>> measured_depths(16, 2, extra=[5])
+    (1, 2, 3, 4, 5, 6, 8, 11, 16)
+    >>> measured_depths(4, 0)
+    (1, 2, 3, 4)
+  """
+  if per_octave == 0:
+    return tuple(range(1, depth + 1))
+  steps = np.arange(int(per_octave * math.log2(depth)) + 1)
+  grid = np.rint(2.0 ** (steps / per_octave)).astype(int)
+  return tuple(sorted({*grid[grid <= depth].tolist(), depth, *extra}))
 
 
 def nonzero(log_sv: np.ndarray, activation: str) -> np.ndarray:
@@ -194,6 +224,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     "--density-depths", type=positive_int, nargs="+", help="depths whose spectra are stored"
   )
   parser.add_argument(
+    "--per-octave",
+    type=integer(0),
+    help="measured depths per doubling of depth (0: every depth; default 4)",
+  )
+  parser.add_argument(
     "--activations", nargs="+", default=list(SIGMA_B2), choices=list(SIGMA_B2), help="(default all)"
   )
   args = parser.parse_args(argv)
@@ -233,8 +268,10 @@ def run(args: argparse.Namespace, activation: str) -> dict:
   # The chain never reads the net's initializer: members 0..M−1 Gaussian, M..2M−1 orthogonal.
   net = vn.MLP([width] * (depth + 1), activation, vn.init.gaussian(sigma_w2))
   x = _fixed_point_input(jax.random.fold_in(key, 2), activation, width)
-  log_sv = np.asarray(vn.lyapunov_spectrum(net, ({"w": w, "b": b},), x), np.float64)
-  layers = np.arange(1, depth + 1)
+  layers = np.asarray(measured_depths(depth, args.per_octave, args.density_depths))
+  params = ({"w": w, "b": b},)
+  log_sv = np.asarray(vn.lyapunov_spectrum(net, params, x, depths=layers.tolist()), np.float64)
+  at_density_depths = np.searchsorted(layers, args.density_depths)
   arrays, rows = {}, []
   for i, weights in enumerate(WEIGHTS):
     part = log_sv[i * members : (i + 1) * members]
@@ -259,13 +296,13 @@ def run(args: argparse.Namespace, activation: str) -> dict:
       f"{prefix}/theory_normalized_variance": theory_nv,
       f"{prefix}/std_log_lambda": np.nanstd(log_lam, axis=(0, 2)),
       f"{prefix}/zero_fraction": 1 - alive.mean(axis=(0, 2)),
-      f"{prefix}/log_sv_at_density_depths": part[:, np.asarray(args.density_depths) - 1],
+      f"{prefix}/log_sv_at_density_depths": part[:, at_density_depths],
     }
     if activation == "linear" and weights == "gaussian":
       arrays[f"{prefix}/finite_width_normalized_variance"] = (
-        linear_gaussian_moments(width, depth) - 1
+        linear_gaussian_moments(width, depth)[layers - 1] - 1
       )
-    for l in layers:
+    for j, l in enumerate(layers):
       rows.append(
         {
           "activation": activation,
@@ -273,17 +310,18 @@ def run(args: argparse.Namespace, activation: str) -> dict:
           "sigma_w2": sigma_w2,
           "sigma_b2": sigma_b2,
           "depth": int(l),
-          "mean_lambda": m1[:, l - 1].mean(),
-          "mean_lambda_se": mean_se[l - 1],
-          "theory_mean_lambda": theory_mean[l - 1],
-          "normalized_variance": nv[l - 1],
-          "normalized_variance_lo": nv_ci[l - 1, 0],
-          "normalized_variance_hi": nv_ci[l - 1, 1],
-          "theory_normalized_variance": theory_nv[l - 1],
-          "std_log_lambda": arrays[f"{prefix}/std_log_lambda"][l - 1],
-          "zero_fraction": arrays[f"{prefix}/zero_fraction"][l - 1],
+          "mean_lambda": m1[:, j].mean(),
+          "mean_lambda_se": mean_se[j],
+          "theory_mean_lambda": theory_mean[j],
+          "normalized_variance": nv[j],
+          "normalized_variance_lo": nv_ci[j, 0],
+          "normalized_variance_hi": nv_ci[j, 1],
+          "theory_normalized_variance": theory_nv[j],
+          "std_log_lambda": arrays[f"{prefix}/std_log_lambda"][j],
+          "zero_fraction": arrays[f"{prefix}/zero_fraction"][j],
         }
       )
+  arrays[f"{activation}/depths"] = layers
   arrays[f"{activation}/sigma_w2"] = np.asarray(sigma_w2)
   arrays[f"{activation}/sigma_b2"] = np.asarray(sigma_b2)
   return {"arrays": arrays, "rows": rows}
@@ -297,6 +335,8 @@ def cached(args: argparse.Namespace) -> Path:
     "depth": args.depth,
     "members": args.members,
     "density_depths": list(args.density_depths),
+    "per_octave": args.per_octave,
+    "depths": list(measured_depths(args.depth, args.per_octave, args.density_depths)),
     "activations": list(args.activations),
     "sigma_b2": {a: SIGMA_B2[a] for a in args.activations},
     "bootstrap": BOOTSTRAP,

@@ -6,7 +6,8 @@ as free probability predicts.
 :func:`vanish.lyapunov_spectrum`) for linear, ReLU and tanh networks at criticality, Gaussian
 (solid) vs orthogonal (dashed) weights, at a few depths (colors, key in (a); line styles, key in
 (c)); the dotted line marks the predicted mean E[λ] = χ₁^l = 1; exactly zero values (dead ReLU
-units) are left out. (d, e) Normalized variance m₂/m₁² − 1 of λ versus depth, Monte Carlo (95 %
+units) are left out. (d, e) Normalized variance m₂/m₁² − 1 of λ versus depth (about four
+depths per doubling), Monte Carlo (95 %
 bootstrap-t intervals over members, studentized on the log scale) against the free-probability
 prediction l(μ₂/μ₁² − 1 − s₁) (Pennington, Schoenholz & Ganguli 2017, 2018; dashed), and for
 linear Gaussian networks the exact finite-width value (dotted). (f) Mean of λ versus depth
@@ -36,7 +37,7 @@ def draw(*, quick: bool, out_dir: Path, store_root: Path, force: bool = False) -
   a, config = run.arrays, run.config
   activations = config["activations"]
   density_depths = config["density_depths"]
-  depths = np.arange(1, config["depth"] + 1)
+  depths = np.asarray(config["depths"])  # the measured depths (a geometric grid)
   column = _style.current_layout() == "column"  # narrow panels: keys need room made for them
   fig, axes = _style.figure(2, 3, width=_style.PAGE, height=4.4, column_height=5.4)
   depth_colors = [_style.color("", i) for i in range(len(density_depths))]

@@ -121,9 +121,11 @@ def test_sample_of_orthogonal_and_of_other_callables_and_key_implementations():
   q = np.asarray(orth[1, 0], np.float64)  # numpy: a GPU's default matmul would be TF32
   np.testing.assert_allclose(q @ q.T, 2.25 * np.eye(3), atol=1e-5)
   lecun = jax.nn.initializers.lecun_normal()
-  np.testing.assert_array_equal(
-    vn.init.sample(lecun, keys, (3, 6))[0, 1], lecun(keys[0, 1], (3, 6))
-  )
+  sampled, alone = vn.init.sample(lecun, keys, (3, 6))[0, 1], lecun(keys[0, 1], (3, 6))
+  if jax.default_backend() == "cpu":
+    np.testing.assert_array_equal(sampled, alone)
+  else:  # an eager call fuses multiply-adds differently (measured on an H100: 7 ulp)
+    np.testing.assert_array_max_ulp(sampled, alone, maxulp=64)
   rbg = jax.random.key(0, impl="rbg")  # not threefry: jax.random draws
   np.testing.assert_array_equal(
     vn.init.gaussian(2.0)(rbg, (4, 8)), 0.5 * jax.random.normal(rbg, (4, 8))

@@ -70,6 +70,40 @@ def test_jacobian_spectra_experiment_matches_exact_and_free_probability(tmp_path
   assert a["tanh/gaussian/log_sv_at_density_depths"].shape == (48, 2, 16)
 
 
+def test_measured_depths_are_a_geometric_grid_with_the_last_and_the_density_depths():
+  assert jacobian_spectra.measured_depths(6, 4) == (1, 2, 3, 4, 5, 6)
+  grid = jacobian_spectra.measured_depths(128, 4, extra=[100])
+  assert grid[:8] == (1, 2, 3, 4, 5, 6, 7, 8) and grid[-3:] == (100, 108, 128)
+  assert len(grid) == 25 and list(grid) == sorted(set(grid))
+  steps, below = np.diff(grid), np.asarray(grid[:-1])
+  assert np.all(steps <= np.maximum(1, below / 4))  # about a quarter octave apart, at most
+  assert jacobian_spectra.measured_depths(5, 0) == (1, 2, 3, 4, 5)
+  assert jacobian_spectra.measured_depths(1, 3) == (1,)
+
+
+def test_a_depth_grid_measures_the_same_spectra_as_every_depth(tmp_path):
+  """The exact spectrum at depth l depends on the product up to l only: measuring a subset of
+  depths (``--per-octave``) gives the all-depth run's numbers at those depths."""
+  argv = ["--quick", "--width", "8", "--depth", "12", "--members", "4", "--density-depths", "12"]
+  argv += ["--activations", "tanh", "--out", str(tmp_path)]
+  every = store.load(
+    jacobian_spectra.cached(jacobian_spectra.parse_args([*argv, "--per-octave", "0"]))
+  )
+  grid = store.load(
+    jacobian_spectra.cached(jacobian_spectra.parse_args([*argv, "--per-octave", "1"]))
+  )
+  depths = grid.arrays["tanh/depths"]
+  assert depths.tolist() == [1, 2, 4, 8, 12] and grid.config["depths"] == depths.tolist()
+  np.testing.assert_array_equal(every.arrays["tanh/depths"], np.arange(1, 13))
+  for weights in jacobian_spectra.WEIGHTS:
+    for name in ("m1", "m2", "theory_normalized_variance", "zero_fraction"):
+      key = f"tanh/{weights}/{name}"
+      np.testing.assert_allclose(grid.arrays[key], every.arrays[key][..., depths - 1], rtol=1e-5)
+    key = f"tanh/{weights}/log_sv_at_density_depths"
+    np.testing.assert_allclose(grid.arrays[key], every.arrays[key], rtol=1e-5, atol=1e-5)
+  assert [int(r["depth"]) for r in grid.tables["moments"]] == depths.tolist() * 2
+
+
 def test_relu_nonzero_threshold():
   log_sv = np.array([[1.0, -3.0, 1.0 - 17.0, -60.0]])
   assert jacobian_spectra.nonzero(log_sv, "relu").tolist() == [[True, True, False, False]]

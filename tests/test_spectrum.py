@@ -319,6 +319,14 @@ def test_block_schedules_do_not_depend_on_which_members_are_computed_together(re
   # guard: a backend whose sums depend on the batch size could need a looser bound there.)
   whole = np.asarray(whole)
   tol = np.broadcast_to(1e-6 * np.abs(whole).max(axis=(1, 2))[:, None, None], whole.shape)
+  if jax.default_backend() != "cpu":  # sums that depend on the batch size (the H100's do)
+    # Each QR's rounding u reaches a block's smallest directions amplified by up to the
+    # block's condition number, which the guard bounds: per QR u·e^{GUARD·ln(1/u)}
+    # (2.4·10⁻³ nats in float32), summed over the member's QRs in the worst case. Measured on
+    # an H100: up to 6.4·10⁻³ nats for the smallest exponents of the tame members.
+    u = float(np.finfo(np.float32).eps)
+    per_qr = u * np.exp(spectrum.GUARD_LOG_COND * np.log(1 / u))
+    tol = tol + (per_qr * np.asarray(counts["qr"]))[:, None, None]
   for got in (one_by_one, chunks, [sharded]):
     spectra = np.concatenate([np.asarray(s) for s, _ in got])
     np.testing.assert_array_less(np.abs(spectra - whole), tol)
