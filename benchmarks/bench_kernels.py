@@ -23,10 +23,12 @@ Three hot paths of issue 6:
   GPUs); every spectrum is checked against the float64 Householder path on a few members.
 
 At ``--size paper`` each kernel is also timed over a grid of launch configurations
-(``Size.scalar_sweep``: block × warps; ``Size.small_sweep``: warps × pipelining stages;
-entries ``impl="vanish-sweep"``), and a target reports the best entry: session 10's H100 run
-timed the defaults only, and the small kernel at width 64 and ``highest`` was 12× slower
-than the plain chain there.
+(``Size.scalar_sweep``: block × warps, accurate and ``fast_math``; ``Size.small_sweep``: warps ×
+pipelining stages; ``Size.spectrum_launches``: warps at 2 stages and stages at the default
+warps; entries ``impl="vanish-sweep"``), and a target reports the best entry. Session 14's
+H100 sweep chose the defaults (``small_chain.JACOBIAN_LAUNCH``, ``small_chain.SPECTRUM_LAUNCH``,
+``scalar_chain.DEFAULT_BLOCK``/``DEFAULT_NUM_WARPS``); the sweeps check them. Every kernel
+entry records its ``launch``.
 
 Each entry: median time, factors/s or TFLOP/s and GB/s with % of the device's peak, the ratio
 to the baseline, the path that ran (``pallas_triton``, ``pallas_interpret`` or ``reference``),
@@ -75,14 +77,16 @@ class Size:
   precisions: tuple[str, ...]
   repeats: int
   check_chains: int  # chains compared exactly with the reference path
-  # launch configurations timed besides the defaults: (block, num_warps) of the one-neuron
-  # kernel at output="final", (num_warps, num_stages) of the small-width kernel
-  scalar_sweep: tuple[tuple[int, int], ...] = ()
+  # launch configurations timed besides the defaults: (block, num_warps, fast_math) of the
+  # one-neuron kernel at output="final", (num_warps, num_stages) of the small-width kernel
+  scalar_sweep: tuple[tuple[int, int, bool], ...] = ()
   small_sweep: tuple[tuple[int, int], ...] = ()
   # (output, rounds or None for the default) of the one-neuron kernel with fast_math=True
   scalar_fast: tuple[tuple[str, int | None], ...] = ()
   spectrum: tuple[tuple[int, int, int], ...] = ()  # (members, width, depth)
-  spectrum_warps: tuple[int, ...] = ()  # num_warps timed besides the default
+  # (num_warps, num_stages) of the spectrum kernel timed besides the default launch, None for
+  # the launch table's value at the shape's width; launches equal to the default are skipped
+  spectrum_launches: tuple[tuple[int | None, int | None], ...] = ()
   spectrum_precisions: tuple[str, ...] = ()  # W·Q precisions timed besides "highest"
   deadline: float | None = None  # perf_counter() after which entries are skipped (--budget-s)
 
@@ -95,11 +99,11 @@ SIZES = {
     precisions=("highest",),
     repeats=2,
     check_chains=256,
-    scalar_sweep=((256, 2),),
+    scalar_sweep=((256, 2, False),),
     small_sweep=((2, 1),),
     scalar_fast=(("final", None), ("moments", None)),
     spectrum=((8, 16, 5),),
-    spectrum_warps=(2,),
+    spectrum_launches=((2, None),),
   ),
   "paper": Size(
     ((2**20, 50), (2**24, 50)),
@@ -107,17 +111,29 @@ SIZES = {
     ("highest", "default", "TF32_TF32_F32_X3"),
     10,
     2**16,
-    # session 10 (H100): 7.9e10 factors/s at the default (512, 4), the target is 3e11
-    scalar_sweep=tuple((b, w) for b in (256, 1024, 2048) for w in (2, 4, 8)),
-    # PTX approximations for Box–Muller, φ and the logs (session 13, not yet on a GPU);
-    # Philox-7 passes BigCrush too (Salmon et al. 2011)
+    # session 14 (H100, 2^24 x 50, ms): default (256, 8) 9.30, the old (512, 4) 12.4; block
+    # 1024 with 2 warps and 2048 with 2 or 4 warps were 4-14x slower at both sizes (not
+    # repeated). fast_math ran only at (512, 4): 3.98 ms; its sweep is new ((256, 8) repeats
+    # the default fast_math entry, by name).
+    scalar_sweep=(
+      *((b, w, False) for b, w in ((256, 2), (256, 4), (512, 4), (512, 8), (1024, 4), (1024, 8))),
+      (2048, 8, False),
+      *((b, w, True) for b in (256, 512, 1024) for w in (4, 8)),
+    ),
+    # PTX approximations for Box–Muller, φ and the logs; Philox-7 passes BigCrush too
+    # (Salmon et al. 2011)
     scalar_fast=(("final", None), ("moments", None), ("final", 7)),
-    # session 10: 12x slower than the plain chain at 4096 x 64 x 50, "highest", 2 warps
+    # session 14 chose small_chain.JACOBIAN_LAUNCH from this grid (at 4096 x 64 x 50,
+    # "highest", 2 warps were 12x slower than the plain chain, 8 warps 1.63x faster)
     small_sweep=tuple((w, s) for w in (1, 2, 4, 8) for s in (1, 2, 3)),
-    # the stable-spectrum kernel is new (session 13) and has not run on a GPU
-    # 4096 × 64 last: the Jacobian kernel spilled registers there (12× slower at "highest")
+    # 4096 × 64 last: the slowest launches are there (2 warps: 900 ms at "highest")
     spectrum=((16384, 32, 50), (16384, 16, 50), (4096, 64, 50)),
-    spectrum_warps=(2, 4, 8),
+    # stages 1, 2, 3 at SPECTRUM_LAUNCH's warps (session 14 swept warps at 2 stages only),
+    # then warps 2, 4, 8 and 1 at 2 stages (1 last: at N = 64 it may spill worse than 2)
+    spectrum_launches=(
+      *((None, s) for s in (1, 2, 3)),
+      *((w, 2) for w in (2, 4, 8, 1)),
+    ),
     spectrum_precisions=("TF32_TF32_F32_X3",),  # GPU only: XLA:CPU has no TF32
   ),
 }
@@ -164,6 +180,7 @@ def run_scalar(chains: int, depth: int, size: Size, device: dict[str, Any], use_
   )
   entries.append(base)
   written = {"final": 5.0 * chains, "all": 5.0 * factors, "moments": None}
+  default_launch = {"block": ksc.DEFAULT_BLOCK, "num_warps": ksc.DEFAULT_NUM_WARPS}
   for output in ksc.OUTPUTS:
     path = kernels.resolve(use_kernel)
     entry, out = _entry(
@@ -175,6 +192,7 @@ def run_scalar(chains: int, depth: int, size: Size, device: dict[str, Any], use_
       )[:4],
       size,
     )
+    entry["launch"] = default_launch
     entries.append(entry)
     outs[output] = out
   fast_outs = {}
@@ -189,20 +207,26 @@ def run_scalar(chains: int, depth: int, size: Size, device: dict[str, Any], use_
       )[:4],
       size,
     )  # fmt: skip
+    entry["launch"] = default_launch
     entries.append(entry)
     fast_outs[output, rounds] = entry, out
-  for block, num_warps in size.scalar_sweep:
-    entry, _ = _entry(
-      f"kernels.scalar_chain[final, block={block}, warps={num_warps}]",
+  swept_fast = {}
+  for block, num_warps, fast in size.scalar_sweep:
+    entry, out = _entry(
+      f"kernels.scalar_chain[final{', fast_math' if fast else ''}, block={block}, "
+      f"warps={num_warps}]",
       "vanish-sweep",
       kernels.resolve(use_kernel),
-      lambda block=block, num_warps=num_warps: ksc.monte_carlo(
+      lambda block=block, num_warps=num_warps, fast=fast: ksc.monte_carlo(
         net, key, chains, 1.0, output="final", use_kernel=use_kernel, block=block,
-        num_warps=num_warps,
+        num_warps=num_warps, fast_math=fast,
       )[:4],
       size,
     )  # fmt: skip
+    entry["launch"] = {"block": block, "num_warps": num_warps}
     entries.append(entry)
+    if fast:
+      swept_fast[entry["name"]] = entry, out
   for e in entries:
     if "seconds" in e:
       e["factors_per_s"] = factors / e["seconds"]
@@ -241,6 +265,10 @@ def run_scalar(chains: int, depth: int, size: Size, device: dict[str, Any], use_
     name = f"fast_math[{output}" + (f", rounds={rounds}]" if rounds else "]")
     if out is not None:
       checks[name] = _fast_math_check(net, key, n, out, output, rounds, outs.get("moments"))
+    entry["checked"] = bool(checks.get(name, {}).get("passed"))
+  for name, (entry, out) in swept_fast.items():  # each fast launch on the same draws
+    if out is not None:
+      checks[name] = _fast_math_check(net, key, n, out, "final", None, None)
     entry["checked"] = bool(checks.get(name, {}).get("passed"))
   moments = outs.get("moments")
   if moments is not None and final is not None:
@@ -333,6 +361,8 @@ def run_small(
       ),
       size,
     )
+    launch = small_chain._launch("jacobian", width, precision)
+    ours["launch"] = {"num_warps": launch[0], "num_stages": launch[1]}
     if out is not None:
       ours["path"] = out.path
       if base_out is not None:
@@ -354,6 +384,7 @@ def run_small(
         ),
         size,
       )  # fmt: skip
+      entry["launch"] = {"num_warps": num_warps, "num_stages": num_stages}
       swept.append(entry)
     for e in (base, ours, *swept):
       e["precision"] = precision
@@ -385,6 +416,14 @@ def _float64_spectrum(net, params, x, members: int) -> np.ndarray:
     return common.to_numpy(spectrum)
 
 
+def _spectrum_launches(width: int, launches: Sequence[tuple[int | None, int | None]]):
+  """``launches`` with None resolved by ``small_chain``'s launch table at ``width``, without
+  repeats and without the default launch (the unswept entry times it)."""
+  default = small_chain._launch("spectrum", width, "highest")
+  resolved = (small_chain._launch("spectrum", width, "highest", w, s) for w, s in launches)
+  return [launch for launch in dict.fromkeys(resolved) if launch != default]
+
+
 def run_spectrum(
   members: int, width: int, depth: int, size: Size, device: dict[str, Any], use_kernel: str
 ):
@@ -399,25 +438,28 @@ def run_spectrum(
   chain = lambda: bench_chains.plain_chain(w, b, x, "highest")
   qr_benettin = lambda: bench_chains.plain_qr_benettin(w, b, x, "highest")
   jnp_path = lambda: vn.lyapunov_spectrum(net, params, x, refine=False)
+  default = small_chain._launch("spectrum", width, "highest")
   candidates = [
-    ("jax.chain[highest]", "baseline", "plain jax", chain),
-    ("jax.qr_benettin", "baseline", "plain jax", qr_benettin),
-    ("vn.lyapunov_spectrum(refine=False)", "vanish-jnp", "reference", jnp_path),
-    ("kernels.small_chain.lyapunov_spectrum", "vanish", None, run),
+    ("jax.chain[highest]", "baseline", "plain jax", chain, None),
+    ("jax.qr_benettin", "baseline", "plain jax", qr_benettin, None),
+    ("vn.lyapunov_spectrum(refine=False)", "vanish-jnp", "reference", jnp_path, None),
+    ("kernels.small_chain.lyapunov_spectrum", "vanish", None, run, default),
     *(
       (f"kernels.small_chain.lyapunov_spectrum[{p}]", "vanish-sweep", None,
-       lambda p=p: run(precision=p))
+       lambda p=p: run(precision=p), small_chain._launch("spectrum", width, p))
       for p in size.spectrum_precisions
     ),
     *(
-      (f"kernels.small_chain.lyapunov_spectrum[warps={n}]", "vanish-sweep", None,
-       lambda n=n: run(num_warps=n))
-      for n in size.spectrum_warps
+      (f"kernels.small_chain.lyapunov_spectrum[warps={n}, stages={s}]", "vanish-sweep", None,
+       lambda n=n, s=s: run(num_warps=n, num_stages=s), (n, s))
+      for n, s in _spectrum_launches(width, size.spectrum_launches)
     ),
   ]  # fmt: skip
   entries = []
-  for name, impl, path, fn in candidates:
+  for name, impl, path, fn, launch in candidates:
     entry, out = _entry(name, impl, path, fn, size)
+    if launch is not None:
+      entry["launch"] = {"num_warps": launch[0], "num_stages": launch[1]}
     spectrum = getattr(out, "spectrum", out)
     if out is not None and name != "jax.chain[highest]":
       entry["path"] = getattr(out, "path", path)

@@ -7,6 +7,7 @@ implementation), the sampled chains do not depend on the block size, their stati
 to Triton IR for CUDA. What it cannot: Triton's PTX compilation, register use, speed.
 """
 
+import functools
 import math
 
 import jax
@@ -430,7 +431,7 @@ def test_dispatch_on_cpu():
     kernels.resolve("fast")
 
 
-def test_auto_leaves_calls_measured_slower_to_the_reference(monkeypatch):
+def test_auto_takes_the_kernels_where_the_h100_timed_them_faster(monkeypatch):
   # As on a supported GPU: "auto" resolves to the compiled kernel (stubbed: no GPU here).
   monkeypatch.setattr(_dispatch, "resolve", lambda choice: _dispatch.KERNEL)
 
@@ -444,13 +445,19 @@ def test_auto_leaves_calls_measured_slower_to_the_reference(monkeypatch):
   net = vn.MLP(widths=[64] * 3, activation="tanh")
   params = net.init(jax.random.key(0), members=2)
   x = jnp.ones(64)
-  out = small_chain.jacobian(net, params, x, precision="highest")  # 12× slower on the H100
+  # N = 64 at "highest": 12× slower than the plain chain at session 10's launch, 1.63× faster
+  # at the table's (8 warps): "auto" takes it now, as the other swept precision.
+  for precision, use_kernel in (("highest", "auto"), ("default", "auto"), ("highest", "pallas")):
+    with pytest.raises(KernelRan):
+      small_chain.jacobian(net, params, x, precision=precision, use_kernel=use_kernel)
+  # A call listed as measured slower takes the reference (none is listed today).
+  assert small_chain.AUTO_SLOWER == {}
+  monkeypatch.setitem(small_chain.AUTO_SLOWER, (64, "highest"), "slower on some GPU")
+  out = small_chain.jacobian(net, params, x, precision="highest")
   assert out.path == "reference"
   np.testing.assert_array_equal(out.jacobian, vn.jacobian(net, params, x, precision="highest"))
-  for precision, use_kernel in (("default", "auto"), ("highest", "pallas")):
-    with pytest.raises(KernelRan):  # measured faster, or asked for explicitly
-      small_chain.jacobian(net, params, x, precision=precision, use_kernel=use_kernel)
-  # Not yet timed on a GPU: tf32x3 for the chain, every width for the spectrum.
+  # Not yet timed at the table's launch: tf32x3 for the chain, any precision but "highest"
+  # for the spectrum.
   refusal = small_chain._jacobian_auto_refusal  # (XLA:CPU cannot run the tf32x3 reference)
   tf32x3 = small_chain._choose_path(net, params, x, "TF32_TF32_F32_X3", "auto", refusal)
   assert tf32x3 == "reference"
@@ -460,11 +467,24 @@ def test_auto_leaves_calls_measured_slower_to_the_reference(monkeypatch):
   np.testing.assert_array_equal(
     out.spectrum, vn.lyapunov_spectrum(net, params, x, refine=False, precision="default")
   )
-  with pytest.raises(KernelRan):
-    small_chain.lyapunov_spectrum(net, params, x, use_kernel="pallas")
-  monkeypatch.setattr(small_chain, "SPECTRUM_AUTO_WIDTHS", (64,))  # as after a GPU run
+  refusal = small_chain._spectrum_auto_refusal
+  assert small_chain._choose_path(net, params, x, "TF32_TF32_F32_X3", "auto", refusal) == (
+    "reference"
+  )
+  # The spectrum kernel at "highest": timed faster than the reference at N = 16, 32 and 64.
+  assert small_chain.SPECTRUM_AUTO_WIDTHS == (16, 32, 64)
+  for width in small_chain.SPECTRUM_AUTO_WIDTHS:
+    net_n = vn.MLP(widths=[width] * 3, activation="tanh")
+    params_n = net_n.init(jax.random.key(0), members=2)
+    assert small_chain._choose_path(net_n, params_n, x[:width], "highest", "auto", refusal) == (
+      "pallas_triton"
+    )
   with pytest.raises(KernelRan):
     small_chain.lyapunov_spectrum(net, params, x)
+  with pytest.raises(KernelRan):
+    small_chain.lyapunov_spectrum(net, params, x, precision="default", use_kernel="pallas")
+  monkeypatch.setattr(small_chain, "SPECTRUM_AUTO_WIDTHS", (16, 32))  # a width not timed
+  assert small_chain.lyapunov_spectrum(net, params, x).path == "reference"
   # float64 parameters (x64): "auto" takes the reference; an explicit kernel says why not.
   with jax.enable_x64(True):
     p64 = jax.tree.map(lambda a: a.astype(jnp.float64), params)
@@ -472,6 +492,49 @@ def test_auto_leaves_calls_measured_slower_to_the_reference(monkeypatch):
     assert small_chain.jacobian(net, p64, x.astype(jnp.float64)).path == "reference"
     with pytest.raises(ValueError, match="not float32"):
       small_chain.jacobian(net, p64, x.astype(jnp.float64), use_kernel="pallas")
+
+
+def test_launch_table_gives_the_h100_choices_and_explicit_arguments_override_it(monkeypatch):
+  launch = small_chain._launch
+  # benchmarks/results/kernels_h100.json: the fastest (num_warps, num_stages) of the sweep
+  measured = {
+    (16, "highest"): (2, 3),
+    (16, "default"): (1, 3),
+    (32, "highest"): (2, 1),
+    (32, "default"): (1, 1),
+    (64, "highest"): (8, 1),
+    (64, "default"): (2, 1),
+  }
+  for (width, precision), want in measured.items():
+    assert launch("jacobian", width, precision) == want, (width, precision)
+  # tf32x3 was not swept: "highest"'s launch. A width between buckets: the next one up.
+  assert launch("jacobian", 64, "TF32_TF32_F32_X3") == (8, 1)
+  assert launch("jacobian", 24, "default") == (1, 1)
+  assert launch("jacobian", 8, "highest") == (2, 3)
+  assert launch("jacobian", 128, "highest") == (8, 1)  # past the last bucket: the last
+  # spectrum_kernel_h100.json: 1 warp at N ≤ 32, 4 at N = 64 (2 warps there: 900 ms)
+  for width, want in ((16, (1, 2)), (32, (1, 2)), (64, (4, 2)), (48, (4, 2))):
+    for precision in small_chain.PRECISIONS:
+      assert launch("spectrum", width, precision) == want, (width, precision)
+  # Explicit arguments override each value on its own.
+  assert launch("jacobian", 64, "highest", num_warps=2) == (2, 1)
+  assert launch("jacobian", 64, "highest", num_stages=3) == (8, 3)
+  assert launch("spectrum", 64, "highest", 1, 1) == (1, 1)
+  # The public functions pass the table's launch, or the arguments, to the kernel.
+  launches = []
+
+  def recorder(*args, num_warps, num_stages, **kwargs):
+    launches.append((num_warps, num_stages))
+    return None
+
+  monkeypatch.setattr(small_chain, "_pallas", recorder)
+  monkeypatch.setattr(small_chain, "_spectrum_pallas", recorder)
+  net = vn.MLP(widths=[64] * 3, activation="tanh")
+  params, x = net.init(jax.random.key(0), members=2), jnp.ones(64)
+  for fn in (small_chain.jacobian, small_chain.lyapunov_spectrum):
+    for kw in ({}, {"num_warps": 4}, {"num_stages": 3}, {"num_warps": 1, "num_stages": 1}):
+      fn(net, params, x, use_kernel="interpret", **kw)
+  assert launches == [(8, 1), (4, 1), (8, 3), (1, 1), (4, 2), (4, 2), (4, 3), (1, 1)]
 
 
 def test_the_kernels_build_for_every_activation_they_accept():
@@ -567,23 +630,22 @@ def test_kernels_lower_to_triton_for_cuda():
     # fast: PTX's approximations replace libdevice's accurate log (in the serialized IR)
     assert ("lg2.approx.ftz.f32" in text) == fast and ("__nv_logf" in text) != fast, output
   tanh = vn.activations.get("tanh")
-  for precision in small_chain.PRECISIONS:
-    fn = lambda w, b, x, precision=precision: small_chain._pallas(
-      w, b, x, act=tanh, precision=precision, num_warps=1, num_stages=2, interpret=False
-    )
-    shapes = (
-      S((16384, 50, 32, 32), jnp.float32),
-      S((16384, 50, 32), jnp.float32),
-      S((32,), jnp.float32),
-    )
-    text = _dispatch.lower_for_cuda(fn, *shapes)
-    assert text.count(_dispatch.TRITON_CUSTOM_CALL) == 1 and "grid_x = 16384" in text
-    fn = lambda w, b, x, precision=precision: small_chain._spectrum_pallas(
-      w, b, x, act=tanh, precision=precision, num_warps=1, num_stages=2, interpret=False,
-      depths=None,
-    )  # fmt: skip
-    text = _dispatch.lower_for_cuda(fn, *shapes)
-    assert text.count(_dispatch.TRITON_CUSTOM_CALL) == 1 and "grid_x = 16384" in text
+  shapes = (
+    S((16384, 50, 32, 32), jnp.float32),
+    S((16384, 50, 32), jnp.float32),
+    S((32,), jnp.float32),
+  )
+  for precision in small_chain.PRECISIONS:  # at the launch table's choices for N = 32
+    for kernel in (small_chain._pallas, small_chain._spectrum_pallas):
+      spectrum = kernel is small_chain._spectrum_pallas
+      warps, stages = small_chain._launch("spectrum" if spectrum else "jacobian", 32, precision)
+      fn = functools.partial(
+        kernel, act=tanh, precision=precision, num_warps=warps, num_stages=stages,
+        interpret=False, **({"depths": None} if spectrum else {}),
+      )  # fmt: skip
+      text = _dispatch.lower_for_cuda(fn, *shapes)
+      assert text.count(_dispatch.TRITON_CUSTOM_CALL) == 1 and "grid_x = 16384" in text
+      assert f"num_stages = {stages} : i32, num_warps = {warps} : i32" in text
 
 
 @pytest.mark.skipif(

@@ -56,8 +56,13 @@ from vanish.networks import MLP, _check_key
 __all__ = ["MonteCarlo", "monte_carlo", "sample_parameters", "standard_deviations"]
 
 OUTPUTS = ("final", "all", "moments")
-DEFAULT_BLOCK = 512  # chains per program: 4 per thread at 4 warps (ILP for Philox's latency)
-DEFAULT_NUM_WARPS = 4
+# The launch: chains per program and Triton warps, one chain per thread. The fastest accurate
+# launch of the H100 sweep (benchmarks/results/kernels_h100.json, section "scalar",
+# output="final", sigmoid, depth 50): 9.30 ms at 2²⁴ chains (block 512 × 4 warps, the launch
+# before, 12.4 ms; 1024 × 8: 10.8) and 1.42 ms at 2²⁰ (512 × 4: 1.68). fast_math=True was
+# timed only at 512 × 4 (3.98 ms at 2²⁴); it takes this launch too, not yet timed there.
+DEFAULT_BLOCK = 256
+DEFAULT_NUM_WARPS = 8
 
 
 class MonteCarlo(NamedTuple):
@@ -418,9 +423,10 @@ def monte_carlo(
     output: ``"final"``, ``"all"`` or ``"moments"`` (see the module docstring).
     use_kernel: ``"auto"``, ``"pallas"``, ``"interpret"`` or ``"reference"``
       (:func:`vanish.kernels.resolve`).
-    block: chains per Pallas program, a power of 2 (the results do not depend on it, except
-      for the float rounding of ``"moments"``).
-    num_warps: Triton warps per program.
+    block: chains per Pallas program, a power of 2 (default 256; the results do not depend
+      on it, except for the float rounding of ``"moments"``).
+    num_warps: Triton warps per program, 1, 2, 4, 8 or 16 (default 8: with block 256 the
+      H100's fastest accurate launch, see :data:`DEFAULT_BLOCK`).
     rounds: Philox rounds (10 standard).
     fast_math: the compiled kernel computes Box–Muller, φ, log φ' and log |w| with PTX's
       one-instruction approximations (:mod:`vanish.kernels.fast_math`: errors ~10⁻⁷ per

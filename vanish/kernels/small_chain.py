@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -88,16 +88,41 @@ ACTIVATIONS = (
   "softplus",
   "tanh",
 )
-# What "auto" takes the compiled Jacobian kernel for: the precisions timed on a GPU, except
-# the calls it measured slower (H100, benchmarks/results/kernels_h100.json): at N = 64 and
-# "highest" 144.5 ms against the plain chain's 11.6 ms for 4096 members × depth 50 (3.0×
-# faster at "default").
+# Launch configurations, (num_warps, num_stages), the fastest of the H100 sweep in
+# benchmarks/results/kernels_h100.json (section "small": tanh, depth 50, 16384 members at
+# N = 16 and 32, 4096 at N = 64; warps 1, 2, 4, 8 × stages 1, 2, 3; median ms, in brackets at
+# the launch of session 10's rule, 1 warp for N ≤ 32 else 2, 2 stages). A width between the
+# buckets takes the next bucket up; a precision not swept (TF32_TF32_F32_X3, timed only at
+# the old launch) takes the "highest" entry. Explicit ``num_warps=`` / ``num_stages=``
+# override each value.
+JACOBIAN_LAUNCH = {
+  (16, "highest"): (2, 3),  # 0.996 ms [1.12]
+  (16, "default"): (1, 3),  # 0.788 ms [0.852]
+  (32, "highest"): (2, 1),  # 2.96 ms [4.32]; the plain chain 12.3
+  (32, "default"): (1, 1),  # 1.75 ms [2.72]; the plain chain 11.4
+  (64, "highest"): (8, 1),  # 7.13 ms [145]; the plain chain 11.6
+  (64, "default"): (2, 1),  # 2.08 ms [3.75]
+}
+# The spectrum kernel's, from benchmarks/results/spectrum_kernel_h100.json (section
+# "spectrum", "highest", same shapes; warps 1, 2, 4, 8 swept at 2 stages only): N = 16: 1 warp
+# 6.77 ms (2: 10.8, 4: 14.8, 8: 25.6); N = 32: 1 warp 26.3 ms (2: 44.3, 4: 76.9, 8: 101);
+# N = 64: 4 warps 60.5 ms (2: 900, 8: 116; 1 not timed).
+SPECTRUM_LAUNCH = {16: (1, 2), 32: (1, 2), 64: (4, 2)}
+# What "auto" takes the compiled Jacobian kernel for: the precisions swept on a GPU, except
+# calls listed in AUTO_SLOWER (none now). Session 10 listed (64, "highest"): 144.5 ms at the
+# old launch (2 warps) against the plain chain's 11.6 ms for 4096 members × depth 50; at the
+# table's launch (8 warps, 1 stage) the kernel took 7.13 ms, 1.63× faster than the plain chain
+# (benchmarks/results/kernels_h100.json), so "auto" takes it.
 AUTO_PRECISIONS = ("highest", "default")
-AUTO_SLOWER = {(64, "highest"): "12× slower than the reference on the H100"}
-# Widths at which "auto" takes the compiled spectrum kernel: none until a GPU has timed it
-# (``bash benchmarks/gpu_session.sh spectrum``); ``use_kernel="pallas"`` runs it anywhere
-# it is supported.
-SPECTRUM_AUTO_WIDTHS: tuple[int, ...] = ()
+AUTO_SLOWER: dict[tuple[int, str], str] = {}
+# Where "auto" takes the compiled spectrum kernel: the widths and precisions at which the H100
+# timed it faster than ``vn.lyapunov_spectrum(refine=False)`` at the launch of SPECTRUM_LAUNCH
+# (spectrum_kernel_h100.json, "highest"): 6.77 vs 47.8 ms at N = 16, 26.3 vs 160 at N = 32,
+# 60.5 vs 140 at N = 64. TF32_TF32_F32_X3 ran at N = 16 and 32 at this launch (5.49, 24.9 ms)
+# but was not swept and its reference was not timed; "default" never ran.
+# ``use_kernel="pallas"`` runs the kernel at any supported call.
+SPECTRUM_AUTO_WIDTHS: tuple[int, ...] = (16, 32, 64)
+SPECTRUM_AUTO_PRECISIONS = ("highest",)
 
 
 class JacobianChain(NamedTuple):
@@ -211,10 +236,37 @@ def _pallas(w, b, x, *, act, precision, num_warps, num_stages, interpret):
   )  # fmt: skip
 
 
-def _check_launch(num_warps: Any, num_stages: Any) -> int:
+def _check_launch(num_warps: Any, num_stages: Any) -> int | None:
   if num_warps is not None and (isinstance(num_warps, bool) or num_warps not in (1, 2, 4, 8, 16)):
     raise ValueError(f"num_warps must be None, 1, 2, 4, 8 or 16, got {num_warps!r}")
+  if num_stages is None:
+    return None
   return _checks.integer("num_stages", num_stages, minimum=1, maximum=8)
+
+
+def _bucket(width: int, widths: Iterable[int]) -> int:
+  """The smallest of ``widths`` ≥ ``width`` (the largest if none is)."""
+  return min((w for w in widths if w >= width), default=max(widths))
+
+
+def _launch(
+  kernel: str,
+  width: int,
+  precision: str,
+  num_warps: int | None = None,
+  num_stages: int | None = None,
+) -> tuple[int, int]:
+  """``(num_warps, num_stages)`` for ``kernel`` (``"jacobian"`` or ``"spectrum"``): each from
+  :data:`JACOBIAN_LAUNCH` / :data:`SPECTRUM_LAUNCH` unless given explicitly."""
+  if kernel == "jacobian":
+    width = _bucket(width, {w for w, _ in JACOBIAN_LAUNCH})
+    default = JACOBIAN_LAUNCH.get((width, precision), JACOBIAN_LAUNCH[width, "highest"])
+  else:
+    default = SPECTRUM_LAUNCH[_bucket(width, SPECTRUM_LAUNCH)]
+  return (
+    default[0] if num_warps is None else num_warps,
+    default[1] if num_stages is None else num_stages,
+  )
 
 
 def _jacobian_auto_refusal(width: int, precision: str) -> str | None:
@@ -224,8 +276,9 @@ def _jacobian_auto_refusal(width: int, precision: str) -> str | None:
 
 
 def _spectrum_auto_refusal(width: int, precision: str) -> str | None:
-  del precision
-  return None if width in SPECTRUM_AUTO_WIDTHS else "not yet timed on a GPU"
+  if precision not in SPECTRUM_AUTO_PRECISIONS:
+    return f"precision {precision!r} not yet timed on a GPU"
+  return None if width in SPECTRUM_AUTO_WIDTHS else f"width {width} not yet timed on a GPU"
 
 
 def _choose_path(
@@ -262,10 +315,6 @@ def _kernel_inputs(net: MLP, params: Any, x: jax.Array, precision: str):
   return p["w"], p["b"], x.astype(jnp.float32)
 
 
-def _default_warps(width: int, num_warps: int | None) -> int:
-  return num_warps if num_warps is not None else (1 if width <= 32 else 2)
-
-
 def jacobian(
   net: MLP,
   params: Any,
@@ -274,7 +323,7 @@ def jacobian(
   precision: str = "highest",
   use_kernel: Any = "auto",
   num_warps: int | None = None,
-  num_stages: int = 2,
+  num_stages: int | None = None,
 ) -> JacobianChain:
   """:func:`vanish.jacobian` of a constant-width MLP ensemble, by the on-chip kernel where it can.
 
@@ -291,8 +340,10 @@ def jacobian(
       reference), ``"pallas"``,
       ``"interpret"`` or ``"reference"``; an explicit kernel choice raises if the call is
       not supported.
-    num_warps: Triton warps per member (default 1 for N ≤ 32, else 2).
-    num_stages: Triton software-pipelining stages for the weight loads.
+    num_warps: Triton warps per member, 1, 2, 4, 8 or 16 (default: :data:`JACOBIAN_LAUNCH`,
+      the H100's fastest for the width and precision).
+    num_stages: Triton software-pipelining stages for the weight loads, 1 to 8 (default:
+      :data:`JACOBIAN_LAUNCH`).
 
   Returns:
     A :class:`JacobianChain`: ``jacobian`` ``[M, N, N]`` and the ``path`` that ran.
@@ -303,13 +354,14 @@ def jacobian(
   if path == _dispatch.REFERENCE:
     return JacobianChain(_reference_jacobian(net, params, x, precision=precision), path)
   w, b, x = _kernel_inputs(net, params, x, precision)
+  num_warps, num_stages = _launch("jacobian", net.widths[0], precision, num_warps, num_stages)
   out = _pallas(
     w,
     b,
     x,
     act=net.activation,
     precision=precision,
-    num_warps=_default_warps(net.widths[0], num_warps),
+    num_warps=num_warps,
     num_stages=num_stages,
     interpret=path == _dispatch.INTERPRET,
   )
@@ -406,7 +458,7 @@ def lyapunov_spectrum(
   depths: Sequence[int] | None = None,
   use_kernel: Any = "auto",
   num_warps: int | None = None,
-  num_stages: int = 2,
+  num_stages: int | None = None,
 ) -> LyapunovSpectrum:
   """``vn.lyapunov_spectrum(net, params, x, refine=False)`` by the on-chip kernel where it can.
 
@@ -422,9 +474,12 @@ def lyapunov_spectrum(
       QR is float32 on every path.
     depths: the depths ``l`` (1 ≤ l ≤ L, any order, repeats allowed) to return, default all.
     use_kernel: as in :func:`jacobian`, but ``"auto"`` takes the kernel only at the widths
-      in :data:`SPECTRUM_AUTO_WIDTHS` (none until a GPU has timed it).
-    num_warps: Triton warps per member (default 1 for N ≤ 32, else 2).
-    num_stages: Triton software-pipelining stages for the weight loads.
+      in :data:`SPECTRUM_AUTO_WIDTHS` and precisions in :data:`SPECTRUM_AUTO_PRECISIONS`
+      (timed faster than the reference on the H100).
+    num_warps: Triton warps per member, 1, 2, 4, 8 or 16 (default: :data:`SPECTRUM_LAUNCH`,
+      the H100's fastest for the width).
+    num_stages: Triton software-pipelining stages for the weight loads, 1 to 8 (default:
+      :data:`SPECTRUM_LAUNCH`).
 
   Returns:
     A :class:`LyapunovSpectrum`: ``spectrum`` ``[M, D, N]`` (``[M, batch, D, N]`` for a
@@ -450,13 +505,14 @@ def lyapunov_spectrum(
     return LyapunovSpectrum(spectrum, path)
   w, b, x = _kernel_inputs(net, params, x, precision)
   depths = _check_depths(depths, net.depth)
+  num_warps, num_stages = _launch("spectrum", net.widths[0], precision, num_warps, num_stages)
   out = _spectrum_pallas(
     w,
     b,
     x,
     act=net.activation,
     precision=precision,
-    num_warps=_default_warps(net.widths[0], num_warps),
+    num_warps=num_warps,
     num_stages=num_stages,
     interpret=path == _dispatch.INTERPRET,
     depths=depths,
