@@ -19,14 +19,28 @@ Measures, in one process on the same network, parameters, data and mini-batch or
   tensor), (ii) the plain step plus ``Σ g²`` of every layer from two zero-padded stacks,
   one reduction each (``plain_with_packed_norms``: 2 reductions a step instead of vanish's
   6, a candidate for the GPU, where launches dominate) and (iii) vanish's compiled epoch
-  (``training._run_epoch``: per-tensor ``Σ g²``, the checks, the step's log as one vector
-  summed in the scan's carry); overhead = time / plain − 1 (target ≤ 10 %). Correctness:
-  vanish's and the plain step's parameters agree. CPU ``--quick`` (shared 2 cores):
-  vanish's logging +5–7 % (median), about the plain step's own norms (+3–7 %); it was
-  +10–11 % while the step also reduced ``max |g|`` of every tensor (to tell an exactly zero
-  gradient from an underflowed one, now left to a scaled rerun). The packed norms cost
-  +12 % on the CPU, which materializes the padded stacks (``results/ensemble_training_cpu.json``).
-  The GPU figures must be re-measured (``bash benchmarks/gpu_session.sh scale``).
+  (``training._run_epoch``: per-tensor ``Σ g²``, elementwise checks, the step's log as one
+  vector summed in the scan's carry; the checks are reduced once per epoch, after the scan);
+  overhead = time / plain − 1 (target ≤ 10 %). Correctness: vanish's and the plain step's
+  parameters agree. On the H100 (session 14, ``results/ensemble_training_h100.json``; 64
+  members, ~84 µs a plain step, bound by kernel launches) vanish's epoch cost **+33.8 %**
+  while its step still reduced the checks (``all``) every step, the plain step with the same
+  norms +9.9 %, the packed norms +17 %; the present step is not yet measured on a GPU. CPU
+  ``--quick`` (shared 2 cores, session 14, four runs before, three after): vanish +5.0–6.9 %
+  before the change, +5.3–8.0 % after (noise), the plain step's own norms +2.9–5.5 %, the
+  packed norms +10–25 % (the CPU materializes the padded stacks).
+
+* **Structure.** Every entry also records ``loop_body_ops``: the ops of its compiled scanned
+  step that launch a kernel on a GPU (:func:`loop_body_ops`: fusions, reductions, custom
+  calls, copies, dynamic-update-slices; nested loops times their trip counts), with
+  ``loop_body_detail`` (by opcode), so a GPU run shows each time beside its per-step launch
+  count. On the CPU XLA fuses differently: ``--quick`` gives vanish 84, the plain step 79
+  without the norms and 85 with them, before and after the change above (the CPU fused the
+  per-step ``all`` into the log's loop already). A deviceless H100 compile with jax 0.10.2
+  (``jax.experimental.topologies`` with an H100 target config, Triton GEMMs off) gives 58
+  for vanish before and after, 56 and 61 for the plain step without and with the norms, 61
+  packed: there too the ``all`` sat in the log's kernel, so launches alone do not explain
+  vanish's +20 µs a step on the H100 (jax 0.11.2 there).
 
 Network: Nielsen's 64-30-30-30-10 sigmoid net (``gaussian(1.0)`` weights, ``normal(1.0)``
 biases, linear readout, softmax cross-entropy), SGD η = 0.1, batches of 10, sklearn digits.
@@ -45,8 +59,10 @@ Writes ``benchmarks/results/ensemble_training_<device>.json`` (``--out`` to chan
 from __future__ import annotations
 
 import argparse
+import collections
 import functools
 import os
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -136,12 +152,103 @@ def plain_epoch(net, params, opt_state, x, y, batches, *, log: str | None):
   return jax.vmap(one)(params, opt_state)
 
 
-def _vanish_epoch(net, params, opt_state, x, y, batches):
+def _vanish_args(net, params, opt_state, x, y, batches, x_test=None, y_test=None):
+  """The arguments of ``training._run_epoch`` for one epoch as :func:`training.train` passes
+  them (without a test set unless given: the epoch does not use it for ``log="epoch"``)."""
   config = training._static(
     training.Config(cost=COST, optimizer="sgd", learning_rate=LEARNING_RATE, batch_size=BATCH)
   )
   rates = (jnp.asarray(LEARNING_RATE, jnp.float32), jnp.asarray(0.0, jnp.float32))
-  return training._run_epoch(net, config, rates, params, opt_state, x, y, None, None, batches)
+  return (net, config, rates, params, opt_state, x, y, x_test, y_test, batches)
+
+
+def _vanish_epoch(net, params, opt_state, x, y, batches):
+  return training._run_epoch(*_vanish_args(net, params, opt_state, x, y, batches))
+
+
+# --------------------------------------------------------------------------- compiled structure
+
+# HLO instructions that launch nothing: buffer plumbing and literals
+_NOT_KERNELS = frozenset({"parameter", "tuple", "get-tuple-element", "constant", "bitcast"})
+_INSTRUCTION = re.compile(r"^\s*(?:ROOT\s+)?%?([\w.\-]+)\s*=\s*(.*)$")
+
+
+def _opcode(rest: str) -> str | None:
+  """The opcode of an HLO instruction's right-hand side ``TYPE opcode(operands), ...``."""
+  end, depth = rest.find(" "), 0
+  if rest.startswith("("):  # a tuple type: skip its balanced parentheses
+    for index, char in enumerate(rest):
+      depth += (char == "(") - (char == ")")
+      if depth == 0:
+        end = index + 1
+        break
+  match = re.match(r"\s*([\w\-]+)\(", rest[end:])
+  return match.group(1) if match else None
+
+
+def _computations(hlo: str) -> tuple[dict[str, list[tuple[str | None, str]]], str | None]:
+  """The computations of a compiled module's text, ``name -> [(opcode, rhs)]``, and ENTRY's."""
+  computations: dict[str, list[tuple[str | None, str]]] = {}
+  entry = current = None
+  for line in hlo.splitlines():
+    if line and not line[0].isspace() and line.rstrip().endswith("{"):
+      head = line.split()
+      current = (head[1] if head[0] == "ENTRY" else head[0]).lstrip("%")
+      entry = current if head[0] == "ENTRY" else entry
+      computations[current] = []
+    elif line.startswith("}"):
+      current = None
+    elif current is not None and (match := _INSTRUCTION.match(line)):
+      computations[current].append((_opcode(match.group(2)), match.group(2)))
+  return computations, entry
+
+
+def _body_ops(computations, name: str) -> dict[str, Any]:
+  """The ops of one loop body that can launch a kernel, nested loops expanded by trip count."""
+  counts: collections.Counter[str] = collections.Counter()
+  nested, per_step = [], 0
+  for opcode, rest in computations[name]:
+    if opcode is None or opcode in _NOT_KERNELS:
+      continue
+    counts[opcode] += 1
+    per_step += 1
+    if opcode == "while":
+      inner = _body_ops(computations, re.search(r"body=%?([\w.\-]+)", rest).group(1))
+      trip = re.search(r'known_trip_count":\{"n":"(\d+)"', rest)
+      nested.append({"trip_count": int(trip.group(1)) if trip else None, "ops": inner["per_step"]})
+      per_step += (int(trip.group(1)) if trip else 1) * inner["per_step"]
+  return {
+    "per_step": per_step,
+    "top_level": sum(counts.values()),
+    "by_opcode": dict(sorted(counts.items())),
+    "nested_loops": nested,
+  }
+
+
+def loop_body_ops(compiled_text: str) -> dict[str, Any]:
+  """What one step of a compiled scanned epoch launches: the ops of the scan's while-loop body.
+
+  ``compiled_text`` is ``jax.jit(f).lower(...).compile().as_text()``. The scan is the
+  outermost ``while`` of the entry computation with the most ops. Counted: the body's
+  top-level instructions but parameters, tuples, get-tuple-elements, constants and bitcasts,
+  i.e. fusions, reductions, custom calls (cuBLAS on a GPU), copies, dynamic-update-slices
+  (on a GPU each is a kernel launch; on the CPU XLA fuses differently, so only the GPU's
+  counts explain a GPU time). ``per_step`` also adds the ops of nested loops (the engine's
+  scan over a segment's layers) times their known trip counts; ``by_opcode`` and
+  ``nested_loops`` break it down.
+  """
+  computations, entry = _computations(compiled_text)
+  loops = [
+    _body_ops(computations, re.search(r"body=%?([\w.\-]+)", rest).group(1))
+    for opcode, rest in computations.get(entry, [])
+    if opcode == "while"
+  ]
+  return max(loops, key=lambda loop: loop["per_step"]) if loops else {"per_step": 0}
+
+
+def _compiled_ops(fn, *args, **kwargs) -> dict[str, Any]:
+  """:func:`loop_body_ops` of the jitted ``fn`` compiled for these arguments."""
+  return loop_body_ops(fn.lower(*args, **kwargs).compile().as_text())
 
 
 def interleaved(fns: Sequence[Any], repeats: int) -> list[tuple[common.Timing, Any]]:
@@ -243,6 +350,38 @@ def run(size: str, repeats: int | None = None) -> dict[str, Any]:
   entries.append(_entry("epoch.plain_with_logging", t_plain_log, epoch_steps))
   entries.append(_entry("epoch.plain_with_packed_norms", t_packed, epoch_steps))
 
+  # the step's structure: what each entry's scanned step launches (compiled again, untimed)
+  x_test, y_test = jnp.asarray(test_set.x), jnp.asarray(test_set.y)
+  structure = {  # train's epoch: the same program, with the (unused) test set and step flags
+    "train.ensemble": _compiled_ops(
+      training._run_epoch,
+      *_vanish_args(net, params, opt, x, y, batches, x_test, y_test),
+      np.zeros(batches.shape[0], bool),
+    ),
+    "train.sequential": _compiled_ops(
+      training._run_epoch,
+      *_vanish_args(net, singles[0], opt1[0], x, y, batches, x_test, y_test),
+      np.zeros(batches.shape[0], bool),
+    ),
+    "epoch.vanish_ensemble": _compiled_ops(
+      training._run_epoch, *_vanish_args(net, params, opt, x, y, batches)
+    ),
+    "epoch.vanish_sequential": _compiled_ops(
+      training._run_epoch, *_vanish_args(net, singles[0], opt1[0], x, y, batches)
+    ),
+  }
+  for name, log in (
+    ("no_logging", None),
+    ("with_logging", "tensor"),
+    ("with_packed_norms", "packed"),
+  ):
+    ops = _compiled_ops(plain_epoch, net, params, opt, x, y, batches, log=log)
+    structure[f"epoch.plain_{name}"] = ops
+  for entry in entries:
+    ops = structure[entry["name"]]
+    entry["loop_body_ops"] = ops["per_step"]
+    entry["loop_body_detail"] = {k: v for k, v in ops.items() if k != "per_step"}
+
   ratios = {
     "ensemble_speedup_train_call": t_seq.median / t_together.median,
     "ensemble_speedup_compiled_epoch": t_ep_seq.median / t_ep.median,
@@ -294,10 +433,15 @@ def default_out(device: dict[str, Any]) -> Path:
 
 def report_table(report: dict[str, Any]) -> str:
   rows = [
-    [e["name"], common.fmt(e["median_s"] * 1e3), common.fmt(e["member_steps_per_s"], ".4g")]
+    [
+      e["name"],
+      common.fmt(e["median_s"] * 1e3),
+      common.fmt(e["member_steps_per_s"], ".4g"),
+      str(e.get("loop_body_ops", "")),
+    ]
     for e in report["entries"]
   ]
-  text = common.format_table(rows, ["entry", "median ms", "member-steps/s"])
+  text = common.format_table(rows, ["entry", "median ms", "member-steps/s", "ops/step"])
   text += "\n" + "\n".join(f"{k}: {v:.3f}" for k, v in report["ratios"].items())
   text += "\n" + "\n".join(f"{k}: {v:.3g}" for k, v in report["checks"].items())
   return text
