@@ -537,25 +537,12 @@ def test_learning_speeds_of_tiny_gradients_do_not_underflow():
   )
 
 
-def _scan_body(closed_jaxpr):
-  """The body of the first ``lax.scan`` met depth first (the epoch's scan over mini-batches)."""
-  for eqn in closed_jaxpr.jaxpr.eqns:
-    if eqn.primitive.name == "scan":
-      return eqn.params["jaxpr"]
-    for param in eqn.params.values():
-      for sub in param if isinstance(param, (tuple, list)) else [param]:
-        if isinstance(sub, jax.extend.core.ClosedJaxpr) and (body := _scan_body(sub)):
-          return body
-  return None
-
-
 def test_compiled_step_has_no_conditional_and_the_norms_agree_with_the_scaled_path():
-  """The step logs the plain norms and elementwise exactness flags, with no conditional (on a
-  GPU each copies its predicate to the host every step) and no reduction of the flags (the
-  epoch reduces them once, after the scan); the scaled variant is another compilation, and
-  both agree on ordinary gradients. The full-set evaluation keeps one ``lax.cond`` shared by
-  all members (``pmin``): once per epoch by default, in the step only with ``log="step"``
-  and ``evaluate_every``."""
+  """The step logs the plain norms and an exactness flag, with no conditional (on a GPU each
+  copies its predicate to the host every step); the scaled variant is another compilation,
+  and both agree on ordinary gradients. The full-set evaluation keeps one ``lax.cond``
+  shared by all members (``pmin``): once per epoch by default, in the step only with
+  ``log="step"`` and ``evaluate_every``."""
   params = tuple(  # traced only: shapes suffice, no net.init compilation
     {"w": jnp.zeros((2, s.depth, s.fan_out, s.fan_in)), "b": jnp.zeros((2, s.depth, s.fan_out))}
     for s in SHALLOW.segments
@@ -567,22 +554,16 @@ def test_compiled_step_has_no_conditional_and_the_norms_agree_with_the_scaled_pa
   rates = (jnp.float32(0.1), jnp.float32(0.0))
   batches = training.epoch_batches(jax.random.key(1), 0, 20, 10)
 
-  def closed_jaxpr(config, scaled=False):
-    epoch = functools.partial(training._run_epoch, scaled=scaled)
-    return jax.make_jaxpr(epoch, static_argnums=(0, 1))(
-      SHALLOW, config, rates, params, opt_state, x, y, None, None, batches
-    )
-
   def jaxpr(config, scaled=False):
-    return str(closed_jaxpr(config, scaled))
+    epoch = functools.partial(training._run_epoch, scaled=scaled)
+    return str(
+      jax.make_jaxpr(epoch, static_argnums=(0, 1))(
+        SHALLOW, config, rates, params, opt_state, x, y, None, None, batches
+      )
+    )
 
   for scaled in (False, True):
     assert "cond[" not in jaxpr(config, scaled) and "pmin" not in jaxpr(config, scaled)
-  for log in ("epoch", "step"):  # the flags are reduced once per epoch, after the scan
-    epoch = closed_jaxpr(training._static(training.Config(log=log)))
-    body = str(_scan_body(epoch))
-    assert "dot_general" in body and "reduce_sum" in body  # the step: its matmuls and Σ g²
-    assert "reduce_and" not in body and "reduce_or" not in body and "reduce_and" in str(epoch)
   assert jaxpr(config, True).count(" div ") > jaxpr(config).count(" div ")  # g / max |g|
   evaluation = str(
     jax.make_jaxpr(training._evaluate_members, static_argnums=(0, 1))(
@@ -663,33 +644,31 @@ def test_packed_step_logs_unpack_exactly_and_their_sums_give_the_epoch_means():
   """A step's log is one vector (one write, or one add to the carry, per scanned step). It
   unpacks bitwise, and T summed vectors over T are the fields' means: within T·u of float64
   means for positive values (T − 1 float32 additions and a division, u = 2⁻²⁴), −inf, inf
-  and NaN propagating as in a mean. The 2L inexact flags (0 or 1 per norm, no reduction in
-  the step) sum to a nonzero count exactly where a step's norm was inexact."""
+  and NaN propagating as in a mean, and the inexact count nonzero iff a step was inexact."""
   u, steps, depth = 2.0**-24, 7, 3
   rng = np.random.default_rng(0)
   loss = rng.uniform(0.1, 3, steps).astype(np.float32)
   bias = rng.uniform(1e-3, 1, (steps, depth)).astype(np.float32)
   weight = rng.uniform(1e-3, 1, (steps, depth)).astype(np.float32)
-  inexact = np.zeros((steps, 2 * depth), bool)
+  exact = np.ones(steps, bool)
 
-  def pack(loss, bias, weight, inexact):
-    rows = zip(loss, bias, weight, inexact, strict=True)
+  def pack(loss, bias, weight, exact):
+    rows = zip(loss, bias, weight, exact, strict=True)
     return jnp.stack([training._packed_log(*row) for row in rows])
 
   def epoch_mean(packed):  # the carry's float32 sums, in step order
-    means, flags = training._unpacked_log(functools.reduce(jnp.add, packed)[None])
-    return {k: np.asarray(v[0] / steps) for k, v in means.items()}, np.asarray(flags[0])
+    means, inexact = training._unpacked_log(functools.reduce(jnp.add, packed)[None])
+    return {k: np.asarray(v[0] / steps) for k, v in means.items()}, float(inexact[0])
 
-  packed = pack(loss, bias, weight, inexact)
-  assert packed.shape == (steps, 2 + 4 * depth)
-  fields, flags = training._unpacked_log(packed)
+  packed = pack(loss, bias, weight, exact)
+  fields, inexact = training._unpacked_log(packed)
   expected = {"loss": loss, "bias_speed": bias, "weight_speed": weight}
   expected["log_g"] = np.asarray(training._log_g(jnp.asarray(bias)))
   for name, value in expected.items():
     np.testing.assert_array_equal(fields[name], value, err_msg=name)
-  np.testing.assert_array_equal(flags, inexact)
-  means, counts = epoch_mean(packed)
-  assert not counts.any()
+  assert np.all(np.asarray(inexact) == 0)
+  means, count = epoch_mean(packed)
+  assert count == 0
   for name in ("loss", "bias_speed", "weight_speed"):
     want = expected[name].astype(np.float64).mean(axis=0)
     np.testing.assert_allclose(means[name], want, rtol=steps * u, err_msg=name)
@@ -698,36 +677,13 @@ def test_packed_step_logs_unpack_exactly_and_their_sums_give_the_epoch_means():
     means["log_g"], log_g.mean(), rtol=0, atol=steps * u * abs(log_g).max()
   )
 
-  inexact[4, 1] = inexact[5, 1] = inexact[6, 4] = True  # inexact norms in three steps
+  exact[4] = False  # one inexact step
   bias[2, 0] = 0  # a dead first layer in step 2: log_g = -inf, and so is the mean
   loss[5] = np.nan
   weight[1, 2], weight[3, 2] = np.inf, 1.0
-  means, counts = epoch_mean(pack(loss, bias, weight, inexact))
-  np.testing.assert_array_equal(counts, inexact.sum(axis=0))  # exact counts: 0 iff all exact
-  assert means["log_g"] == -np.inf and np.isnan(means["loss"])
+  means, count = epoch_mean(pack(loss, bias, weight, exact))
+  assert count == 1 and means["log_g"] == -np.inf and np.isnan(means["loss"])
   assert means["weight_speed"][2] == np.inf and np.isfinite(means["weight_speed"][:2]).all()
-
-
-def test_elementwise_inexact_flags_decide_as_the_per_step_check():
-  """The epoch's decision from the summed (or stacked) elementwise flags equals the old
-  per-step ``all(isfinite(Σ g²) & (Σ g² ≥ safe))`` reduced over the steps, for every kind of
-  sum: 0, −0, subnormal, just below and at the safe bound, ordinary, huge, inf, NaN."""
-  safe = training._safe_square_sum(jnp.float32)
-  specials = np.array(
-    [0.0, -0.0, 1e-45, np.nextafter(np.float32(safe), np.float32(0)), safe, 1.0, 3e38]
-    + [np.inf, np.nan],
-    np.float32,
-  )
-  rng = np.random.default_rng(1)
-  for _ in range(200):
-    steps = rng.integers(1, 5)
-    sums = np.where(
-      rng.random((steps, 6)) < 0.15, rng.choice(specials, (steps, 6)), rng.uniform(1e-6, 9, 1)
-    ).astype(np.float32)
-    old = all(bool(np.all(np.isfinite(row) & (row >= np.float32(safe)))) for row in sums)
-    flags = np.stack([np.asarray(training._inexact_sums(jnp.asarray(row))) for row in sums])
-    summed = functools.reduce(np.add, flags.astype(np.float32))  # the log="epoch" carry
-    assert bool(np.all(summed == 0)) == bool(np.all(flags == 0)) == old
 
 
 def test_bfloat16_epoch_means_are_accumulated_in_float32():

@@ -25,23 +25,17 @@ gradient, which the plain sums cannot tell apart from one) the epoch is run agai
 the same state with the norms scaled by the largest entry (:func:`_scaled_layer_norms`),
 and so are all later epochs of the run (deep networks whose gradients vanish stay in
 that regime: one rerun, not one per epoch). The step chooses no branch for this: on a
-GPU a conditional copies its predicate to the host every step. Nor does it reduce the
-checks: it logs one 0/1 flag per norm, and the epoch reduces them once, after the scan.
-On the H100 (64 members of a 64-30-30-30-10 net, batch 10, ~84 µs a plain step: bound by
-kernel launches) vanish's epoch cost +28 % over a plain optax epoch while the step held a
-``lax.cond`` (session 10), and +33.8 % with no conditional but a per-step ``all`` of the
-checks (session 14), against +11 % and +9.9 % for the same norms in the plain step. The
-present step is not yet measured on a GPU (``bash benchmarks/gpu_session.sh scale``). A
-deviceless H100 compile with jax 0.10.2 fuses that ``all`` into the log's kernel: 58 ops
-that launch a kernel per step with it and without, against 61 for the plain step with the
-same norms, so the launch count alone does not explain the difference (the benchmark
-records each entry's count, ``loop_body_ops``, beside its time). The logging adds as few
-ops to the scanned step as it can: one ``Σ g²`` reduction per tensor (no ``max |g|``
-beside it), elementwise checks after them, and one log vector, written once
-(``log="step"``) or added to the epoch's sums in the scan's carry (``log="epoch"``). On
-the 2-core CPU (``benchmarks/bench_ensemble_training.py --quick``, 16 members of a
-64-30-30-30-10 net) the logging costs +5–8 % over a plain optax epoch, about as much as
-the plain step's own per-tensor norms (+3–6 %; +10–11 % with ``max |g|`` beside ``Σ g²``).
+GPU a conditional copies its predicate to the host every step. On the H100 (session 10)
+vanish's epoch cost +28 % over a plain optax epoch while the step held a ``lax.cond``
+for it, and the same norms in the plain step +11 %; the present design is not yet
+measured on a GPU (``bash benchmarks/gpu_session.sh scale``). There a step of a small
+network is bound by kernel launches, so the logging adds as few ops to the scanned step
+as it can: one ``Σ g²`` reduction per tensor (no ``max |g|`` beside it), one
+elementwise op for the checks after them, and one log vector, written once
+(``log="step"``) or added to the epoch's sums in the scan's carry (``log="epoch"``).
+On the 2-core CPU (``benchmarks/bench_ensemble_training.py --quick``, 16 members of a
+64-30-30-30-10 net) the logging costs +5–7 % over a plain optax epoch, about as much as
+the plain step's own per-tensor norms (+3–7 %; +10–11 % with ``max |g|`` beside ``Σ g²``).
 A scaled epoch costs about +8 % more than a plain one (median; the rerun adds one epoch
 and a second compilation, ~1.4 s there). Runs pay it whose gradients vanish below float32's
 squares, explode past them or turn inf or NaN (a diverged run), or that hold an exactly
@@ -360,41 +354,28 @@ def _safe_square_sum(dtype) -> float:
   return float(jnp.finfo(dtype).tiny) * 2.0**66
 
 
-def _square_sums(grads) -> jax.Array:
-  """``Σ g²`` of every layer's bias, then of every layer's weights (``[2L]``), from
-  segment-stacked gradients: one reduction per tensor (a segment's layers at once)."""
-  tensors = [(g["b"], (-1,)) for g in grads] + [(g["w"], (-2, -1)) for g in grads]
-  return jnp.concatenate([jnp.sum(jnp.square(g), axis=axis) for g, axis in tensors])
-
-
-def _inexact_sums(sums: jax.Array) -> jax.Array:
-  """Elementwise: whether a sum of squares is *not* known exact, i.e. lies outside
-  ``[_safe_square_sum, inf)`` (0, tiny, inf or NaN). No reduction: the training step
-  logs these flags and the epoch reduces them once (see :func:`_epoch`)."""
-  return ~(jnp.isfinite(sums) & (sums >= _safe_square_sum(sums.dtype)))
-
-
 def _plain_layer_norms(grads) -> tuple[jax.Array, jax.Array, jax.Array]:
   """Per-layer ``sqrt(Σ g²)`` for biases and weights (``[L]`` each) from segment-stacked
   gradients, and whether all of them are exact (a scalar bool).
 
   A norm is known exact when its sum of squares lies in ``[_safe_square_sum, inf)``.
-  Anything else (0, tiny, inf or NaN) is flagged (:func:`_inexact_sums`): the entries may
-  be too small or too large to square in the dtype, which only :func:`_scaled_layer_norms`
-  gets right. An exactly zero gradient (a dead layer), or one holding inf or NaN, is
-  flagged too, although scaling does not change its norm: telling it apart from an
-  underflowed one takes ``max |g|``, a second reduction per tensor (its cost: the module
-  docstring). In training such an epoch is run again scaled, once per run (:func:`train`);
-  the full-set evaluation (:func:`_layer_norms`) chooses per call.
+  Anything else (0, tiny, inf or NaN) is flagged: the entries may be too small or too
+  large to square in the dtype, which only :func:`_scaled_layer_norms` gets right. An
+  exactly zero gradient (a dead layer), or one holding inf or NaN, is flagged too,
+  although scaling does not change its norm: telling it apart from an underflowed one
+  takes ``max |g|``, a second reduction per tensor (its cost: the module docstring). Such
+  an epoch is run again scaled, once per run (:func:`train`). The ``2L`` sums are joined
+  before the checks and square roots: one elementwise op after the reductions.
 
   Packing the gradients into two zero-padded stacks (biases, weights) for one reduction
   each would cut a 64-30-30-30-10 net's 6 reductions to 2, but XLA:CPU materializes the
   padded stacks (+12 % for a plain step on the CPU, against +3–7 % with one reduction per
   tensor), so the reductions stay one per tensor (``benchmarks/bench_ensemble_training.py``
-  times the packed variant; on the H100, session 14, it cost +17 % against +9.9 %).
+  times the packed variant for a GPU, where it is not yet measured).
   """
-  sums = _square_sums(grads)
-  exact = ~jnp.any(_inexact_sums(sums))
+  tensors = [(g["b"], (-1,)) for g in grads] + [(g["w"], (-2, -1)) for g in grads]
+  sums = jnp.concatenate([jnp.sum(jnp.square(g), axis=axis) for g, axis in tensors])
+  exact = jnp.all(jnp.isfinite(sums) & (sums >= _safe_square_sum(sums.dtype)))
   norms, half = jnp.sqrt(sums), sums.size // 2
   return norms[:half], norms[half:], exact
 
@@ -448,28 +429,25 @@ def _log_g(bias_speed: jax.Array) -> jax.Array:
   return jnp.where(first == 0, -jnp.inf, jnp.log(first) - jnp.log(last))
 
 
-def _packed_log(loss, bias, weight, inexact) -> jax.Array:
-  """One step's log as one vector ``[2 + 4L]``: the loss, ``log_g``, the L bias speeds, the
-  L weight speeds, and the ``2L`` inexact flags of the norms (1 where a norm's ``Σ g²`` is
-  not known exact, else 0; elementwise, :func:`_inexact_sums`, so the step reduces nothing
-  for them). The scanned step writes one vector (``log="step"``) or adds it to the epoch's
-  sums (``log="epoch"``), not one per field."""
-  head = jnp.stack([loss, _log_g(bias)])
-  return jnp.concatenate([head, bias, weight, inexact.astype(loss.dtype)])
+def _packed_log(loss, bias, weight, exact) -> jax.Array:
+  """One step's log as one vector ``[3 + 2L]``: the loss, ``log_g``, 1 if a norm is inexact
+  (else 0), the L bias speeds, the L weight speeds. The scanned step writes one vector
+  (``log="step"``) or adds it to the epoch's sums (``log="epoch"``), not one per field."""
+  head = jnp.stack([loss, _log_g(bias), jnp.where(exact, 0, 1).astype(loss.dtype)])
+  return jnp.concatenate([head, bias, weight])
 
 
 def _unpacked_log(packed: jax.Array) -> tuple[dict[str, jax.Array], jax.Array]:
-  """The log fields of :func:`_packed_log` vectors ``[T, 2 + 4L]`` (``[T]`` and ``[T, L]``),
-  and the inexact flags ``[T, 2L]`` (all 0 where every norm was exact; or their sums, for
-  summed vectors: 0 iff no step's norm was inexact, the flags being 0 or 1)."""
-  depth = (packed.shape[-1] - 2) // 4
+  """The log fields of :func:`_packed_log` vectors ``[T, 3 + 2L]`` (``[T]`` and ``[T, L]``),
+  and the inexact flags (0 where all norms were exact; or their sums, for summed vectors)."""
+  depth = (packed.shape[-1] - 3) // 2
   fields = {
     "loss": packed[:, 0],
-    "bias_speed": packed[:, 2 : 2 + depth],
-    "weight_speed": packed[:, 2 + depth : 2 + 2 * depth],
+    "bias_speed": packed[:, 3 : 3 + depth],
+    "weight_speed": packed[:, 3 + depth :],
     "log_g": packed[:, 1],
   }
-  return fields, packed[:, 2 + 2 * depth :]
+  return fields, packed[:, 2]
 
 
 def _loss_and_outputs(net, config, params, x, y):
@@ -522,24 +500,19 @@ def _epoch(
 ):
   """One epoch of ONE member (vmapped over axis ``_MEMBERS``): scan over mini-batches.
 
-  The speeds are the plain ``sqrt(Σ g²)`` (``scaled=False``), with one flag per norm that
-  says whether its ``Σ g²`` was not known exact (:func:`_inexact_sums`), or
-  :func:`_scaled_layer_norms` (``scaled=True``, flags 0). The norms choose no branch in
-  the step: on a GPU a conditional copies its predicate to the host, a synchronization per
-  step (XLA's conditional thunk). :func:`train` picks the variant per epoch (see there). The
+  The speeds are the plain ``sqrt(Σ g²)`` (``scaled=False``), with a flag that says
+  whether all of this member's were known exact (:func:`_plain_layer_norms`), or
+  :func:`_scaled_layer_norms` (``scaled=True``). The norms choose no branch in the step:
+  on a GPU a conditional copies its predicate to the host, a synchronization per step
+  (XLA's conditional thunk). :func:`train` picks the variant per epoch (see there). The
   full-set evaluation inside the step (``evaluate_every``) keeps its conditionals.
 
   The step logs the mini-batch loss, speeds and ``log_g`` of its own gradients (no extra
-  pass) and the flags, as one :func:`_packed_log` vector: a ``[T, 2 + 4L]`` scan output
-  for ``log="step"``; for ``log="epoch"`` no output, the vectors are summed in the carry and
+  pass), as one :func:`_packed_log` vector: a ``[T, 3 + 2L]`` scan output for
+  ``log="step"``; for ``log="epoch"`` no output, the vectors are summed in the carry and
   divided by T after the scan (the same means, summed in step order in float32 or wider:
   relative error ≤ T·u, u the accumulator's unit roundoff, for positive values; −inf, inf
-  and NaN propagate as in a mean). The step reduces no flag: the epoch's
-  ``norms_exact = all(flags == 0)`` is taken once, after the scan, over the ``[T, 2L]``
-  rows or the ``2L`` summed flags. Both say what the per-step ``all(isfinite(Σ g²) &
-  (Σ g² ≥ safe))`` reduced over the steps said: a flag is 0 or 1, and a float sum of
-  values in {0, 1} is 0 iff all are 0 (partial sums never decrease, and a sum ≥ 1 stays ≥ 1
-  however large T); NaN and inf sums give flag 1, not a NaN in the carry. The full-set
+  and NaN propagate as in a mean). The inexact flags are summed alike. The full-set
   evaluation runs inside the step only for ``log="step"`` with ``evaluate_every``: after
   every step (1) or, behind a ``lax.cond`` on the unbatched ``evaluate[i]`` (≥ 2), after the
   flagged steps (NaN rows elsewhere, dropped on the host). Otherwise the epoch end is
@@ -560,15 +533,12 @@ def _epoch(
     indices, flag = inputs
     (loss, _), grads = grad_fn(net, config, params, x[indices], y[indices])
     if scaled:  # the gradients that are applied next
-      bias, weight = _scaled_layer_norms(grads)
-      inexact = jnp.zeros(2 * bias.size, bool)
-    else:  # the flags stay elementwise: the epoch reduces them once, after the scan
-      sums = _square_sums(grads)
-      norms, inexact = jnp.sqrt(sums), _inexact_sums(sums)
-      bias, weight = norms[: sums.size // 2], norms[sums.size // 2 :]
+      (bias, weight), exact = _scaled_layer_norms(grads), jnp.array(True)
+    else:
+      bias, weight, exact = _plain_layer_norms(grads)
     updates, opt_state = tx.update(grads, opt_state, params)
     params = optax.apply_updates(params, updates)
-    packed = _packed_log(loss, bias, weight, inexact)
+    packed = _packed_log(loss, bias, weight, exact)
     if config.log == "epoch":  # summed in the carry: no per-step output
       return (params, opt_state, total + packed.astype(total.dtype)), {}
     row = {"packed": packed}
@@ -584,7 +554,7 @@ def _epoch(
   dtype = params[0]["w"].dtype
   # the sums of log="epoch", in float32 at least: a bfloat16 sum stops growing after a few
   # hundred steps (jnp.mean, too, accumulates low precision in float32)
-  total = jnp.zeros(2 + 4 * depth, jnp.promote_types(dtype, jnp.float32))
+  total = jnp.zeros(3 + 2 * depth, jnp.promote_types(dtype, jnp.float32))
   carry = (params, opt_state, total)
   (params, opt_state, total), rows = lax.scan(step, carry, (batches, evaluate))
   if config.log == "epoch":  # evaluated after the call, by _evaluate_members: compiled once
