@@ -79,7 +79,7 @@ def measured_depths(depth: int, per_octave: int, extra: Sequence[int] = ()) -> t
     >>> measured_depths(4, 0)
     (1, 2, 3, 4)
   """
-  if per_octave == 0:
+  if per_octave == 0 or per_octave >= depth:  # a step below 1/depth octave hits every depth
     return tuple(range(1, depth + 1))
   steps = np.arange(int(per_octave * math.log2(depth)) + 1)
   grid = np.rint(2.0 ** (steps / per_octave)).astype(int)

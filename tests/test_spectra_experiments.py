@@ -79,6 +79,7 @@ def test_measured_depths_are_a_geometric_grid_with_the_last_and_the_density_dept
   assert np.all(steps <= np.maximum(1, below / 4))  # about a quarter octave apart, at most
   assert jacobian_spectra.measured_depths(5, 0) == (1, 2, 3, 4, 5)
   assert jacobian_spectra.measured_depths(1, 3) == (1,)
+  assert jacobian_spectra.measured_depths(50, 10**9) == tuple(range(1, 51))  # no huge grid
 
 
 def test_a_depth_grid_measures_the_same_spectra_as_every_depth(tmp_path):

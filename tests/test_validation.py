@@ -573,6 +573,7 @@ BAD_OPTIONS = [
   ("rescaling", ["--seed", str(2**32)], "--seed", _SEEDS),
   # intervals and variances over members need two of them
   ("jacobian_spectra", ["--members", "1"], "--members", ">= 2"),
+  ("jacobian_spectra", ["--per-octave", "-1"], "--per-octave", ">= 0"),
   ("lyapunov_depth", ["--members", "1"], "--members", ">= 2"),
   ("finite_width", ["--members", "1"], "--members", ">= 2"),
   ("sigmoid_weights", ["--chain-members", "1"], "--chain-members", ">= 2"),
