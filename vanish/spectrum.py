@@ -510,8 +510,11 @@ def lyapunov_spectrum(
       ``"highest"``, whatever ``precision`` is.
     depths: the depths ``l`` (1 ≤ l ≤ L, any order, repeats allowed) to return,
       default all. The refinement (sweeps and an SVD) runs only at these; the
-      carried triangular product is updated at every factorization. The values
-      are those the default call returns at the same depths.
+      carried triangular product is updated at every factorization. With the
+      default ``reorthonormalize="every"`` the values are those the default call
+      returns at the same depths; a blocked schedule also factors at every
+      requested depth, so its values there depend (within its guard's error, e.g.
+      0.07 nats at depth 40 with blocks of 4) on which other depths are requested.
     reorthonormalize: when to factor. ``"every"`` (default) layer. An int ``b``:
       ``Z = J_l ⋯ J_{s+1} Q_s`` is multiplied for up to ``b`` layers before one
       QR (one QR of the product has the triangular factor of the per-layer ones,
