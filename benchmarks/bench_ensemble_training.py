@@ -19,28 +19,40 @@ Measures, in one process on the same network, parameters, data and mini-batch or
   tensor), (ii) the plain step plus ``Σ g²`` of every layer from two zero-padded stacks,
   one reduction each (``plain_with_packed_norms``: 2 reductions a step instead of vanish's
   6, a candidate for the GPU, where launches dominate) and (iii) vanish's compiled epoch
-  (``training._run_epoch``: per-tensor ``Σ g²``, elementwise checks, the step's log as one
-  vector summed in the scan's carry; the checks are reduced once per epoch, after the scan);
-  overhead = time / plain − 1 (target ≤ 10 %). Correctness: vanish's and the plain step's
-  parameters agree. On the H100 (session 14, ``results/ensemble_training_h100.json``; 64
-  members, ~84 µs a plain step, bound by kernel launches) vanish's epoch cost **+33.8 %**
-  while its step still reduced the checks (``all``) every step, the plain step with the same
-  norms +9.9 %, the packed norms +17 %; the present step is not yet measured on a GPU. CPU
-  ``--quick`` (shared 2 cores, session 14, four runs before, three after): vanish +5.0–6.9 %
-  before the change, +5.3–8.0 % after (noise), the plain step's own norms +2.9–5.5 %, the
-  packed norms +10–25 % (the CPU materializes the padded stacks).
+  (``training._run_epoch``: per-tensor ``Σ g²``, their exactness checks reduced by one
+  ``all`` a step, the step's log as one vector summed in the scan's carry); overhead =
+  time / plain − 1 (target ≤ 10 %). Correctness: vanish's and the plain step's parameters
+  agree. On the H100 (session 14, ``results/ensemble_training_h100.json``; 64 members,
+  ~84 µs a plain step, bound by kernel launches) vanish's epoch cost **+33.8 %**, the
+  plain step with the same norms +9.9 %, the packed norms +17 %; the present step (the
+  loss behind a barrier, below) is not yet measured on a GPU. CPU ``--quick`` (shared 2
+  cores, session 14): vanish +5.0–6.9 % (four runs), the plain step's own norms
+  +2.9–5.5 %, the packed norms +10–25 % (the CPU materializes the padded stacks). A
+  variant that logged one 0/1 flag per norm and reduced them once per epoch, after the
+  scan, instead of the ``all`` every step, measured +5.3–8.0 % (three runs, noise) and
+  changed no op count (below), so it was reverted.
 
 * **Structure.** Every entry also records ``loop_body_ops``: the ops of its compiled scanned
   step that launch a kernel on a GPU (:func:`loop_body_ops`: fusions, reductions, custom
   calls, copies, dynamic-update-slices; nested loops times their trip counts), with
   ``loop_body_detail`` (by opcode), so a GPU run shows each time beside its per-step launch
-  count. On the CPU XLA fuses differently: ``--quick`` gives vanish 84, the plain step 79
-  without the norms and 85 with them, before and after the change above (the CPU fused the
-  per-step ``all`` into the log's loop already). A deviceless H100 compile with jax 0.10.2
-  (``jax.experimental.topologies`` with an H100 target config, Triton GEMMs off) gives 58
-  for vanish before and after, 56 and 61 for the plain step without and with the norms, 61
-  packed: there too the ``all`` sat in the log's kernel, so launches alone do not explain
-  vanish's +20 µs a step on the H100 (jax 0.11.2 there).
+  count. On the CPU XLA fuses differently: ``--quick`` gives vanish 84 (also with the
+  per-norm flags, and with the loss barrier), the plain step 79 without the norms and 85
+  with them. A deviceless H100 compile with jax 0.10.2 (``jax.experimental.topologies``
+  with an H100 target config, Triton GEMMs off) gave 58 for vanish (also with the per-norm
+  flags: the ``all`` sits in the log's kernel), 56 and 61 for the plain step without and
+  with the norms, 61 packed, so launches alone do not explain vanish's +20 µs a step on the
+  H100 (jax 0.11.2 there). What it did show: XLA had fused the whole cross-entropy into
+  the kernel that builds the step's log vector (``input_concatenate_fusion``: max and
+  Σ exp of the logits again, the label gather, log, the batch mean), one thread per member
+  looping over 10 examples × 10 classes, where the plain step computes the per-example
+  losses in the last bias's update kernel (640 threads) and their mean in the kernel that
+  writes its loss. The loss now passes ``lax.optimization_barrier`` before it is packed
+  (``training._packed_log``): the same compile gives 60 for vanish (+1 fusion, the
+  loss's mean, +1 copy), the per-example losses in the update kernel as in the plain step,
+  and only the norms' sums, ``log_g`` and the check in the log's kernel; logs and
+  parameters are bitwise unchanged on the CPU. Whether that closes the gap is for the
+  next GPU run to measure.
 
 Network: Nielsen's 64-30-30-30-10 sigmoid net (``gaussian(1.0)`` weights, ``normal(1.0)``
 biases, linear readout, softmax cross-entropy), SGD η = 0.1, batches of 10, sklearn digits.

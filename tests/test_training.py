@@ -581,6 +581,11 @@ def test_compiled_step_has_no_conditional_and_the_norms_agree_with_the_scaled_pa
   }
   assert dots[None] == jaxpr(config).count("dot_general")
   assert dots[1] > dots[None] and dots[3] == dots[1]  # evaluating steps: + the full-set pass
+  # the logged loss passes one optimization_barrier (no value changes; on a GPU it keeps the
+  # cross-entropy out of the log vector's kernel, see training._packed_log), in every variant
+  for variant in (config, training._static(training.Config(log="step"))):
+    for scaled in (False, True):
+      assert jaxpr(variant, scaled).count("optimization_barrier") == 1
   grads = ({"w": jnp.full((1, 3, 4), 0.5), "b": jnp.arange(3.0)[None]},)
   *plain, exact = jax.jit(training._plain_layer_norms)(grads)
   assert bool(exact)  # sums of squares in the safe range

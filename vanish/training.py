@@ -432,7 +432,17 @@ def _log_g(bias_speed: jax.Array) -> jax.Array:
 def _packed_log(loss, bias, weight, exact) -> jax.Array:
   """One step's log as one vector ``[3 + 2L]``: the loss, ``log_g``, 1 if a norm is inexact
   (else 0), the L bias speeds, the L weight speeds. The scanned step writes one vector
-  (``log="step"``) or adds it to the epoch's sums (``log="epoch"``), not one per field."""
+  (``log="step"``) or adds it to the epoch's sums (``log="epoch"``), not one per field.
+
+  The loss enters through ``lax.optimization_barrier``, which changes no value: the
+  gradient does not need the loss itself, so without it XLA:GPU fused the whole
+  cross-entropy (a deviceless H100 compile, jax 0.10.2: max and Σ exp of the logits again,
+  the label gather, log, the batch mean) into the kernel that concatenates this vector, one
+  thread per member looping over batch × classes. Behind the barrier the per-example
+  losses join the last bias's update kernel and their mean is its own small kernel, as in
+  a plain optax step that returns its loss (``benchmarks/bench_ensemble_training.py``).
+  """
+  loss = lax.optimization_barrier(loss)
   head = jnp.stack([loss, _log_g(bias), jnp.where(exact, 0, 1).astype(loss.dtype)])
   return jnp.concatenate([head, bias, weight])
 
