@@ -227,3 +227,26 @@ def test_fast_precision_target_picks_the_fastest_mode_accurate_to_float32():
   shape["entries"][1]["check_float64"]["rel_diff"] = 1e-5
   assert bench_chains._fast_precision_target(shape, "")["best"]["precision"] == "highest"
   assert bench_chains._fast_precision_target({"entries": []}, "")["met"] is None
+
+
+def test_small_width_target_counts_only_entries_that_match_the_plain_chain():
+  from benchmarks import bench_kernels
+
+  def entry(name, speedup, rel_diff=None):
+    e = {"name": name, "impl": "vanish-sweep", "precision": "highest"}
+    e["speedup_vs_baseline"] = speedup
+    if rel_diff is not None:
+      e["check"] = {"against": "jax.chain[highest]", "rel_diff": rel_diff}
+    return e
+
+  small = {"members": 16384, "width": 32, "depth": 50, "entries": []}
+  report = {"path": "pallas_triton", "scalar": [], "spectrum": [], "small": [small]}
+  small["entries"] = [
+    entry("checked", 4.0, rel_diff=2e-6),
+    entry("unchecked", 20.0),  # no check: never counts
+    entry("wrong", 30.0, rel_diff=0.5),  # fast but not the chain's Jacobian
+  ]
+  [target] = bench_kernels.targets(report)
+  assert target["entry"] == "checked" and target["measured"] == 4.0 and target["met"] is False
+  small["entries"][0]["check"]["rel_diff"] = 1e-3  # beyond float32's 1e-4 at "highest"
+  assert bench_kernels.targets(report) == []
